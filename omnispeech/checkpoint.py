@@ -1,0 +1,191 @@
+"""Checkpoint folders: ``config.json`` + safetensors (one file, or shards with an index).
+
+Tensors are read lazily by key prefix, so loading the audio tower of a 30B Omni checkpoint reads
+only the audio tower's bytes. Modules are built on the meta device (no memory, no random init)
+and filled with ``load_state_dict(assign=True)``; the key check is strict and names what is
+missing or unexpected. Only safetensors are read: no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from omnispeech.errors import CheckpointError
+
+M = TypeVar("M", bound=nn.Module)
+
+_INDEX = "model.safetensors.index.json"
+
+
+class CheckpointFolder:
+    """A local checkpoint folder, opened for lazy reads.
+
+    Args:
+        path: folder holding ``config.json`` and ``*.safetensors`` (sharded with
+            ``model.safetensors.index.json`` or not).
+
+    Raises:
+        CheckpointError: the folder, its config or its weights are missing or unreadable.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise CheckpointError(f"{self.path}: no such checkpoint folder")
+        config_file = self.path / "config.json"
+        if not config_file.is_file():
+            raise CheckpointError(f"{self.path}: not a checkpoint folder (no config.json)")
+        try:
+            self.config: dict[str, Any] = json.loads(config_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{config_file}: unreadable config.json ({exc})") from exc
+        self._key_to_file = self._index()
+
+    def _index(self) -> dict[str, Path]:
+        index = self.path / _INDEX
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (OSError, json.JSONDecodeError, KeyError) as exc:
+                raise CheckpointError(f"{index}: unreadable shard index ({exc})") from exc
+            missing = sorted({f for f in weight_map.values() if not (self.path / f).is_file()})
+            if missing:
+                raise CheckpointError(f"{self.path}: shards listed in the index are missing: {missing}")
+            return {k: self.path / f for k, f in weight_map.items()}
+        files = sorted(self.path.glob("*.safetensors"))
+        if not files:
+            raise CheckpointError(f"{self.path}: no *.safetensors weights in the folder")
+        out: dict[str, Path] = {}
+        for file in files:
+            try:
+                with safe_open(file, framework="pt") as handle:
+                    out.update(dict.fromkeys(handle.keys(), file))
+            except Exception as exc:  # safetensors raises several error types for bad headers
+                raise CheckpointError(f"{file}: not a readable safetensors file ({exc})") from exc
+        return out
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """All tensor names starting with ``prefix``, sorted."""
+        return sorted(k for k in self._key_to_file if k.startswith(prefix))
+
+    def has_prefix(self, prefix: str) -> bool:
+        """Whether any tensor name starts with ``prefix``."""
+        return any(k.startswith(prefix) for k in self._key_to_file)
+
+    def read(self, prefix: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """Read every tensor under ``prefix``, with the prefix stripped from the names.
+
+        Only the files and tensors under the prefix are touched.
+        """
+        by_file: dict[Path, list[str]] = {}
+        for key in self.keys(prefix):
+            by_file.setdefault(self._key_to_file[key], []).append(key)
+        out: dict[str, torch.Tensor] = {}
+        for file, names in by_file.items():
+            try:
+                with safe_open(file, framework="pt") as handle:
+                    for name in names:
+                        tensor = handle.get_tensor(name)
+                        if dtype is not None and tensor.is_floating_point():
+                            tensor = tensor.to(dtype)
+                        out[name[len(prefix) :]] = tensor
+            except Exception as exc:
+                raise CheckpointError(f"{file}: failed to read tensors ({exc})") from exc
+        return out
+
+
+def build_on_meta(factory: Callable[[], M]) -> M:
+    """Construct a module without allocating or initialising its parameters.
+
+    Buffers created with an explicit ``device="cpu"`` (derived tables such as RoPE frequencies)
+    stay real; everything else lives on the meta device until :func:`load_state` assigns it.
+    """
+    with torch.device("meta"):
+        return factory()
+
+
+def load_state(
+    module: nn.Module, state: dict[str, torch.Tensor], source: str, ignore: Iterable[str] = ()
+) -> None:
+    """Strictly load ``state`` into ``module`` (built on meta or not), by assignment.
+
+    Args:
+        module: the target module.
+        state: tensors by name (the module's own names).
+        source: what the tensors came from, for the error message.
+        ignore: names that may be present in ``state`` without a matching parameter.
+
+    Raises:
+        CheckpointError: naming missing keys, unexpected keys and shape mismatches.
+    """
+    expected = {k: v for k, v in module.state_dict().items()}
+    ignored = set(ignore)
+    state = {k: v for k, v in state.items() if k not in ignored}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_clip(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_clip(unexpected)}")
+        if wrong:
+            parts.append(f"shape mismatches {_clip(wrong)}")
+        raise CheckpointError(f"{source}: does not match the model: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True, assign=True)
+
+
+def _clip(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return f"[{shown}]{more}"
+
+
+def save_folder(
+    path: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> None:
+    """Write ``config.json`` and ``model.safetensors`` (contiguous CPU copies) into ``path``."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_file(
+        {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
+        str(folder / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+
+
+def resolve_folder(name_or_path: str | Path) -> Path:
+    """A local folder as is; otherwise a hub repository name, downloaded when the optional
+    ``huggingface_hub`` is installed and the network allows (never needed by omnispeech itself).
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    text = str(name_or_path)
+    if path.exists() or text.count("/") != 1 or text.startswith((".", "/")):
+        raise CheckpointError(f"{text}: no such checkpoint folder")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise CheckpointError(
+            f"{text}: no such folder; to download it by name install the 'hub' extra "
+            "(pip install 'omnispeech[hub]') or pass a local checkpoint folder"
+        ) from exc
+    try:
+        return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "*.txt"]))
+    except Exception as exc:  # network and hub errors come in many types
+        raise CheckpointError(f"{text}: could not download ({exc.__class__.__name__}: {exc})") from exc

@@ -1,0 +1,163 @@
+"""A lean Qwen3 dense decoder: GQA with q/k-norm, RoPE, SwiGLU, pre-RMSNorm.
+
+Used by the ASR text decoder and (later) the TTS talker. Module and weight names match the
+released checkpoints below their prefix (``embed_tokens``, ``layers.N.self_attn.q_proj``,
+``layers.N.mlp.gate_proj``, ``norm`` ...), so a state dict loads without renaming.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnispeech.config import FrozenConfig
+from omnispeech.core.attention import GQAttention, KVCache
+from omnispeech.core.norm import RMSNorm
+from omnispeech.core.rope import RotaryEmbedding
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig(FrozenConfig):
+    """Shape of a Qwen3 dense decoder.
+
+    ``head_dim`` is explicit: Qwen3 models use 128 whatever ``hidden_size / num_heads`` is.
+    """
+
+    vocab_size: int = 151936
+    hidden_size: int = 1024
+    intermediate_size: int = 3072
+    num_layers: int = 28
+    num_heads: int = 16
+    num_kv_heads: int = 8
+    head_dim: int = 128
+    rope_theta: float = 1_000_000.0
+    rms_norm_eps: float = 1e-6
+    max_positions: int = 65536  # RoPE is defined anywhere; this bounds caches and prompts
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError("num_heads must be a multiple of num_kv_heads")
+        if self.head_dim % 2:
+            raise ValueError("head_dim must be even (RoPE rotates pairs)")
+
+
+class SwiGLU(nn.Module):
+    """``down(silu(gate(x)) * up(x))`` without biases."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = GQAttention(
+            cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.rms_norm_eps
+        )
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class DecoderCache:
+    """One :class:`KVCache` per layer plus the shared position counter."""
+
+    def __init__(self, layers: list[KVCache]) -> None:
+        self.layers = layers
+
+    @property
+    def length(self) -> int:
+        """Positions already cached (the position of the next input)."""
+        return self.layers[0].length
+
+
+class Decoder(nn.Module):
+    """Token embedding, ``num_layers`` Qwen3 blocks and the final RMSNorm.
+
+    The LM head is not part of this module: with tied embeddings it is ``embed_tokens`` itself
+    (see :meth:`logits`), otherwise the owner keeps its own ``lm_head``.
+    """
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)
+
+    def new_cache(
+        self, batch_size: int, capacity: int, device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> DecoderCache:
+        """A preallocated cache for ``batch_size`` streams of up to ``capacity`` positions."""
+        ref = self.embed_tokens.weight
+        return DecoderCache([
+            KVCache(batch_size, self.cfg.num_kv_heads, self.cfg.head_dim, capacity,
+                    device or ref.device, dtype or ref.dtype)
+            for _ in self.layers
+        ])
+
+    def forward(
+        self, inputs_embeds: torch.Tensor, cache: DecoderCache | None = None
+    ) -> torch.Tensor:
+        """``inputs_embeds`` ``[B, T, hidden]`` -> final-normed hidden states ``[B, T, hidden]``.
+
+        Positions continue from ``cache.length`` (0 without a cache).
+        """
+        B, T, _ = inputs_embeds.shape
+        start = cache.length if cache is not None else 0
+        positions = torch.arange(start, start + T, device=inputs_embeds.device).expand(B, T)
+        rope = self.rotary(positions, inputs_embeds.dtype)
+        x = inputs_embeds
+        for i, layer in enumerate(self.layers):
+            x = layer(x, rope, cache.layers[i] if cache is not None else None)
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Tied LM head: ``hidden`` ``[..., hidden]`` -> logits ``[..., vocab]``."""
+        return F.linear(hidden, self.embed_tokens.weight)
+
+
+def decoder_config_from_released(text_config: dict) -> DecoderConfig:
+    """Translate a released Qwen3 ``text_config`` dict (either Qwen3-ASR layout).
+
+    RoPE theta is read from ``rope_theta``, ``rope_parameters`` or ``rope_scaling``; the
+    multimodal sections these configs may declare are irrelevant for text and speech, whose
+    three position streams are equal.
+    """
+    rope = text_config.get("rope_parameters") or text_config.get("rope_scaling") or {}
+    theta = text_config.get("rope_theta", rope.get("rope_theta", 1_000_000.0))
+    hidden = text_config["hidden_size"]
+    heads = text_config["num_attention_heads"]
+    return DecoderConfig(
+        vocab_size=text_config["vocab_size"],
+        hidden_size=hidden,
+        intermediate_size=text_config["intermediate_size"],
+        num_layers=text_config["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=text_config.get("num_key_value_heads", heads),
+        head_dim=text_config.get("head_dim") or hidden // heads,
+        rope_theta=float(theta),
+        rms_norm_eps=text_config.get("rms_norm_eps", 1e-6),
+        max_positions=text_config.get("max_position_embeddings", 65536),
+        tie_word_embeddings=text_config.get("tie_word_embeddings", True),
+    )

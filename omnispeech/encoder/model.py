@@ -1,0 +1,200 @@
+"""AuT: the audio encoder of Qwen3-Omni and Qwen3-ASR.
+
+log-mel ``[B, 128, T]`` (100 frames/s) -> tokens ``[B, N, output_dim]`` at 13 tokens/s.
+
+1. The mel is cut into 1-s chunks of 100 frames; a partial last chunk is zero-padded.
+2. Three ``Conv2d(k=3, s=2, p=1)`` + GELU over (mel, time): 100 frames -> 13 steps, 128 mel
+   bins -> 16; flattened channel-major (480 * 16) and projected to ``d_model`` (no bias).
+3. A sinusoid table is added; positions restart at 0 in every chunk.
+4. Pre-LN transformer layers with bidirectional attention inside windows of 8 chunks (104
+   tokens, 8 s) of one audio; windows never span audios.
+5. ``ln_post``, then ``proj1`` -> GELU -> ``proj2`` into the LLM width.
+
+Because windows are whole chunks, a window is final once its 8 chunks are in: this is what
+makes exact incremental streaming cheap (see :mod:`omnispeech.encoder.streaming`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnispeech.encoder.config import EncoderConfig
+from omnispeech.errors import InputError
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Whisper-style table ``[length, channels]``: all sines, then all cosines (float32)."""
+    half = channels // 2
+    inc = math.log(max_timescale) / (half - 1)
+    inv = torch.exp(-inc * torch.arange(half, dtype=torch.float32, device="cpu"))
+    angles = torch.arange(length, dtype=torch.float32, device="cpu")[:, None] * inv[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class EncoderAttention(nn.Module):
+    """Multi-head self-attention with biases on all projections (Whisper layout)."""
+
+    def __init__(self, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """``x`` ``[W, L, D]`` windows, ``key_mask`` ``[W, L]`` (True = real token)."""
+        W, L, D = x.shape
+        H = self.num_heads
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(W, L, H, D // H).transpose(1, 2)
+
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)), attn_mask=mask
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(W, L, D))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN block: ``x + attn(ln(x))``, then ``x + fc2(gelu(fc1(ln(x))))``."""
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int) -> None:
+        super().__init__()
+        self.self_attn = EncoderAttention(d_model, num_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, d_model)
+        self.final_layer_norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask)
+        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+
+
+class AuT(nn.Module):
+    """The encoder network; weight names equal the released ``audio_tower`` keys.
+
+    Most users want :class:`omnispeech.encoder.AudioEncoder`, which adds loading, input
+    validation and streaming around this module.
+    """
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.downsample_hidden_size
+        self.conv2d1 = nn.Conv2d(1, ch, 3, stride=2, padding=1)
+        self.conv2d2 = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.conv2d3 = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.conv_out = nn.Linear(ch * cfg.freq_bins_after_conv, cfg.d_model, bias=False)
+        # Only rows 0..12 are ever used (positions restart per chunk); derived, not stored.
+        self.register_buffer(
+            "positions", sinusoids(cfg.tokens_per_chunk, cfg.d_model), persistent=False
+        )
+        self.layers = nn.ModuleList(
+            EncoderLayer(cfg.d_model, cfg.encoder_attention_heads, cfg.encoder_ffn_dim)
+            for _ in range(cfg.encoder_layers)
+        )
+        self.ln_post = nn.LayerNorm(cfg.d_model)
+        if cfg.output_dim is not None:
+            self.proj1 = nn.Linear(cfg.d_model, cfg.d_model)
+            self.proj2 = nn.Linear(cfg.d_model, cfg.output_dim)
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.output_dim if self.cfg.output_dim is not None else self.cfg.d_model
+
+    def embed_chunks(self, chunks: torch.Tensor) -> torch.Tensor:
+        """Conv stem on whole chunks: ``[C, n_mels, F]`` (F frames, zero-padded) ->
+        ``[C, ceil-ish(F / 8), d_model]`` with the per-chunk positions added."""
+        x = F.gelu(self.conv2d1(chunks[:, None]))
+        x = F.gelu(self.conv2d2(x))
+        x = F.gelu(self.conv2d3(x))
+        C, ch, f, t = x.shape
+        x = self.conv_out(x.permute(0, 3, 1, 2).reshape(C, t, ch * f))
+        return x + self.positions[:t].to(x.dtype)
+
+    def encode_windows(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Transformer and output head on attention windows: ``[W, L, d_model]`` with
+        ``key_mask`` ``[W, L]`` (None = all real) -> ``[W, L, out_dim]``."""
+        for layer in self.layers:
+            x = layer(x, key_mask)
+        x = self.ln_post(x)
+        if self.cfg.output_dim is not None:
+            x = self.proj2(F.gelu(self.proj1(x)))
+        return x
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Offline pass over a padded batch.
+
+        Args:
+            features: log-mel ``[B, n_mels, T]``; frames at or past ``lengths`` are ignored.
+            lengths: valid frames per audio ``[B]`` (>= 1).
+
+        Returns:
+            ``[B, N_max, out_dim]``; row b is valid up to ``cfg.num_tokens(lengths[b])``, the rest
+            is zero.
+        """
+        cfg = self.cfg
+        B, M, T = features.shape
+        cf, tpc, cpw = cfg.chunk_frames, cfg.tokens_per_chunk, cfg.chunks_per_window
+        lens = [int(n) for n in lengths.tolist()]
+        n_chunks = [-(-n // cf) for n in lens]
+        max_chunks = max(n_chunks)
+        # Zero every frame past its audio's length, then pad time to whole chunks.
+        frame_ok = torch.arange(T, device=features.device)[None, :] < lengths.to(features.device)[:, None]
+        x = features * frame_ok[:, None, :].to(features.dtype)
+        x = F.pad(x, (0, max_chunks * cf - T)) if max_chunks * cf >= T else x[..., : max_chunks * cf]
+        chunks = x.view(B, M, max_chunks, cf).permute(0, 2, 1, 3)  # [B, nC, M, cf]
+        chunk_ok = torch.arange(max_chunks)[None, :] < torch.tensor(n_chunks)[:, None]
+        width = cf
+        if cfg.pad_short_batches_to_longest and max(lens) < cf:
+            width = max(lens)  # the Qwen3-Omni rule for batches with no full chunk
+        emb = self.embed_chunks(chunks[chunk_ok][..., :width])  # [C, t, D]
+        t = emb.shape[1]
+        # Scatter the valid chunks back into a [B, nC, t, D] grid, pad to whole windows.
+        n_windows = -(-max_chunks // cpw)
+        grid = emb.new_zeros(B, n_windows * cpw, t, emb.shape[-1])
+        grid[:, :max_chunks][chunk_ok] = emb
+        windows = grid.view(B, n_windows, cpw * t, -1)
+        n_tok = torch.tensor([cfg.num_tokens(n) for n in lens])
+        tok_pos = torch.arange(n_windows * cpw * t).view(n_windows, cpw * t)
+        key_ok = tok_pos[None] < n_tok[:, None, None]  # [B, nW, L]
+        window_ok = key_ok.any(-1)
+        win = windows[window_ok]
+        mask = key_ok[window_ok].to(win.device)
+        out = self.encode_windows(win, None if bool(mask.all()) else mask)
+        full = out.new_zeros(B, n_windows, cpw * t, out.shape[-1])
+        full[window_ok] = out
+        full = full.view(B, n_windows * cpw * t, -1)[:, : int(n_tok.max())]
+        return full * (torch.arange(full.shape[1])[None, :] < n_tok[:, None]).to(full)[..., None]
+
+
+def check_features(features: torch.Tensor, lengths: torch.Tensor | None, n_mels: int) -> torch.Tensor:
+    """Validate a feature batch; return the lengths (all frames when ``lengths`` is None).
+
+    Raises:
+        InputError: wrong rank or mel count, non-finite values, lengths out of range.
+    """
+    if features.dim() != 3 or features.shape[1] != n_mels:
+        raise InputError(
+            f"features must be [B, {n_mels}, T] log-mel frames, got shape {tuple(features.shape)}"
+        )
+    if not features.is_floating_point():
+        raise InputError(f"features must be floating point, got {features.dtype}")
+    if not bool(torch.isfinite(features).all()):
+        raise InputError("features contain NaN or Inf")
+    B, _, T = features.shape
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.long)
+    lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+    if lengths.shape != (B,):
+        raise InputError(f"lengths must have shape [{B}], got {tuple(lengths.shape)}")
+    if bool((lengths < 1).any()) or bool((lengths > T).any()):
+        raise InputError(f"lengths must lie in [1, {T}], got {lengths.tolist()}")
+    return lengths

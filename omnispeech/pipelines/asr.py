@@ -1,0 +1,317 @@
+"""``ASR``: AuT encoder -> projector -> Qwen3 decoder -> text, from Qwen3-ASR folders.
+
+Loads the released Qwen3-ASR checkpoints unchanged, in the original layout (``thinker.*``, as
+published for the ``qwen-asr`` package) and in the transformers ``-hf`` layout
+(``model.audio_tower``, ``model.multi_modal_projector``, ``model.language_model``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from omnispeech.audio import load_audio, log_mel_spectrogram, prepare_audio
+from omnispeech.checkpoint import CheckpointFolder, build_on_meta, load_state, resolve_folder, save_folder
+from omnispeech.core import Decoder, DecoderConfig, decoder_config_from_released
+from omnispeech.encoder import AudioEncoder, EncoderConfig
+from omnispeech.encoder.layouts import detect_layout
+from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
+from omnispeech.pipelines.asr_prompt import (
+    Transcription,
+    parse_answer,
+    prompt_parts,
+    resolve_language,
+)
+from omnispeech.pipelines.tokenizer import load_tokenizer, special_id
+
+SAMPLE_RATE = 16_000
+# The reference front end zero-pads clips shorter than 0.5 s to 0.5 s.
+MIN_SAMPLES = SAMPLE_RATE // 2
+DEFAULT_EOS = (151643, 151645)  # <|endoftext|>, <|im_end|>
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class ASRConfig:
+    """What the pipeline needs besides the two networks' shapes."""
+
+    eos_token_ids: tuple[int, ...] = DEFAULT_EOS
+    languages: tuple[str, ...] = ()  # the checkpoint's own list; empty = the built-in 30
+
+
+class ASR(nn.Module):
+    """Speech recognition with a Qwen3-ASR checkpoint.
+
+    Example::
+
+        asr = ASR.from_pretrained("Qwen3-ASR-0.6B")
+        print(asr.transcribe("talk.wav").text)
+
+    Args:
+        encoder: the AuT encoder with its projection into the decoder width.
+        decoder: the Qwen3 text decoder.
+        lm_head: output projection, or None when tied to the decoder's embeddings.
+        tokenizer: the Qwen tokenizer (``tokenizers.Tokenizer``).
+        config: end tokens and languages.
+    """
+
+    def __init__(  # noqa: PLR0913 - the parts of the pipeline, each needed
+        self,
+        encoder: AudioEncoder,
+        decoder: Decoder,
+        lm_head: nn.Linear | None,
+        tokenizer,
+        config: ASRConfig,
+    ) -> None:
+        super().__init__()
+        if encoder.out_dim != decoder.cfg.hidden_size:
+            raise CheckpointError(
+                f"encoder output width {encoder.out_dim} != decoder width {decoder.cfg.hidden_size}"
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.lm_head = lm_head
+        self.tokenizer = tokenizer
+        self.config = config
+        self.audio_pad_id = special_id(tokenizer, "<|audio_pad|>")
+
+    # -- loading ------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    ) -> ASR:
+        """Load a Qwen3-ASR folder (original or ``-hf`` layout) or one saved by omnispeech.
+
+        Raises:
+            CheckpointError: the folder is missing, not a Qwen3-ASR model, or its keys differ.
+            TokenizerError: the folder has no usable tokenizer files.
+        """
+        folder = CheckpointFolder(resolve_folder(name_or_path))
+        cfg = folder.config
+        if cfg.get("model_type") != "qwen3_asr":
+            raise CheckpointError(
+                f"{folder.path}: not a Qwen3-ASR checkpoint (model_type "
+                f"{cfg.get('model_type', 'missing')!r}); `omnispeech asr` needs a Qwen3-ASR folder"
+            )
+        if isinstance(cfg.get("thinker_config"), dict):  # original layout
+            text_cfg = cfg["thinker_config"].get("text_config")
+            text_prefix, head_key = "thinker.model.", "thinker.lm_head.weight"
+        else:  # transformers -hf layout
+            text_cfg = cfg.get("text_config")
+            text_prefix, head_key = "model.language_model.", "lm_head.weight"
+        if not isinstance(text_cfg, dict):
+            raise CheckpointError(f"{folder.path}: config.json has no text_config")
+        dec_cfg = decoder_config_from_released(text_cfg)
+        layout = detect_layout(folder)
+        encoder = build_on_meta(lambda: AudioEncoder(layout.config))
+        load_state(encoder.net, layout.read(folder, dtype), f"{folder.path} (audio encoder)")
+        decoder = build_on_meta(lambda: Decoder(dec_cfg))
+        load_state(decoder, folder.read(text_prefix, dtype), f"{folder.path} (text decoder)")
+        lm_head = None
+        # The checkpoint's tensors decide: a stored head is used; otherwise it is tied.
+        if head_key in folder.keys(head_key):
+            weight = folder.read(head_key, dtype)[""]
+            if not (dec_cfg.tie_word_embeddings and torch.equal(weight, decoder.embed_tokens.weight)):
+                lm_head = build_on_meta(lambda: nn.Linear(dec_cfg.hidden_size, dec_cfg.vocab_size, bias=False))
+                load_state(lm_head, {"weight": weight}, f"{folder.path} (lm head)")
+        eos = cfg.get("eos_token_id") or cfg.get("thinker_config", {}).get("eos_token_id")
+        gen_file = folder.path / "generation_config.json"
+        if gen_file.is_file():
+            eos = json.loads(gen_file.read_text()).get("eos_token_id", eos)
+        eos_ids = tuple(eos) if isinstance(eos, list | tuple) else ((eos,) if eos else DEFAULT_EOS)
+        config = ASRConfig(eos_token_ids=eos_ids, languages=tuple(cfg.get("support_languages", ())))
+        model = cls(encoder, decoder, lm_head, load_tokenizer(folder.path), config)
+        model.source = folder.path
+        return model.to(device=device, dtype=dtype).eval()
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the original Qwen3-ASR layout (``thinker.*``) with tokenizer files."""
+        enc, dec = self.encoder.cfg, self.decoder.cfg
+        audio = {k: v for k, v in enc.to_dict().items() if k != "pad_short_batches_to_longest"}
+        text = {
+            "model_type": "qwen3", "vocab_size": dec.vocab_size, "hidden_size": dec.hidden_size,
+            "intermediate_size": dec.intermediate_size, "num_hidden_layers": dec.num_layers,
+            "num_attention_heads": dec.num_heads, "num_key_value_heads": dec.num_kv_heads,
+            "head_dim": dec.head_dim, "rope_theta": dec.rope_theta, "rms_norm_eps": dec.rms_norm_eps,
+            "max_position_embeddings": dec.max_positions,
+            "tie_word_embeddings": self.lm_head is None,
+        }
+        config = {
+            "model_type": "qwen3_asr",
+            "thinker_config": {"audio_config": {**audio, "activation_function": "gelu"},
+                               "text_config": text, "audio_token_id": self.audio_pad_id},
+            "eos_token_id": list(self.config.eos_token_ids),
+        }
+        if self.config.languages:
+            config["support_languages"] = list(self.config.languages)
+        tensors = {f"thinker.audio_tower.{k}": v for k, v in self.encoder.net.state_dict().items()}
+        tensors.update({f"thinker.model.{k}": v for k, v in self.decoder.state_dict().items()})
+        if self.lm_head is not None:
+            tensors["thinker.lm_head.weight"] = self.lm_head.weight
+        save_folder(path, config, tensors)
+        self.tokenizer.save(str(Path(path) / "tokenizer.json"))
+
+    # -- recognition --------------------------------------------------------------------------
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder.logits(hidden) if self.lm_head is None else self.lm_head(hidden)
+
+    def prompt_ids(self, num_audio_tokens: int, language: str | None, context: str = "") -> list[int]:
+        """Token ids of the full prompt with ``num_audio_tokens`` audio placeholders."""
+        head, tail = prompt_parts(context, language)
+        enc = self.tokenizer.encode
+        return (enc(head, add_special_tokens=False).ids + [self.audio_pad_id] * num_audio_tokens
+                + enc(tail, add_special_tokens=False).ids)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        audio_tokens: torch.Tensor,
+        language: str | None = None,
+        context: str = "",
+        max_new_tokens: int = 512,
+        min_new_tokens: int = 0,
+    ) -> list[int]:
+        """Greedy decoding over one audio's encoder tokens.
+
+        Args:
+            audio_tokens: ``[N, D]`` encoder output (13 per second).
+            language: forced language name (already resolved), or None to detect.
+            context: text for the system turn (hot words, topic).
+            max_new_tokens: most tokens to generate.
+            min_new_tokens: end tokens are ignored before this many (benchmarks).
+
+        Returns:
+            generated ids, without the end token.
+        """
+        ids = self.prompt_ids(audio_tokens.shape[0], language, context)
+        device = self.decoder.embed_tokens.weight.device
+        ids_t = torch.tensor(ids, device=device)
+        embeds = self.decoder.embed_tokens(ids_t)
+        embeds[ids_t == self.audio_pad_id] = audio_tokens.to(embeds)
+        cache = self.decoder.new_cache(1, len(ids) + max_new_tokens)
+        hidden = self.decoder(embeds[None], cache)
+        out: list[int] = []
+        eos = set(self.config.eos_token_ids)
+        for step in range(max_new_tokens):
+            logits = self._logits(hidden[:, -1])
+            if step < min_new_tokens:
+                logits[:, list(eos)] = float("-inf")
+            token = int(logits.argmax(-1))
+            if token in eos:
+                break
+            out.append(token)
+            if step + 1 < max_new_tokens:
+                hidden = self.decoder(self.decoder.embed_tokens(torch.tensor([[token]], device=device)), cache)
+        return out
+
+    def transcribe(
+        self,
+        audio: str | Path | np.ndarray | torch.Tensor,
+        sample_rate: int = SAMPLE_RATE,
+        language: str | None = None,
+        context: str = "",
+        max_new_tokens: int = 512,
+    ) -> Transcription:
+        """Transcribe one utterance held in memory or a short file (see :meth:`transcribe_file`
+        for long recordings).
+
+        Args:
+            audio: a path, or samples ``[S]`` / ``[C, S]`` at ``sample_rate`` Hz.
+            sample_rate: rate of in-memory samples (resampled to 16 kHz).
+            language: code or name to force; None or ``auto`` to detect.
+            context: optional system-turn text.
+            max_new_tokens: most tokens per utterance.
+
+        Raises:
+            AudioError: unreadable, empty, silent or non-finite audio.
+            InputError: an unsupported language.
+        """
+        forced = resolve_language(language, list(self.config.languages) or None)
+        if isinstance(audio, str | Path):
+            wav = load_audio(audio, SAMPLE_RATE)
+        else:
+            wav = prepare_audio(audio, sample_rate, SAMPLE_RATE)
+        return self._transcribe_wav(wav, forced, context, max_new_tokens)
+
+    def _transcribe_wav(
+        self, wav: np.ndarray, forced: str | None, context: str, max_new_tokens: int
+    ) -> Transcription:
+        if not np.any(wav):
+            raise EmptyAudioError("the audio is silent (every sample is zero); nothing to transcribe")
+        if wav.shape[0] < MIN_SAMPLES:
+            wav = np.pad(wav, (0, MIN_SAMPLES - wav.shape[0]))
+        feats = log_mel_spectrogram(torch.from_numpy(wav), self.encoder.cfg.num_mel_bins)
+        weight = self.decoder.embed_tokens.weight
+        tokens = self.encoder(feats[None].to(weight.device)).tokens[0]
+        ids = self.generate(tokens, forced, context, max_new_tokens)
+        text, lang = parse_answer(self.tokenizer.decode(ids, skip_special_tokens=False), forced)
+        return Transcription(text=text, language=lang, token_ids=tuple(ids))
+
+    def transcribe_file(
+        self,
+        path: str | Path,
+        language: str | None = None,
+        context: str = "",
+        segment_seconds: float = 30.0,
+        progress: Callable[[float], None] | None = None,
+    ) -> Transcription:
+        """Transcribe a recording of any length without holding all of it in memory.
+
+        The file is read block by block and cut into segments of at most ``segment_seconds``
+        at the quietest 100 ms of each segment's last quarter (so cuts fall between words);
+        each segment is encoded and decoded on its own, and the texts are joined.
+
+        Args:
+            path: audio file (wav/flac/ogg), any rate and channel count.
+            language: code or name to force; None to detect (the first detected is reported).
+            context: optional system-turn text.
+            segment_seconds: longest segment, in seconds (>= 2).
+            progress: called with the seconds of audio done after each segment.
+        """
+        if segment_seconds < 2:
+            raise InputError(f"segment_seconds must be >= 2, got {segment_seconds}")
+        forced = resolve_language(language, list(self.config.languages) or None)
+        texts, languages, ids = [], [], []
+        for segment in _segments(path, segment_seconds):
+            if np.any(segment):
+                result = self._transcribe_wav(segment, forced, context, max_new_tokens=512)
+                if result.text:
+                    texts.append(result.text)
+                languages.append(result.language)
+                ids.extend(result.token_ids)
+            if progress is not None:
+                progress(segment.shape[0] / SAMPLE_RATE)
+        if not languages:
+            raise EmptyAudioError(f"{path}: the audio is silent (every sample is zero)")
+        lang = next((x for x in languages if x), None)
+        return Transcription(text=" ".join(texts), language=lang, token_ids=tuple(ids))
+
+
+def _segments(path: str | Path, segment_seconds: float) -> Iterator[np.ndarray]:
+    """Cut a file into segments at low-energy points, reading it block by block."""
+    from omnispeech.audio import iter_audio_blocks
+
+    limit = int(segment_seconds * SAMPLE_RATE)
+    frame = SAMPLE_RATE // 10  # 100 ms energy frames
+    buffer = np.zeros(0, dtype=np.float32)
+    for block in iter_audio_blocks(path, block_seconds=1.0, sample_rate=SAMPLE_RATE):
+        buffer = np.concatenate([buffer, block])
+        while buffer.shape[0] >= limit:
+            search_from = (limit * 3 // 4) // frame
+            energies = [float(np.square(buffer[i * frame : (i + 1) * frame]).sum())
+                        for i in range(search_from, limit // frame)]
+            cut = (search_from + int(np.argmin(energies))) * frame + frame // 2
+            yield buffer[:cut]
+            buffer = buffer[cut:]
+    if buffer.shape[0]:
+        yield buffer
+
+
+__all__ = ["ASR", "ASRConfig", "EncoderConfig", "DecoderConfig", "Transcription"]

@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny reference models (transformers 5.23.0, the test oracle) saved to folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_AUDIO = dict(
+    num_mel_bins=128,
+    encoder_layers=2,
+    encoder_attention_heads=4,
+    encoder_ffn_dim=128,
+    d_model=64,
+    output_dim=96,
+    downsample_hidden_size=32,
+    n_window=50,
+    n_window_infer=800,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long-running tests")
+    config.addinivalue_line("markers", "requires_cuda: needs a CUDA GPU")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="requires_cuda: no CUDA device on this machine")
+    for item in items:
+        if "requires_cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def redraw(module: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None:
+    """Random init is tiny in transformers; larger weights make comparisons meaningful."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(std * torch.randn(p.shape, generator=g))
+
+
+def ref_omni_encoder(**overrides):
+    from transformers import Qwen3OmniMoeAudioEncoderConfig
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+        Qwen3OmniMoeAudioEncoder,
+    )
+
+    cfg = Qwen3OmniMoeAudioEncoderConfig(**{**TINY_AUDIO, **overrides})
+    model = Qwen3OmniMoeAudioEncoder._from_config(cfg, attn_implementation="eager").eval()
+    redraw(model)
+    return model
+
+
+def write_folder(path: Path, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
+    """A checkpoint folder in an arbitrary (e.g. released) layout."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def omni_encoder_folder(tmp_path_factory):
+    """(reference encoder, folder in the released Qwen3-Omni layout ``thinker.audio_tower.*``)."""
+    ref = ref_omni_encoder()
+    folder = tmp_path_factory.mktemp("omni")
+    config = {
+        "model_type": "qwen3_omni_moe",
+        "thinker_config": {"model_type": "qwen3_omni_moe_thinker", "audio_config": ref.config.to_dict()},
+    }
+    tensors = {f"thinker.audio_tower.{k}": v for k, v in ref.state_dict().items()}
+    # A released checkpoint also holds the thinker and talker: the encoder must skip them.
+    tensors["thinker.model.embed_tokens.weight"] = torch.zeros(8, 4)
+    tensors["talker.codec_head.weight"] = torch.zeros(8, 4)
+    return ref, write_folder(folder, config, tensors)
