@@ -39,7 +39,7 @@ _MAX_FREQ = SAMPLE_RATE / 2  # the filters span 0 Hz to Nyquist (8 kHz).
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
     """Slaney mel scale: linear (3 mel per 200 Hz) below 1 kHz, logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
+    hz = np.atleast_1d(np.asarray(hz, dtype=np.float64))
     mel = 3.0 * hz / 200.0
     log_step = math.log(6.4) / 27.0  # 27 mel per factor 6.4 in frequency above 1 kHz
     above = hz >= 1000.0
@@ -49,7 +49,7 @@ def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
 
 def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     """Inverse of :func:`_hz_to_mel`."""
-    mel = np.asarray(mel, dtype=np.float64)
+    mel = np.atleast_1d(np.asarray(mel, dtype=np.float64))
     hz = 200.0 * mel / 3.0
     log_step = math.log(6.4) / 27.0
     above = mel >= 15.0  # 15 mel == 1 kHz, the knee of the Slaney scale
@@ -73,7 +73,8 @@ def mel_filter_bank(n_mels: int = N_MELS) -> np.ndarray:
         raise InputError(f"n_mels must be positive, got {n_mels}")
     fft_freqs = np.linspace(0.0, _MAX_FREQ, _N_FREQS)
     # n_mels + 2 edges evenly spaced in mel: filter m rises from edge m to m+1, falls to m+2.
-    edges_mel = np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(_MAX_FREQ)), n_mels + 2)
+    low, high = _hz_to_mel(np.array([0.0, _MAX_FREQ]))
+    edges_mel = np.linspace(low, high, n_mels + 2)
     edges = _mel_to_hz(edges_mel)
     widths = np.diff(edges)  # [n_mels + 1]
     rise = (fft_freqs[None, :] - edges[:-2, None]) / widths[:-1, None]
@@ -359,7 +360,7 @@ class StreamingLogMel:
         if keep_from > self._start:
             self._buf = self._buf[keep_from - self._start :]
             self._start = keep_from
-        return _finish(log_spec, torch.tensor(self._peak))
+        return _finish(log_spec, torch.tensor(self._peak, dtype=torch.float32))
 
     def _empty(self) -> torch.Tensor:
         return torch.zeros(self.n_mels, 0)

@@ -1,0 +1,36 @@
+"""omnispeech: the speech side of Qwen3-Omni as standalone, fast, streaming PyTorch modules.
+
+Public API (loaded lazily, so ``import omnispeech`` does not import torch):
+
+- :class:`omnispeech.AudioEncoder` - the AuT encoder (Qwen3-Omni / Qwen3-ASR), offline and
+  streaming.
+- :class:`omnispeech.ASR` - speech recognition with Qwen3-ASR checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "AudioEncoder": "omnispeech.encoder",
+    "EncoderConfig": "omnispeech.encoder",
+    "ASR": "omnispeech.pipelines",
+    "Transcription": "omnispeech.pipelines",
+}
+
+if TYPE_CHECKING:
+    from omnispeech.encoder import AudioEncoder, EncoderConfig
+    from omnispeech.pipelines import ASR, Transcription
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'omnispeech' has no attribute {name!r}")
+
+
+__all__ = ["ASR", "AudioEncoder", "EncoderConfig", "Transcription", "__version__"]

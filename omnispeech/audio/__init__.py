@@ -1,0 +1,44 @@
+"""Audio input for omnispeech: files and arrays -> 16 kHz mono float32 -> 128-bin log-mel.
+
+* :mod:`omnispeech.audio.io`: :func:`load_audio`, :func:`prepare_audio`,
+  :func:`iter_audio_blocks`, :func:`audio_duration`, :func:`save_audio`.
+* :mod:`omnispeech.audio.features`: the Whisper-style log-mel of Qwen3-Omni / Qwen3-ASR,
+  offline (:func:`log_mel_spectrogram`, :func:`batch_log_mel`) and streaming
+  (:class:`StreamingLogMel`).
+"""
+
+from omnispeech.audio.features import (
+    HOP_LENGTH,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    StreamingLogMel,
+    batch_log_mel,
+    feature_lengths,
+    log_mel_spectrogram,
+    mel_filter_bank,
+)
+from omnispeech.audio.io import (
+    audio_duration,
+    iter_audio_blocks,
+    load_audio,
+    prepare_audio,
+    save_audio,
+)
+
+__all__ = [
+    "HOP_LENGTH",
+    "N_FFT",
+    "N_MELS",
+    "SAMPLE_RATE",
+    "StreamingLogMel",
+    "audio_duration",
+    "batch_log_mel",
+    "feature_lengths",
+    "iter_audio_blocks",
+    "load_audio",
+    "log_mel_spectrogram",
+    "mel_filter_bank",
+    "prepare_audio",
+    "save_audio",
+]

@@ -1,0 +1,28 @@
+"""The ``omnispeech`` command line: a thin click layer over the public API.
+
+Subcommands import torch and the models inside their bodies, so ``omnispeech --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from omnispeech import __version__
+from omnispeech.cli.asr import asr
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="omnispeech")
+def main() -> None:
+    """omnispeech: streaming speech modules of the Qwen3-Omni family.
+
+    \b
+    Examples:
+      omnispeech asr talk.wav --model ./Qwen3-ASR-0.6B
+      omnispeech asr a.flac b.ogg --model ./Qwen3-ASR-0.6B --language en --format json
+
+    Run `omnispeech COMMAND --help` for the options of a command.
+    """
+
+
+main.add_command(asr)

@@ -1,0 +1,86 @@
+"""``omnispeech asr``: transcribe audio files with a Qwen3-ASR checkpoint."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model", "-m", "model", required=True, envvar="OMNISPEECH_ASR_MODEL", metavar="FOLDER",
+    help="Qwen3-ASR checkpoint folder (original or -hf layout), or $OMNISPEECH_ASR_MODEL.",
+)
+@click.option(
+    "--language", "-l", default=None, metavar="LANG",
+    help="Force the language (code or name: en, English, zh ...). Default: detect.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["txt", "json"]), default="txt", show_default=True,
+    help="txt: the transcript; json: one JSON object per file (path, language, text, seconds).",
+)
+@click.option("--context", default="", help="Text for the system turn: names, jargon, topic.")
+@click.option(
+    "--segment-seconds", default=30.0, show_default=True, type=click.FloatRange(min=2.0),
+    help="Long files are cut at quiet points into segments at most this long.",
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def asr(  # noqa: PLR0913 - one parameter per CLI option
+    files: tuple[Path, ...],
+    model: str,
+    language: str | None,
+    fmt: str,
+    context: str,
+    segment_seconds: float,
+    device: str,
+) -> None:
+    """Transcribe FILES (wav, flac or ogg; any sample rate, mono or multi-channel).
+
+    \b
+    Examples:
+      omnispeech asr talk.wav --model ./Qwen3-ASR-0.6B
+      omnispeech asr *.flac -m ./Qwen3-ASR-1.7B --language de --format json > out.jsonl
+      omnispeech asr lecture.ogg -m ./Qwen3-ASR-0.6B --context "Fourier, Nyquist"
+
+    Long recordings are read block by block and shown with a progress bar. A file that
+    cannot be transcribed is reported on one line; the others still run, and the exit
+    status is 1 if any failed.
+    """
+    from tqdm import tqdm
+
+    from omnispeech.audio import audio_duration
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.pipelines import ASR
+    from omnispeech.pipelines.asr_prompt import resolve_language
+
+    try:
+        resolve_language(language)  # fail before loading a large model
+        pipeline = ASR.from_pretrained(model, device=device)
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    failed = 0
+    for path in files:
+        try:
+            seconds = audio_duration(path)
+            with tqdm(total=round(seconds, 1), unit="s", desc=path.name, leave=False,
+                      disable=seconds < 30 or not sys.stderr.isatty()) as bar:
+                result = pipeline.transcribe_file(
+                    path, language=language, context=context, segment_seconds=segment_seconds,
+                    progress=lambda done, bar=bar: bar.update(round(done, 1)),
+                )
+        except OmnispeechError as exc:
+            failed += 1
+            click.echo(f"Error: {exc}", err=True)
+            continue
+        if fmt == "json":
+            record = {"path": str(path), "language": result.language, "text": result.text,
+                      "seconds": round(seconds, 3)}
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            click.echo(f"{path}\t{result.text}" if len(files) > 1 else result.text)
+    if failed:
+        sys.exit(1)
