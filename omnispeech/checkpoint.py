@@ -58,7 +58,9 @@ class CheckpointFolder:
                 raise CheckpointError(f"{index}: unreadable shard index ({exc})") from exc
             missing = sorted({f for f in weight_map.values() if not (self.path / f).is_file()})
             if missing:
-                raise CheckpointError(f"{self.path}: shards listed in the index are missing: {missing}")
+                raise CheckpointError(
+                    f"{self.path}: shards listed in the index are missing: {missing}"
+                )
             return {k: self.path / f for k, f in weight_map.items()}
         files = sorted(self.path.glob("*.safetensors"))
         if not files:
@@ -154,9 +156,7 @@ def _clip(names: list[str], limit: int = 8) -> str:
     return f"[{shown}]{more}"
 
 
-def save_folder(
-    path: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor]
-) -> None:
+def save_folder(path: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Write ``config.json`` and ``model.safetensors`` (contiguous CPU copies) into ``path``."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,4 +188,6 @@ def resolve_folder(name_or_path: str | Path) -> Path:
     try:
         return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "*.txt"]))
     except Exception as exc:  # network and hub errors come in many types
-        raise CheckpointError(f"{text}: could not download ({exc.__class__.__name__}: {exc})") from exc
+        raise CheckpointError(
+            f"{text}: could not download ({exc.__class__.__name__}: {exc})"
+        ) from exc

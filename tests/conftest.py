@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny reference models (transformers 5.23.0, the test oracle) saved to folders."""
+"""Shared fixtures: tiny reference models (transformers 5.23.0, the oracle) saved to folders."""
 
 from __future__ import annotations
 
@@ -75,7 +75,10 @@ def omni_encoder_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("omni")
     config = {
         "model_type": "qwen3_omni_moe",
-        "thinker_config": {"model_type": "qwen3_omni_moe_thinker", "audio_config": ref.config.to_dict()},
+        "thinker_config": {
+            "model_type": "qwen3_omni_moe_thinker",
+            "audio_config": ref.config.to_dict(),
+        },
     }
     tensors = {f"thinker.audio_tower.{k}": v for k, v in ref.state_dict().items()}
     # A released checkpoint also holds the thinker and talker: the encoder must skip them.

@@ -31,13 +31,13 @@ def _original_layout(ref, tok, folder):
     tensors = {}
     for key, value in state.items():
         if key.startswith("model.audio_tower."):
-            tensors["thinker.audio_tower." + key[len("model.audio_tower."):]] = value
+            tensors["thinker.audio_tower." + key[len("model.audio_tower.") :]] = value
         elif key.startswith("model.multi_modal_projector.linear_1."):
             tensors["thinker.audio_tower.proj1." + key.rsplit(".", 1)[1]] = value
         elif key.startswith("model.multi_modal_projector.linear_2."):
             tensors["thinker.audio_tower.proj2." + key.rsplit(".", 1)[1]] = value
         elif key.startswith("model.language_model."):
-            tensors["thinker.model." + key[len("model.language_model."):]] = value
+            tensors["thinker.model." + key[len("model.language_model.") :]] = value
     cfg = ref.config.to_dict()
     config = {
         "model_type": "qwen3_asr",
@@ -60,10 +60,14 @@ def _reference_ids(ref, prompt: list[int], feats: torch.Tensor, n_new: int) -> l
     ids = torch.tensor([prompt])
     with torch.no_grad():
         out = ref.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), input_features=padded,
-            input_features_mask=mask, max_new_tokens=n_new, do_sample=False,
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            input_features=padded,
+            input_features_mask=mask,
+            max_new_tokens=n_new,
+            do_sample=False,
         )
-    gen = out[0, len(prompt):].tolist()
+    gen = out[0, len(prompt) :].tolist()
     eos = set(ref.config.eos_token_id)
     return gen[: next((i for i, t in enumerate(gen) if t in eos), len(gen))]
 
@@ -102,4 +106,7 @@ def test_save_pretrained_round_trip(hf_folder, tmp_path):
     a.save_pretrained(tmp_path / "saved")
     b = ASR.from_pretrained(tmp_path / "saved")
     wav = np.random.default_rng(4).standard_normal(20000).astype(np.float32) * 0.1
-    assert a.transcribe(wav, max_new_tokens=10).token_ids == b.transcribe(wav, max_new_tokens=10).token_ids
+    assert (
+        a.transcribe(wav, max_new_tokens=10).token_ids
+        == b.transcribe(wav, max_new_tokens=10).token_ids
+    )

@@ -77,9 +77,15 @@ def _ref_asr_model():
     cfg = Qwen3ASRConfig(
         audio_config=audio,
         text_config=dict(
-            vocab_size=151936, hidden_size=96, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-            max_position_embeddings=4096, tie_word_embeddings=True,
+            vocab_size=151936,
+            hidden_size=96,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=4096,
+            tie_word_embeddings=True,
         ),
     )
     model = Qwen3ASRForConditionalGeneration._from_config(cfg, attn_implementation="eager").eval()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 
-import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tokenizers.pre_tokenizers import ByteLevel
 
 from tests.conftest import TINY_AUDIO, redraw
 
 SPECIALS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>",
-    "<|audio_pad|>", "<asr_text>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|audio_start|>",
+    "<|audio_end|>",
+    "<|audio_pad|>",
+    "<asr_text>",
 ]
 
 
@@ -28,8 +32,15 @@ def tiny_tokenizer() -> Tokenizer:
     tok.decoder = decoders.ByteLevel()
     data = json.loads(tok.to_str())
     data["added_tokens"] = [
-        dict(id=len(vocab) + i, content=c, single_word=False, lstrip=False, rstrip=False,
-             normalized=False, special=True)
+        dict(
+            id=len(vocab) + i,
+            content=c,
+            single_word=False,
+            lstrip=False,
+            rstrip=False,
+            normalized=False,
+            special=True,
+        )
         for i, c in enumerate(SPECIALS)
     ]
     return Tokenizer.from_str(json.dumps(data))
@@ -43,9 +54,16 @@ def ref_asr_model(tok: Tokenizer, vocab_size: int = 320, seed: int = 0):
     cfg = Qwen3ASRConfig(
         audio_config=dict(TINY_AUDIO),
         text_config=dict(
-            vocab_size=vocab_size, hidden_size=96, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-            max_position_embeddings=4096, tie_word_embeddings=True, rope_theta=1e6,
+            vocab_size=vocab_size,
+            hidden_size=96,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=4096,
+            tie_word_embeddings=True,
+            rope_theta=1e6,
         ),
         audio_token_id=tok.token_to_id("<|audio_pad|>"),
         eos_token_id=eos,

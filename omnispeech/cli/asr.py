@@ -12,20 +12,35 @@ import click
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--model", "-m", "model", required=True, envvar="OMNISPEECH_ASR_MODEL", metavar="FOLDER",
+    "--model",
+    "-m",
+    "model",
+    required=True,
+    envvar="OMNISPEECH_ASR_MODEL",
+    metavar="FOLDER",
     help="Qwen3-ASR checkpoint folder (original or -hf layout), or $OMNISPEECH_ASR_MODEL.",
 )
 @click.option(
-    "--language", "-l", default=None, metavar="LANG",
+    "--language",
+    "-l",
+    default=None,
+    metavar="LANG",
     help="Force the language (code or name: en, English, zh ...). Default: detect.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["txt", "json"]), default="txt", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["txt", "json"]),
+    default="txt",
+    show_default=True,
     help="txt: the transcript; json: one JSON object per file (path, language, text, seconds).",
 )
 @click.option("--context", default="", help="Text for the system turn: names, jargon, topic.")
 @click.option(
-    "--segment-seconds", default=30.0, show_default=True, type=click.FloatRange(min=2.0),
+    "--segment-seconds",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=2.0),
     help="Long files are cut at quiet points into segments at most this long.",
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
@@ -66,10 +81,18 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     for path in files:
         try:
             seconds = audio_duration(path)
-            with tqdm(total=round(seconds, 1), unit="s", desc=path.name, leave=False,
-                      disable=seconds < 30 or not sys.stderr.isatty()) as bar:
+            with tqdm(
+                total=round(seconds, 1),
+                unit="s",
+                desc=path.name,
+                leave=False,
+                disable=seconds < 30 or not sys.stderr.isatty(),
+            ) as bar:
                 result = pipeline.transcribe_file(
-                    path, language=language, context=context, segment_seconds=segment_seconds,
+                    path,
+                    language=language,
+                    context=context,
+                    segment_seconds=segment_seconds,
                     progress=lambda done, bar=bar: bar.update(round(done, 1)),
                 )
         except OmnispeechError as exc:
@@ -77,8 +100,12 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
             click.echo(f"Error: {exc}", err=True)
             continue
         if fmt == "json":
-            record = {"path": str(path), "language": result.language, "text": result.text,
-                      "seconds": round(seconds, 3)}
+            record = {
+                "path": str(path),
+                "language": result.language,
+                "text": result.text,
+                "seconds": round(seconds, 3),
+            }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
             click.echo(f"{path}\t{result.text}" if len(files) > 1 else result.text)

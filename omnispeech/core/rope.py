@@ -31,11 +31,14 @@ class RotaryEmbedding(nn.Module):
         # Derived, so not stored in checkpoints; created on the CPU explicitly so that a model
         # built on the meta device still has real frequencies.
         inv_freq = 1.0 / (
-            theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float() / head_dim)
+            theta
+            ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float() / head_dim)
         )
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, positions: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Tables for ``positions`` ``[B, T]`` (int) -> ``(cos, sin)`` each ``[B, T, head_dim]``."""
         angles = positions.to(torch.float32)[..., None] * self.inv_freq.to(positions.device)
         emb = torch.cat((angles, angles), dim=-1)

@@ -105,16 +105,27 @@ class Decoder(nn.Module):
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)
 
     def new_cache(
-        self, batch_size: int, capacity: int, device: torch.device | str | None = None,
+        self,
+        batch_size: int,
+        capacity: int,
+        device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> DecoderCache:
         """A preallocated cache for ``batch_size`` streams of up to ``capacity`` positions."""
         ref = self.embed_tokens.weight
-        return DecoderCache([
-            KVCache(batch_size, self.cfg.num_kv_heads, self.cfg.head_dim, capacity,
-                    device or ref.device, dtype or ref.dtype)
-            for _ in self.layers
-        ])
+        return DecoderCache(
+            [
+                KVCache(
+                    batch_size,
+                    self.cfg.num_kv_heads,
+                    self.cfg.head_dim,
+                    capacity,
+                    device or ref.device,
+                    dtype or ref.dtype,
+                )
+                for _ in self.layers
+            ]
+        )
 
     def forward(
         self, inputs_embeds: torch.Tensor, cache: DecoderCache | None = None

@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from omnispeech.audio import StreamingLogMel, log_mel_spectrogram
-from omnispeech.checkpoint import CheckpointFolder, build_on_meta, load_state, resolve_folder, save_folder
+from omnispeech.checkpoint import (
+    CheckpointFolder,
+    build_on_meta,
+    load_state,
+    resolve_folder,
+    save_folder,
+)
 from omnispeech.core.streaming import StreamingModule, StreamingState
 from omnispeech.encoder.config import EncoderConfig
 from omnispeech.encoder.layouts import OWN_MODEL_TYPE, detect_layout
@@ -75,7 +81,10 @@ class AudioEncoder(StreamingModule[_EncoderStream]):
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+        cls,
+        name_or_path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
     ) -> AudioEncoder:
         """Load the encoder of a Qwen3-Omni, Qwen3-ASR (either layout) or omnispeech folder.
 
@@ -153,7 +162,9 @@ class AudioEncoder(StreamingModule[_EncoderStream]):
             raise InputError(f"samples must be [{state.batch_size}, S], got {tuple(x.shape)}")
         if not state.mels:
             state.mels = [StreamingLogMel(self.cfg.num_mel_bins) for _ in range(state.batch_size)]
-        frames = torch.stack([torch.as_tensor(m.push(row.numpy())) for m, row in zip(state.mels, x)])
+        frames = torch.stack(
+            [torch.as_tensor(m.push(row.numpy())) for m, row in zip(state.mels, x, strict=True)]
+        )
         return self.push_features(frames)
 
     @torch.inference_mode()

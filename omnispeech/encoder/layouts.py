@@ -1,17 +1,14 @@
 """Where the audio encoder lives in each supported checkpoint folder.
 
-This is the one place that knows the released layouts:
+This is the one place that knows the released layouts (folder: tensor prefix):
 
-=============================  =========================  ==========================================
-folder (``config.json``)        tensor prefix              notes
-=============================  =========================  ==========================================
-Qwen3-Omni (``qwen3_omni_moe``)  ``thinker.audio_tower.``   proj1/proj2 inside the tower
-Qwen3-ASR, original layout      ``thinker.audio_tower.``   ``thinker_config.audio_config``
-Qwen3-ASR ``-hf`` layout        ``model.audio_tower.``     projector at ``model.multi_modal_projector``
-transformers standalone towers  (none)                     ``qwen3_omni_moe_audio_encoder`` /
-                                                           ``qwen3_asr_encoder`` (no projector)
-omnispeech ``AudioEncoder``     ``encoder.``               written by ``save_pretrained``
-=============================  =========================  ==========================================
+- Qwen3-Omni (``qwen3_omni_moe``): ``thinker.audio_tower.``, proj1/proj2 inside the tower.
+- Qwen3-ASR, original layout: ``thinker.audio_tower.``, config ``thinker_config.audio_config``.
+- Qwen3-ASR ``-hf`` layout: ``model.audio_tower.``; the projector is
+  ``model.multi_modal_projector.linear_{1,2}``, read as ``proj1`` / ``proj2``.
+- transformers' standalone towers (``qwen3_omni_moe_audio_encoder``, ``qwen3_asr_encoder``, the
+  latter without projector): no prefix.
+- omnispeech's own ``AudioEncoder.save_pretrained``: ``encoder.``.
 """
 
 from __future__ import annotations
@@ -43,7 +40,9 @@ class EncoderLayout:
         if self.projector_prefix is not None:
             for name, tensor in folder.read(self.projector_prefix, dtype).items():
                 layer, _, param = name.partition(".")
-                state[{"linear_1": "proj1", "linear_2": "proj2"}.get(layer, layer) + "." + param] = tensor
+                state[
+                    {"linear_1": "proj1", "linear_2": "proj2"}.get(layer, layer) + "." + param
+                ] = tensor
         return state
 
 
@@ -63,14 +62,18 @@ def detect_layout(folder: CheckpointFolder) -> EncoderLayout:
         enc = EncoderConfig.from_released(
             thinker["audio_config"], pad_short_batches_to_longest=is_omni
         )
-        return _checked(folder, EncoderLayout(
-            enc, "thinker.audio_tower.", "Qwen3-Omni" if is_omni else "Qwen3-ASR"
-        ))
+        return _checked(
+            folder,
+            EncoderLayout(enc, "thinker.audio_tower.", "Qwen3-Omni" if is_omni else "Qwen3-ASR"),
+        )
     if model_type == "qwen3_asr" and isinstance(cfg.get("audio_config"), dict):
         enc = EncoderConfig.from_released(cfg["audio_config"])
-        return _checked(folder, EncoderLayout(
-            enc, "model.audio_tower.", "Qwen3-ASR (hf)", "model.multi_modal_projector."
-        ))
+        return _checked(
+            folder,
+            EncoderLayout(
+                enc, "model.audio_tower.", "Qwen3-ASR (hf)", "model.multi_modal_projector."
+            ),
+        )
     if model_type == "qwen3_omni_moe_audio_encoder":
         enc = EncoderConfig.from_released(cfg, pad_short_batches_to_longest=True)
         return _checked(folder, EncoderLayout(enc, "", "Qwen3-Omni audio encoder"))

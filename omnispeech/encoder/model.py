@@ -142,14 +142,20 @@ class AuT(nn.Module):
         """
         cfg = self.cfg
         B, M, T = features.shape
-        cf, tpc, cpw = cfg.chunk_frames, cfg.tokens_per_chunk, cfg.chunks_per_window
+        cf, cpw = cfg.chunk_frames, cfg.chunks_per_window
         lens = [int(n) for n in lengths.tolist()]
         n_chunks = [-(-n // cf) for n in lens]
         max_chunks = max(n_chunks)
         # Zero every frame past its audio's length, then pad time to whole chunks.
-        frame_ok = torch.arange(T, device=features.device)[None, :] < lengths.to(features.device)[:, None]
+        frame_ok = (
+            torch.arange(T, device=features.device)[None, :] < lengths.to(features.device)[:, None]
+        )
         x = features * frame_ok[:, None, :].to(features.dtype)
-        x = F.pad(x, (0, max_chunks * cf - T)) if max_chunks * cf >= T else x[..., : max_chunks * cf]
+        x = (
+            F.pad(x, (0, max_chunks * cf - T))
+            if max_chunks * cf >= T
+            else x[..., : max_chunks * cf]
+        )
         chunks = x.view(B, M, max_chunks, cf).permute(0, 2, 1, 3)  # [B, nC, M, cf]
         chunk_ok = torch.arange(max_chunks)[None, :] < torch.tensor(n_chunks)[:, None]
         width = cf
@@ -175,7 +181,9 @@ class AuT(nn.Module):
         return full * (torch.arange(full.shape[1])[None, :] < n_tok[:, None]).to(full)[..., None]
 
 
-def check_features(features: torch.Tensor, lengths: torch.Tensor | None, n_mels: int) -> torch.Tensor:
+def check_features(
+    features: torch.Tensor, lengths: torch.Tensor | None, n_mels: int
+) -> torch.Tensor:
     """Validate a feature batch; return the lengths (all frames when ``lengths`` is None).
 
     Raises:

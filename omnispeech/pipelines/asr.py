@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,13 @@ import torch
 from torch import nn
 
 from omnispeech.audio import load_audio, log_mel_spectrogram, prepare_audio
-from omnispeech.checkpoint import CheckpointFolder, build_on_meta, load_state, resolve_folder, save_folder
+from omnispeech.checkpoint import (
+    CheckpointFolder,
+    build_on_meta,
+    load_state,
+    resolve_folder,
+    save_folder,
+)
 from omnispeech.core import Decoder, DecoderConfig, decoder_config_from_released
 from omnispeech.encoder import AudioEncoder, EncoderConfig
 from omnispeech.encoder.layouts import detect_layout
@@ -85,7 +90,10 @@ class ASR(nn.Module):
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+        cls,
+        name_or_path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
     ) -> ASR:
         """Load a Qwen3-ASR folder (original or ``-hf`` layout) or one saved by omnispeech.
 
@@ -118,8 +126,12 @@ class ASR(nn.Module):
         # The checkpoint's tensors decide: a stored head is used; otherwise it is tied.
         if head_key in folder.keys(head_key):
             weight = folder.read(head_key, dtype)[""]
-            if not (dec_cfg.tie_word_embeddings and torch.equal(weight, decoder.embed_tokens.weight)):
-                lm_head = build_on_meta(lambda: nn.Linear(dec_cfg.hidden_size, dec_cfg.vocab_size, bias=False))
+            if not (
+                dec_cfg.tie_word_embeddings and torch.equal(weight, decoder.embed_tokens.weight)
+            ):
+                lm_head = build_on_meta(
+                    lambda: nn.Linear(dec_cfg.hidden_size, dec_cfg.vocab_size, bias=False)
+                )
                 load_state(lm_head, {"weight": weight}, f"{folder.path} (lm head)")
         eos = cfg.get("eos_token_id") or cfg.get("thinker_config", {}).get("eos_token_id")
         gen_file = folder.path / "generation_config.json"
@@ -136,17 +148,26 @@ class ASR(nn.Module):
         enc, dec = self.encoder.cfg, self.decoder.cfg
         audio = {k: v for k, v in enc.to_dict().items() if k != "pad_short_batches_to_longest"}
         text = {
-            "model_type": "qwen3", "vocab_size": dec.vocab_size, "hidden_size": dec.hidden_size,
-            "intermediate_size": dec.intermediate_size, "num_hidden_layers": dec.num_layers,
-            "num_attention_heads": dec.num_heads, "num_key_value_heads": dec.num_kv_heads,
-            "head_dim": dec.head_dim, "rope_theta": dec.rope_theta, "rms_norm_eps": dec.rms_norm_eps,
+            "model_type": "qwen3",
+            "vocab_size": dec.vocab_size,
+            "hidden_size": dec.hidden_size,
+            "intermediate_size": dec.intermediate_size,
+            "num_hidden_layers": dec.num_layers,
+            "num_attention_heads": dec.num_heads,
+            "num_key_value_heads": dec.num_kv_heads,
+            "head_dim": dec.head_dim,
+            "rope_theta": dec.rope_theta,
+            "rms_norm_eps": dec.rms_norm_eps,
             "max_position_embeddings": dec.max_positions,
             "tie_word_embeddings": self.lm_head is None,
         }
         config = {
             "model_type": "qwen3_asr",
-            "thinker_config": {"audio_config": {**audio, "activation_function": "gelu"},
-                               "text_config": text, "audio_token_id": self.audio_pad_id},
+            "thinker_config": {
+                "audio_config": {**audio, "activation_function": "gelu"},
+                "text_config": text,
+                "audio_token_id": self.audio_pad_id,
+            },
             "eos_token_id": list(self.config.eos_token_ids),
         }
         if self.config.languages:
@@ -162,12 +183,17 @@ class ASR(nn.Module):
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.decoder.logits(hidden) if self.lm_head is None else self.lm_head(hidden)
 
-    def prompt_ids(self, num_audio_tokens: int, language: str | None, context: str = "") -> list[int]:
+    def prompt_ids(
+        self, num_audio_tokens: int, language: str | None, context: str = ""
+    ) -> list[int]:
         """Token ids of the full prompt with ``num_audio_tokens`` audio placeholders."""
         head, tail = prompt_parts(context, language)
         enc = self.tokenizer.encode
-        return (enc(head, add_special_tokens=False).ids + [self.audio_pad_id] * num_audio_tokens
-                + enc(tail, add_special_tokens=False).ids)
+        return (
+            enc(head, add_special_tokens=False).ids
+            + [self.audio_pad_id] * num_audio_tokens
+            + enc(tail, add_special_tokens=False).ids
+        )
 
     @torch.inference_mode()
     def generate(
@@ -208,7 +234,9 @@ class ASR(nn.Module):
                 break
             out.append(token)
             if step + 1 < max_new_tokens:
-                hidden = self.decoder(self.decoder.embed_tokens(torch.tensor([[token]], device=device)), cache)
+                hidden = self.decoder(
+                    self.decoder.embed_tokens(torch.tensor([[token]], device=device)), cache
+                )
         return out
 
     def transcribe(
@@ -244,7 +272,9 @@ class ASR(nn.Module):
         self, wav: np.ndarray, forced: str | None, context: str, max_new_tokens: int
     ) -> Transcription:
         if not np.any(wav):
-            raise EmptyAudioError("the audio is silent (every sample is zero); nothing to transcribe")
+            raise EmptyAudioError(
+                "the audio is silent (every sample is zero); nothing to transcribe"
+            )
         if wav.shape[0] < MIN_SAMPLES:
             wav = np.pad(wav, (0, MIN_SAMPLES - wav.shape[0]))
         feats = log_mel_spectrogram(torch.from_numpy(wav), self.encoder.cfg.num_mel_bins)
@@ -305,8 +335,10 @@ def _segments(path: str | Path, segment_seconds: float) -> Iterator[np.ndarray]:
         buffer = np.concatenate([buffer, block])
         while buffer.shape[0] >= limit:
             search_from = (limit * 3 // 4) // frame
-            energies = [float(np.square(buffer[i * frame : (i + 1) * frame]).sum())
-                        for i in range(search_from, limit // frame)]
+            energies = [
+                float(np.square(buffer[i * frame : (i + 1) * frame]).sum())
+                for i in range(search_from, limit // frame)
+            ]
             cut = (search_from + int(np.argmin(energies))) * frame + frame // 2
             yield buffer[:cut]
             buffer = buffer[cut:]

@@ -21,12 +21,36 @@ from omnispeech.errors import InputError
 # The 30 languages Qwen3-ASR was trained to name (its 22 Chinese dialects are reported as
 # Chinese); the names are the exact strings the model writes after "language ".
 LANGUAGES: dict[str, str] = {
-    "ar": "Arabic", "yue": "Cantonese", "zh": "Chinese", "cs": "Czech", "da": "Danish",
-    "nl": "Dutch", "en": "English", "fil": "Filipino", "fi": "Finnish", "fr": "French",
-    "de": "German", "el": "Greek", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian",
-    "it": "Italian", "ja": "Japanese", "ko": "Korean", "mk": "Macedonian", "ms": "Malay",
-    "fa": "Persian", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian",
-    "es": "Spanish", "sv": "Swedish", "th": "Thai", "tr": "Turkish", "vi": "Vietnamese",
+    "ar": "Arabic",
+    "yue": "Cantonese",
+    "zh": "Chinese",
+    "cs": "Czech",
+    "da": "Danish",
+    "nl": "Dutch",
+    "en": "English",
+    "fil": "Filipino",
+    "fi": "Finnish",
+    "fr": "French",
+    "de": "German",
+    "el": "Greek",
+    "hi": "Hindi",
+    "hu": "Hungarian",
+    "id": "Indonesian",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "mk": "Macedonian",
+    "ms": "Malay",
+    "fa": "Persian",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "es": "Spanish",
+    "sv": "Swedish",
+    "th": "Thai",
+    "tr": "Turkish",
+    "vi": "Vietnamese",
 }
 
 ASR_TEXT = "<asr_text>"
@@ -97,5 +121,5 @@ def parse_answer(answer: str, forced: str | None) -> tuple[str, str | None]:
 def clean_repeats(text: str, limit: int = 20) -> str:
     """Collapse a character or short pattern repeated more than ``limit`` times in a row
     (a known failure mode of ASR decoders on noise) to ``limit`` repetitions."""
-    text = re.sub(r"(.)\1{%d,}" % limit, lambda m: m.group(1) * limit, text)
-    return re.sub(r"(.{2,20}?)\1{%d,}" % limit, lambda m: m.group(1) * limit, text)
+    text = re.sub(rf"(.)\1{{{limit},}}", lambda m: m.group(1) * limit, text)
+    return re.sub(rf"(.{{2,20}}?)\1{{{limit},}}", lambda m: m.group(1) * limit, text)

@@ -42,17 +42,21 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
     bpe = models.BPE.from_file(str(vocab), str(merges), unk_token=None)
     tok = Tokenizer(bpe)
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     config_file = folder / "tokenizer_config.json"
     if config_file.is_file():
         added = json.loads(config_file.read_text()).get("added_tokens_decoder", {})
         ordered = sorted(added.items(), key=lambda kv: int(kv[0]))
-        tokens = [AddedToken(v["content"], special=v.get("special", True), normalized=False)
-                  for _, v in ordered]
+        tokens = [
+            AddedToken(v["content"], special=v.get("special", True), normalized=False)
+            for _, v in ordered
+        ]
         tok.add_special_tokens(tokens)
         for token_id, entry in ordered:
             if tok.token_to_id(entry["content"]) != int(token_id):

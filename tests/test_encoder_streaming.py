@@ -1,0 +1,137 @@
+"""Incremental streaming of the AuT encoder equals the offline pass; the future never changes
+the past; work per push is bounded by one attention window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from omnispeech.audio import log_mel_spectrogram
+from omnispeech.encoder import AudioEncoder, EncoderConfig
+from omnispeech.errors import EmptyAudioError, InputError
+
+CFG = EncoderConfig(
+    d_model=32,
+    encoder_layers=2,
+    encoder_attention_heads=4,
+    encoder_ffn_dim=64,
+    output_dim=48,
+    downsample_hidden_size=16,
+)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> AudioEncoder:
+    torch.manual_seed(0)
+    enc = AudioEncoder(CFG).eval()
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.normal_(0, 0.1)
+    return enc
+
+
+def _stream_features(enc, feats: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    out, pos = [], 0
+    with enc.streaming(feats.shape[0]):
+        for size in sizes:
+            out.append(enc.push_features(feats[..., pos : pos + size]))
+            pos += size
+        out.append(enc.push_features(feats[..., pos:]))
+        out.append(enc.flush())
+    return torch.cat(out, dim=1)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    total=st.integers(1, 2100),
+    sizes=st.lists(st.integers(0, 350), min_size=1, max_size=30),
+    seed=st.integers(0, 2**16),
+)
+def test_streaming_features_equal_offline(encoder, total, sizes, seed):
+    feats = torch.randn(2, 128, total, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        offline = encoder(feats).tokens
+    streamed = _stream_features(encoder, feats, sizes)
+    assert streamed.shape == offline.shape == (2, CFG.num_tokens(total), 48)
+    assert torch.allclose(streamed, offline, atol=1e-5, rtol=0)
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seconds=st.floats(0.05, 12.0),
+    piece_ms=st.sampled_from([10, 37, 100, 250, 1000]),
+    seed=st.integers(0, 2**16),
+)
+def test_streaming_audio_equals_offline(encoder, seconds, piece_ms, seed):
+    # Noise keeps the log-mel floor (max - 8) inactive, where streaming features are exact.
+    wav = np.random.default_rng(seed).standard_normal(int(seconds * 16000)).astype(np.float32)
+    wav *= 0.1
+    with torch.no_grad():
+        offline = encoder(log_mel_spectrogram(wav)[None]).tokens
+    step = 16 * piece_ms
+    out = []
+    with encoder.streaming(1):
+        for i in range(0, wav.shape[0], step):
+            out.append(encoder.push_audio(wav[i : i + step]))
+        out.append(encoder.flush())
+    streamed = torch.cat(out, dim=1)
+    assert streamed.shape == offline.shape
+    assert torch.allclose(streamed, offline, atol=1e-5, rtol=0)
+
+
+def test_future_input_never_changes_emitted_tokens(encoder):
+    g = torch.Generator().manual_seed(1)
+    past = torch.randn(1, 128, 1700, generator=g)
+    emitted = []
+    for future in (torch.randn(1, 128, 900, generator=g), torch.zeros(1, 128, 900)):
+        with encoder.streaming(1):
+            tokens = encoder.push_features(torch.cat([past, future], dim=-1)[..., :1700])
+            encoder.push_features(future)
+            emitted.append(tokens)
+    assert emitted[0].shape[1] == 104 * 2  # two complete 8-s windows are final
+    assert torch.equal(emitted[0], emitted[1])
+
+
+def test_tokens_are_released_per_window(encoder):
+    # A window is 8 chunks of 100 frames: nothing before 800 frames, 104 tokens at 800.
+    with encoder.streaming(1):
+        assert encoder.push_features(torch.randn(1, 128, 799)).shape[1] == 0
+        assert encoder.push_features(torch.randn(1, 128, 1)).shape[1] == 104
+        assert encoder.flush().shape[1] == 0
+
+
+def test_streaming_state_snapshot_and_restore(encoder):
+    feats = torch.randn(1, 128, 950)
+    with encoder.streaming(1):
+        encoder.push_features(feats[..., :450])
+        snap = encoder.get_streaming_state()
+        a = torch.cat([encoder.push_features(feats[..., 450:]), encoder.flush()], dim=1)
+        encoder.set_streaming_state(snap)
+        b = torch.cat([encoder.push_features(feats[..., 450:]), encoder.flush()], dim=1)
+    assert torch.equal(a, b)
+
+
+def test_streaming_errors(encoder):
+    with pytest.raises(RuntimeError, match="streaming"):
+        encoder.push_features(torch.randn(1, 128, 10))
+    with encoder.streaming(2):
+        with pytest.raises(InputError, match=r"\[2, 128, t\]"):
+            encoder.push_features(torch.randn(1, 128, 10))
+        with pytest.raises(EmptyAudioError):
+            encoder.flush()
+
+
+def test_offline_input_validation(encoder):
+    with pytest.raises(InputError, match="NaN"):
+        encoder(torch.full((1, 128, 50), float("nan")))
+    with pytest.raises(InputError, match=r"\[B, 128, T\]"):
+        encoder(torch.randn(1, 80, 50))
+    with pytest.raises(InputError, match="lengths"):
+        encoder(torch.randn(2, 128, 50), torch.tensor([50, 0]))
