@@ -139,6 +139,8 @@ def _finish(log_spec: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
 
 def _as_float_tensor(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Float32 tensor of ``audio`` (kept on its device), checked to be finite."""
+    if isinstance(audio, np.ndarray) and not audio.flags.writeable:
+        audio = audio.copy()  # torch warns on read-only arrays (e.g. memory-mapped files)
     x = torch.as_tensor(audio)
     if x.is_complex() or x.dtype == torch.bool:
         raise InvalidAudioError(f"audio must hold real samples, got dtype {x.dtype}")
@@ -152,8 +154,9 @@ def log_mel_spectrogram(audio: torch.Tensor | np.ndarray, n_mels: int = N_MELS) 
     """Log-mel features of 16 kHz mono audio, equal to the Whisper feature extractor's.
 
     Args:
-        audio: ``[S]`` or ``[B, S]`` samples at 16 kHz (any real dtype; computed in float32 on
-            the tensor's device). Every row of a batch gets its own dynamic-range floor.
+        audio: ``[S]`` or ``[B, S]`` samples at 16 kHz, in [-1, 1] (cast to float32 as is, like
+            the reference, so convert integer PCM with :func:`~omnispeech.audio.prepare_audio`
+            first); computed on the tensor's device. Each row gets its own dynamic-range floor.
         n_mels: number of mel bins (128 for Qwen3-Omni / Qwen3-ASR).
 
     Returns:
@@ -358,7 +361,8 @@ class StreamingLogMel:
         # Keep what the next frame needs and the last 201 raw samples (for the right padding).
         keep_from = min(stop_frame * HOP_LENGTH, self._num_samples - 1)
         if keep_from > self._start:
-            self._buf = self._buf[keep_from - self._start :]
+            # copy(): a view would keep the whole (possibly long) pushed piece alive.
+            self._buf = self._buf[keep_from - self._start :].copy()
             self._start = keep_from
         return _finish(log_spec, torch.tensor(self._peak, dtype=torch.float32))
 

@@ -72,33 +72,6 @@ def _resample(x: np.ndarray, rate: int, target_rate: int, where: str) -> np.ndar
     return y
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Read an audio file as float32 mono at ``sample_rate``.
-
-    Args:
-        path: a file soundfile can decode (wav, flac, ogg/vorbis, ...).
-        sample_rate: output rate in Hz; the file is resampled with soxr when its rate differs.
-
-    Returns:
-        ``[S]`` float32 samples (channel mean for multi-channel files).
-
-    Raises:
-        AudioFileError: missing or undecodable file.
-        EmptyAudioError: a file with no samples.
-        InvalidAudioError: NaN / Inf samples (possible in float wav files).
-    """
-    sample_rate = _check_rate(sample_rate)
-    path, _, _ = _info(path)
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, ValueError) as err:
-        raise AudioFileError(f"{path}: {_READABLE}: {err}") from None
-    if data.shape[0] == 0:
-        raise EmptyAudioError(f"{path}: the file holds no samples")
-    _check_finite(data, str(path))
-    return _resample(_downmix(data), rate, sample_rate, str(path))
-
-
 def _downmix(x: np.ndarray) -> np.ndarray:
     """``[S, C]`` -> float32 mono ``[S]``: the channel mean (the only channel for mono)."""
     if x.shape[1] == 1:
@@ -140,15 +113,42 @@ def _channels_last(x: np.ndarray) -> np.ndarray:
     )
 
 
+def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Read an audio file as float32 mono at ``sample_rate``.
+
+    Args:
+        path: a file soundfile can decode (wav, flac, ogg/vorbis, ...).
+        sample_rate: output rate in Hz; the file is resampled with soxr when its rate differs.
+
+    Returns:
+        ``[S]`` float32 samples (channel mean for multi-channel files).
+
+    Raises:
+        AudioFileError: missing or undecodable file.
+        EmptyAudioError: a file with no samples.
+        InvalidAudioError: NaN / Inf samples (possible in float wav files).
+    """
+    sample_rate = _check_rate(sample_rate)
+    path, _, _ = _info(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, ValueError) as err:
+        raise AudioFileError(f"{path}: {_READABLE}: {err}") from None
+    if data.shape[0] == 0:
+        raise EmptyAudioError(f"{path}: the file holds no samples")
+    _check_finite(data, str(path))
+    return _resample(_downmix(data), rate, sample_rate, str(path))
+
+
 def prepare_audio(
     wav: np.ndarray | torch.Tensor, sample_rate: int, target_rate: int = 16000
 ) -> np.ndarray:
     """Validate, downmix and resample an in-memory waveform.
 
-    Shape rule: ``[S]`` is mono. A 2-D array holds channels along its SHORTER axis, which must
-    have at most 8 entries: ``[C, S]`` (channels first, torchaudio) when ``C < S``, ``[S, C]``
-    (channels last, soundfile) when ``C < S`` the other way round. A square array or one with
-    both axes longer than 8 is rejected rather than guessed.
+    Shape rule: ``[S]`` is mono; a 2-D array holds its channels along its SHORTER axis, which
+    must have at most 8 entries. So ``[2, 48000]`` is channels first (torchaudio's layout) and
+    ``[48000, 2]`` channels last (soundfile's); a square array, or one whose axes are both
+    longer than 8, is rejected rather than guessed.
 
     Args:
         wav: samples as float (any precision) or signed integer PCM (scaled so full scale is 1).
@@ -175,8 +175,9 @@ def iter_audio_blocks(
     """Read a long audio file block by block, as float32 mono at ``sample_rate``.
 
     Only one block of the file is in memory at a time; the resampler (a ``soxr.ResampleStream``)
-    carries its state across blocks, so the concatenated blocks equal :func:`load_audio`'s output
-    up to soxr's streaming rounding (about 1e-6, see the tests) and have the same length.
+    carries its state across blocks, so the concatenated blocks have the length of
+    :func:`load_audio`'s output and its values (identical in the tests: soxr's one-shot resampler
+    streams the same way; the tests allow 1e-5 for other soxr builds).
 
     The file is checked when this function is called (missing, undecodable or empty files raise
     here); NaN / Inf samples raise when the block holding them is read.
