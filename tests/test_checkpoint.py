@@ -14,7 +14,11 @@ from omnispeech.errors import CheckpointError
 from omnispeech.pipelines import ASR
 
 SMALL = EncoderConfig(
-    d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, output_dim=24,
+    d_model=16,
+    encoder_layers=1,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=32,
+    output_dim=24,
     downsample_hidden_size=8,
 )
 
@@ -36,8 +40,10 @@ def test_sharded_released_layout_reads_only_the_prefix(tmp_path):
     enc = AudioEncoder(SMALL)
     tensors = {f"thinker.audio_tower.{k}": v for k, v in enc.net.state_dict().items()}
     tensors["thinker.model.embed_tokens.weight"] = torch.randn(10, 4)
-    config = {"model_type": "qwen3_omni_moe", "thinker_config": {"audio_config": {
-        **SMALL.to_dict(), "encoder_layers": 1}}}
+    config = {
+        "model_type": "qwen3_omni_moe",
+        "thinker_config": {"audio_config": {**SMALL.to_dict(), "encoder_layers": 1}},
+    }
     config["thinker_config"]["audio_config"].pop("pad_short_batches_to_longest")
     folder = CheckpointFolder(_sharded(tmp_path, tensors, config))
     part = folder.read("thinker.audio_tower.")
@@ -78,8 +84,11 @@ def test_meta_build_allocates_nothing_until_loaded():
         (lambda p: (p.mkdir(), (p / "config.json").write_text("{oops")), "unreadable config.json"),
         (lambda p: (p.mkdir(), (p / "config.json").write_text("{}")), "no *.safetensors"),
         (
-            lambda p: (p.mkdir(), (p / "config.json").write_text("{}"),
-                       (p / "model.safetensors").write_bytes(b"garbage")),
+            lambda p: (
+                p.mkdir(),
+                (p / "config.json").write_text("{}"),
+                (p / "model.safetensors").write_bytes(b"garbage"),
+            ),
             "not a readable safetensors file",
         ),
     ],

@@ -10,8 +10,13 @@ from hypothesis import strategies as st
 from omnispeech.core import Decoder, DecoderConfig, KVCache, RMSNorm
 
 CFG = DecoderConfig(
-    vocab_size=50, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
-    num_kv_heads=2, head_dim=8,
+    vocab_size=50,
+    hidden_size=32,
+    intermediate_size=48,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
 )
 
 

@@ -24,8 +24,8 @@ from omnispeech.checkpoint import (
     resolve_folder,
     save_folder,
 )
-from omnispeech.core import Decoder, DecoderConfig, decoder_config_from_released
-from omnispeech.encoder import AudioEncoder, EncoderConfig
+from omnispeech.core import Decoder, decoder_config_from_released
+from omnispeech.encoder import AudioEncoder
 from omnispeech.encoder.layouts import detect_layout
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
 from omnispeech.pipelines.asr_prompt import (
@@ -40,7 +40,6 @@ SAMPLE_RATE = 16_000
 # The reference front end zero-pads clips shorter than 0.5 s to 0.5 s.
 MIN_SAMPLES = SAMPLE_RATE // 2
 DEFAULT_EOS = (151643, 151645)  # <|endoftext|>, <|im_end|>
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +254,8 @@ class ASR(nn.Module):
             sample_rate: rate of in-memory samples (resampled to 16 kHz).
             language: code or name to force; None or ``auto`` to detect.
             context: optional system-turn text.
-            max_new_tokens: most tokens per utterance.
+            max_new_tokens: most tokens per utterance (further capped at 32 + 20 per second
+                of audio, which no real speech reaches).
 
         Raises:
             AudioError: unreadable, empty, silent or non-finite audio.
@@ -275,6 +275,9 @@ class ASR(nn.Module):
             raise EmptyAudioError(
                 "the audio is silent (every sample is zero); nothing to transcribe"
             )
+        # Duration guard: no speech yields more than ~20 tokens/s, so a longer answer is a
+        # decoder loop; stopping there bounds the cost of a runaway generation.
+        max_new_tokens = min(max_new_tokens, 32 + 20 * int(np.ceil(wav.shape[0] / SAMPLE_RATE)))
         if wav.shape[0] < MIN_SAMPLES:
             wav = np.pad(wav, (0, MIN_SAMPLES - wav.shape[0]))
         feats = log_mel_spectrogram(torch.from_numpy(wav), self.encoder.cfg.num_mel_bins)
@@ -346,4 +349,4 @@ def _segments(path: str | Path, segment_seconds: float) -> Iterator[np.ndarray]:
         yield buffer
 
 
-__all__ = ["ASR", "ASRConfig", "EncoderConfig", "DecoderConfig", "Transcription"]
+__all__ = ["ASR", "ASRConfig", "Transcription"]
