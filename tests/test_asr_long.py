@@ -1,0 +1,63 @@
+"""Long recordings: cut at quiet points, read block by block, transcribed segment by segment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from omnispeech.errors import InputError
+from omnispeech.pipelines import ASR
+from omnispeech.pipelines.asr import _segments
+from tests.tiny import ref_asr_model, tiny_tokenizer
+
+SR = 16000
+
+
+def _speechy(seconds: float, gaps: list[float], rng) -> np.ndarray:
+    """Noise bursts with 300 ms near-silent gaps centred at ``gaps`` (seconds)."""
+    wav = 0.2 * rng.standard_normal(int(seconds * SR)).astype(np.float32)
+    for g in gaps:
+        a, b = int((g - 0.15) * SR), int((g + 0.15) * SR)
+        wav[a:b] *= 1e-3
+    return wav
+
+
+def test_segments_cut_in_quiet_gaps_and_keep_every_sample(tmp_path):
+    rng = np.random.default_rng(0)
+    wav = _speechy(70.0, gaps=[26.0, 50.0], rng=rng)
+    sf.write(tmp_path / "long.wav", wav, SR)
+    segments = list(_segments(tmp_path / "long.wav", segment_seconds=30.0))
+    assert sum(s.shape[0] for s in segments) == wav.shape[0]
+    cuts = np.cumsum([s.shape[0] for s in segments])[:-1] / SR
+    assert len(cuts) == 2
+    assert abs(cuts[0] - 26.0) < 0.15 and abs(cuts[1] - 50.0) < 0.15
+    assert all(s.shape[0] <= 30 * SR for s in segments)
+
+
+@pytest.fixture(scope="module")
+def asr(tmp_path_factory) -> ASR:
+    tok = tiny_tokenizer()
+    folder = tmp_path_factory.mktemp("asr")
+    ref_asr_model(tok).save_pretrained(folder)
+    tok.save(str(folder / "tokenizer.json"))
+    return ASR.from_pretrained(folder)
+
+
+def test_transcribe_file_joins_segment_transcripts(asr, tmp_path):
+    rng = np.random.default_rng(1)
+    wav = _speechy(8.0, gaps=[4.0], rng=rng)
+    sf.write(tmp_path / "a.wav", wav, SR)
+    done = []
+    result = asr.transcribe_file(
+        tmp_path / "a.wav", language="en", segment_seconds=5.0, progress=done.append
+    )
+    assert len(done) == 2 and abs(sum(done) - 8.0) < 1e-6
+    parts = [asr.transcribe(s, language="en").text for s in _segments(tmp_path / "a.wav", 5.0)]
+    assert result.text == " ".join(p for p in parts if p)
+    assert result.language == "English"
+
+
+def test_segment_length_is_validated(asr, tmp_path):
+    with pytest.raises(InputError, match="segment_seconds"):
+        asr.transcribe_file(tmp_path / "x.wav", segment_seconds=1.0)
