@@ -21,11 +21,7 @@ TINY_AUDIO = dict(
 )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: long-running tests")
-    config.addinivalue_line("markers", "requires_cuda: needs a CUDA GPU")
-
-
+# Markers `slow` and `requires_cuda` are registered in pyproject.toml.
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
         return

@@ -139,3 +139,60 @@ def test_save_pretrained_round_trip(tmp_path, omni_encoder_folder):
     feats, lengths = _batch([420], seed=6)
     with torch.no_grad():
         assert torch.equal(enc(feats, lengths).tokens, again(feats, lengths).tokens)
+
+
+def test_full_omni_checkpoint_saved_by_transformers(tmp_path):
+    """The whole (tiny) Qwen3-Omni model saved by transformers: the encoder reads only
+    ``thinker.audio_tower.*`` and matches the live audio tower."""
+    from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
+
+    text = dict(
+        vocab_size=1024,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        moe_intermediate_size=16,
+        num_experts=4,
+        num_experts_per_tok=2,
+        norm_topk_prob=True,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 1e6,
+            "mrope_section": [2, 1, 1],
+            "interleaved": True,
+        },
+    )
+    vision = dict(
+        depth=1,
+        hidden_size=16,
+        intermediate_size=32,
+        num_heads=2,
+        out_hidden_size=32,
+        num_position_embeddings=16,
+        deepstack_visual_indexes=[0],
+    )
+    thinker = dict(
+        audio_config={**TINY_AUDIO, "output_dim": 32},
+        vision_config=vision,
+        text_config=text,
+        audio_token_id=1000,
+        audio_start_token_id=1001,
+        image_token_id=1002,
+        video_token_id=1003,
+        vision_start_token_id=1004,
+        position_id_per_seconds=13,
+    )
+    model = Qwen3OmniMoeForConditionalGeneration(
+        Qwen3OmniMoeConfig(thinker_config=thinker, enable_audio_output=False)
+    ).eval()
+    tower = model.thinker.model.audio_tower  # the live 5.23 tree; saved as thinker.audio_tower
+    redraw(tower, seed=7)
+    model.save_pretrained(tmp_path)
+    enc = AudioEncoder.from_pretrained(tmp_path)
+    feats, lengths = _batch([1234, 250, 57], seed=8)
+    with torch.no_grad():
+        ours = enc(feats, lengths)
+    assert _compare(ours, _ref_omni(tower, feats, lengths), lengths) < 1e-5
