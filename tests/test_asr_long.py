@@ -61,3 +61,30 @@ def test_transcribe_file_joins_segment_transcripts(asr, tmp_path):
 def test_segment_length_is_validated(asr, tmp_path):
     with pytest.raises(InputError, match="segment_seconds"):
         asr.transcribe_file(tmp_path / "x.wav", segment_seconds=1.0)
+
+
+def test_api_raises_typed_errors(asr, tmp_path):
+    from omnispeech.errors import AudioFileError, EmptyAudioError, InvalidAudioError
+
+    with pytest.raises(AudioFileError, match="no such file"):
+        asr.transcribe(tmp_path / "missing.wav")
+    with pytest.raises(EmptyAudioError):
+        asr.transcribe(np.zeros(0, dtype=np.float32))
+    with pytest.raises(EmptyAudioError, match="silent"):
+        asr.transcribe(np.zeros(SR, dtype=np.float32))
+    with pytest.raises(InvalidAudioError, match="NaN"):
+        asr.transcribe(np.full(SR, np.nan, dtype=np.float32))
+    with pytest.raises(InputError, match="unsupported language"):
+        asr.transcribe(np.ones(SR, dtype=np.float32), language="klingon")
+
+
+def test_other_rates_and_channels_are_converted(asr):
+    rng = np.random.default_rng(5)
+    wav16 = (0.1 * rng.standard_normal(2 * SR)).astype(np.float32)
+    stereo = np.stack([wav16, wav16])  # [C, S]: identical channels downmix to the same signal
+    a = asr.transcribe(wav16, language="en", max_new_tokens=8)
+    b = asr.transcribe(stereo, language="en", max_new_tokens=8)
+    assert a.token_ids == b.token_ids
+    # 8 kHz input is resampled: the model sees 2 s of audio either way.
+    c = asr.transcribe(wav16[::2], sample_rate=8000, language="en", max_new_tokens=8)
+    assert len(c.token_ids) == len(a.token_ids) == 8

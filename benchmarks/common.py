@@ -1,0 +1,226 @@
+"""Shared helpers of the benchmarks: timing, machine description, JSON and RESULTS.md output.
+
+Benchmarks measure and report; they never assert on timings (a loaded CI machine would make
+such assertions flaky, and the numbers are only meaningful next to the reference measured in
+the same run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS_HEADER = (
+    "# Benchmark results\n\n"
+    "Written by the scripts in `benchmarks/`; each section is rewritten by its own script.\n"
+)
+
+# The special tokens a Qwen3-ASR prompt needs, in the order the tiny tokenizer assigns ids.
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|audio_start|>",
+    "<|audio_end|>",
+    "<|audio_pad|>",
+    "<asr_text>",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of the timed runs of one measurement."""
+
+    runs: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def min(self) -> float:
+        return min(self.runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median_s": self.median, "min_s": self.min, "runs_s": list(self.runs)}
+
+
+def set_threads(threads: int) -> int:
+    """Pin torch's intra-op pool so that both implementations get the same cores."""
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def time_call(
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int = 1,
+    setup: Callable[[], object] | None = None,
+) -> Timing:
+    """Time ``fn()``: ``warmup`` untimed burn-in runs, then ``repeats`` timed runs.
+
+    Every run happens under ``torch.inference_mode`` (no autograd bookkeeping, as in real
+    inference). ``setup`` runs untimed before each call, e.g. to restore a streaming state.
+    Garbage is collected before each run so that a collection triggered by the previous run
+    does not land inside the next timing.
+    """
+    runs: list[float] = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            if setup is not None:
+                setup()
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            if i >= warmup:
+                runs.append(elapsed)
+    return Timing(tuple(runs))
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else what :mod:`platform` reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers depend on: CPU, cores, torch threads and library versions."""
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:  # the reference is optional for benchmarks that do not need it
+        pass
+    return info
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """One markdown line describing the machine."""
+    parts = [
+        f"{info['cpu']}",
+        f"{info['logical_cores']} logical cores",
+        f"torch.set_num_threads({info['torch_threads']})",
+        f"torch {info['torch']}",
+    ]
+    if "transformers" in info:
+        parts.append(f"transformers {info['transformers']}")
+    parts.append(f"Python {info['python']}")
+    return ", ".join(parts)
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def sig3(x: float) -> str:
+    """``x`` with 3 significant digits, without scientific notation for everyday magnitudes."""
+    if x == 0 or not math.isfinite(x):
+        return str(x)
+    digits = 2 - int(math.floor(math.log10(abs(x))))
+    if digits <= 0:
+        return f"{round(x, digits):.0f}"
+    return f"{x:.{digits}f}"
+
+
+def print_json(obj: dict[str, Any]) -> None:
+    """Print the results as one indented JSON object (machine-readable, diffable)."""
+    print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def write_section(name: str, body: str, path: Path = RESULTS_PATH) -> None:
+    """Replace the text between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in ``path``.
+
+    The section is appended when missing and the file is created when absent, so several
+    benchmarks can share one results file without overwriting each other.
+    """
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    text = path.read_text() if path.is_file() else RESULTS_HEADER
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def tiny_tokenizer() -> Any:
+    """A byte-level BPE tokenizer (256 byte symbols, a few merges) plus the Qwen specials.
+
+    Enough for building Qwen3-ASR prompts without downloading the real 151k-token vocabulary;
+    the specials get small ids (256 + merges ...), which the benchmark model's config adopts.
+    Returns a ``tokenizers.Tokenizer``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    alphabet = sorted(ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("i", "n")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    # Added tokens are easiest to declare in the serialised form: one dict per special.
+    data = json.loads(tok.to_str())
+    data["added_tokens"] = [
+        {
+            "id": len(vocab) + i,
+            "content": content,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for i, content in enumerate(SPECIAL_TOKENS)
+    ]
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def randomize_(module: torch.nn.Module, std: float = 0.02, seed: int = 0) -> None:
+    """Redraw every parameter: norms to identity (weight 1, bias 0), everything else
+    N(0, std^2), reproducibly.
+
+    Speed does not depend on the values, but finite, well-scaled activations keep the run
+    representative (no denormals or NaN paths) and make the output check meaningful. Norms are
+    recognised by class name (``LayerNorm``, ``Qwen3RMSNorm`` ...) because parameter names
+    such as ``ln_post.weight`` do not say so.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for sub in module.modules():
+            is_norm = "norm" in type(sub).__name__.lower()
+            for name, p in sub.named_parameters(recurse=False):
+                if is_norm:
+                    p.fill_(1.0 if name == "weight" else 0.0)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=g) * std)
