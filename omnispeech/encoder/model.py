@@ -25,6 +25,8 @@ from torch import nn
 from omnispeech.encoder.config import EncoderConfig
 from omnispeech.errors import InputError
 
+CONV_BATCH = 32  # chunks per conv call: bounds peak memory (~200 MB at released sizes)
+
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
     """Whisper-style table ``[length, channels]``: all sines, then all cosines (float32)."""
@@ -112,6 +114,10 @@ class AuT(nn.Module):
     def embed_chunks(self, chunks: torch.Tensor) -> torch.Tensor:
         """Conv stem on whole chunks: ``[C, n_mels, F]`` (F frames, zero-padded) ->
         ``[C, ceil-ish(F / 8), d_model]`` with the per-chunk positions added."""
+        if chunks.shape[0] > CONV_BATCH:
+            # The first conv's output is 480 x 64 x 50 floats (6 MB) per chunk: a bounded number
+            # of chunks at a time keeps long audio from needing gigabytes at once.
+            return torch.cat([self.embed_chunks(part) for part in chunks.split(CONV_BATCH)])
         x = F.gelu(self.conv2d1(chunks[:, None]))
         x = F.gelu(self.conv2d2(x))
         x = F.gelu(self.conv2d3(x))
