@@ -135,3 +135,16 @@ def test_offline_input_validation(encoder):
         encoder(torch.randn(1, 80, 50))
     with pytest.raises(InputError, match="lengths"):
         encoder(torch.randn(2, 128, 50), torch.tensor([50, 0]))
+
+
+def test_batch_equals_audios_one_by_one_whatever_the_padding(encoder):
+    g = torch.Generator().manual_seed(9)
+    a, b = torch.randn(128, 930, generator=g), torch.randn(128, 333, generator=g)
+    batch = torch.full((2, 128, 1500), 7.0)  # junk past the lengths must be ignored
+    batch[0, :, :930], batch[1, :, :333] = a, b
+    with torch.no_grad():
+        out = encoder(batch, torch.tensor([930, 333]))
+        alone = [encoder(x[None]).tokens[0] for x in (a, b)]
+    assert out.lengths.tolist() == [x.shape[0] for x in alone] == [121, 43]
+    for i, ref in enumerate(alone):
+        assert torch.allclose(out.tokens[i, : ref.shape[0]], ref, atol=1e-5)
