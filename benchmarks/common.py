@@ -65,6 +65,17 @@ def set_threads(threads: int) -> int:
     return torch.get_num_threads()
 
 
+def _run_once(fn: Callable[[], object], setup: Callable[[], object] | None) -> float:
+    """Seconds of one ``fn()`` call; ``setup`` and a garbage collection run untimed first, so
+    that neither a restore nor a collection triggered by the previous run lands inside it."""
+    if setup is not None:
+        setup()
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def time_call(
     fn: Callable[[], object],
     repeats: int,
@@ -75,21 +86,39 @@ def time_call(
 
     Every run happens under ``torch.inference_mode`` (no autograd bookkeeping, as in real
     inference). ``setup`` runs untimed before each call, e.g. to restore a streaming state.
-    Garbage is collected before each run so that a collection triggered by the previous run
-    does not land inside the next timing.
     """
-    runs: list[float] = []
+    with torch.inference_mode():
+        runs = [_run_once(fn, setup) for _ in range(warmup + repeats)]
+    return Timing(tuple(runs[warmup:]))
+
+
+def time_pair(  # noqa: PLR0913 - two functions, each with its optional setup, and the counts
+    fn_a: Callable[[], object],
+    fn_b: Callable[[], object],
+    repeats: int,
+    warmup: int = 1,
+    setup_a: Callable[[], object] | None = None,
+    setup_b: Callable[[], object] | None = None,
+) -> tuple[Timing, Timing]:
+    """Time two implementations of the same work, interleaved run by run.
+
+    On a shared machine the background load drifts; alternating the two (and which one goes
+    first in each round) exposes both to the same load, which keeps their ratio fair even when
+    the absolute times are noisy. Burn-in and timed runs are as in :func:`time_call`.
+    """
+    runs_a: list[float] = []
+    runs_b: list[float] = []
     with torch.inference_mode():
         for i in range(warmup + repeats):
-            if setup is not None:
-                setup()
-            gc.collect()
-            start = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - start
-            if i >= warmup:
-                runs.append(elapsed)
-    return Timing(tuple(runs))
+            if i % 2 == 0:
+                ta = _run_once(fn_a, setup_a)
+                tb = _run_once(fn_b, setup_b)
+            else:
+                tb = _run_once(fn_b, setup_b)
+                ta = _run_once(fn_a, setup_a)
+            runs_a.append(ta)
+            runs_b.append(tb)
+    return Timing(tuple(runs_a[warmup:])), Timing(tuple(runs_b[warmup:]))
 
 
 def cpu_model() -> str:
