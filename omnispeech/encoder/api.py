@@ -194,7 +194,7 @@ class AudioEncoder(StreamingModule[_EncoderStream]):
             n_done = window.shape[1] // per_window
             if n_done:
                 done = window[:, : n_done * per_window].reshape(B * n_done, per_window, -1)
-                out.append(self.net.encode_windows(done, None).reshape(B, n_done * per_window, -1))
+                out.append(self.net.encode_windows(done).reshape(B, n_done * per_window, -1))
             state.window = window[:, n_done * per_window :]
         return torch.cat(out, dim=1)
 
@@ -222,7 +222,7 @@ class AudioEncoder(StreamingModule[_EncoderStream]):
             emb = self.net.embed_chunks(chunk)[:, : (r + 7) // 8]
             window = emb if window is None else torch.cat([window, emb], dim=1)
         if window is not None and window.shape[1]:
-            out = self.net.encode_windows(window, None)
+            out = self.net.encode_windows(window)
         self.reset_streaming()
         return out
 

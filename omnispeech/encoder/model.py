@@ -48,17 +48,16 @@ class EncoderAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """``x`` ``[W, L, D]`` windows, ``key_mask`` ``[W, L]`` (True = real token)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[W, L, D]``: W windows of L real tokens each, attended bidirectionally."""
         W, L, D = x.shape
         H = self.num_heads
 
         def heads(t: torch.Tensor) -> torch.Tensor:
             return t.view(W, L, H, D // H).transpose(1, 2)
 
-        mask = None if key_mask is None else key_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(
-            heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)), attn_mask=mask
+            heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
         )
         return self.out_proj(out.transpose(1, 2).reshape(W, L, D))
 
@@ -74,8 +73,8 @@ class EncoderLayer(nn.Module):
         self.fc2 = nn.Linear(ffn_dim, d_model)
         self.final_layer_norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.self_attn_layer_norm(x))
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
 
@@ -125,11 +124,11 @@ class AuT(nn.Module):
         x = self.conv_out(x.permute(0, 3, 1, 2).reshape(C, t, ch * f))
         return x + self.positions[:t].to(x.dtype)
 
-    def encode_windows(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """Transformer and output head on attention windows: ``[W, L, d_model]`` with
-        ``key_mask`` ``[W, L]`` (None = all real) -> ``[W, L, out_dim]``."""
+    def encode_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """Transformer and output head on W attention windows of L real tokens each:
+        ``[W, L, d_model]`` -> ``[W, L, out_dim]``."""
         for layer in self.layers:
-            x = layer(x, key_mask)
+            x = layer(x)
         x = self.ln_post(x)
         if self.cfg.output_dim is not None:
             x = self.proj2(F.gelu(self.proj1(x)))
@@ -177,12 +176,15 @@ class AuT(nn.Module):
         n_tok = torch.tensor([cfg.num_tokens(n) for n in lens])
         tok_pos = torch.arange(n_windows * cpw * t).view(n_windows, cpw * t)
         key_ok = tok_pos[None] < n_tok[:, None, None]  # [B, nW, L]
-        window_ok = key_ok.any(-1)
-        win = windows[window_ok]
-        mask = key_ok[window_ok].to(win.device)
-        out = self.encode_windows(win, None if bool(mask.all()) else mask)
-        full = out.new_zeros(B, n_windows, cpw * t, out.shape[-1])
-        full[window_ok] = out
+        # Complete windows run together; each audio's last, partial window runs alone at its
+        # true length, so no layer spends work on padding and no attention mask is needed.
+        complete = key_ok.all(-1)
+        full = windows.new_zeros(B, n_windows, cpw * t, self.out_dim)
+        if bool(complete.any()):
+            full[complete] = self.encode_windows(windows[complete])
+        for b, w in (key_ok.any(-1) & ~complete).nonzero().tolist():
+            n = int(key_ok[b, w].sum())
+            full[b, w, :n] = self.encode_windows(windows[b, w, :n][None])[0]
         full = full.view(B, n_windows * cpw * t, -1)[:, : int(n_tok.max())]
         return full * (torch.arange(full.shape[1])[None, :] < n_tok[:, None]).to(full)[..., None]
 
