@@ -35,10 +35,10 @@ from benchmarks.common import (
     set_threads,
     sig3,
     time_pair,
-    tiny_tokenizer,
     today,
     write_section,
 )
+from omnispeech.testing import tiny_tokenizer
 
 THREADS = 2
 SAMPLE_RATE = 16_000

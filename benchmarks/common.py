@@ -30,15 +30,6 @@ RESULTS_HEADER = (
 )
 
 # The special tokens a Qwen3-ASR prompt needs, in the order the tiny tokenizer assigns ids.
-SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|audio_start|>",
-    "<|audio_end|>",
-    "<|audio_pad|>",
-    "<asr_text>",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,41 +189,6 @@ def write_section(name: str, body: str, path: Path = RESULTS_PATH) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
-
-
-def tiny_tokenizer() -> Any:
-    """A byte-level BPE tokenizer (256 byte symbols, a few merges) plus the Qwen specials.
-
-    Enough for building Qwen3-ASR prompts without downloading the real 151k-token vocabulary;
-    the specials get small ids (256 + merges ...), which the benchmark model's config adopts.
-    Returns a ``tokenizers.Tokenizer``.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    alphabet = sorted(ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(alphabet)}
-    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("i", "n")]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    # Added tokens are easiest to declare in the serialised form: one dict per special.
-    data = json.loads(tok.to_str())
-    data["added_tokens"] = [
-        {
-            "id": len(vocab) + i,
-            "content": content,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-        for i, content in enumerate(SPECIAL_TOKENS)
-    ]
-    return Tokenizer.from_str(json.dumps(data))
 
 
 def randomize_(module: torch.nn.Module, std: float = 0.02, seed: int = 0) -> None:

@@ -9,7 +9,8 @@ import soundfile as sf
 from omnispeech.errors import InputError
 from omnispeech.pipelines import ASR
 from omnispeech.pipelines.asr import _segments
-from tests.tiny import ref_asr_model, tiny_tokenizer
+from omnispeech.testing import tiny_tokenizer
+from tests.tiny import ref_asr_model
 
 SR = 16000
 

@@ -10,7 +10,8 @@ import torch
 
 from omnispeech.audio import log_mel_spectrogram
 from omnispeech.pipelines import ASR
-from tests.tiny import ref_asr_model, tiny_tokenizer
+from omnispeech.testing import tiny_tokenizer
+from tests.tiny import ref_asr_model
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from omnispeech.cli import main
 from omnispeech.pipelines import ASR
-from tests.tiny import ref_asr_model, tiny_tokenizer
+from omnispeech.testing import tiny_tokenizer
+from tests.tiny import ref_asr_model
 
 
 @pytest.fixture(scope="module")

@@ -2,48 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from tokenizers.pre_tokenizers import ByteLevel
+from tokenizers import Tokenizer
 
 from tests.conftest import TINY_AUDIO, redraw
-
-SPECIALS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|audio_start|>",
-    "<|audio_end|>",
-    "<|audio_pad|>",
-    "<asr_text>",
-]
-
-
-def tiny_tokenizer() -> Tokenizer:
-    """Byte-level BPE over the 256 byte symbols plus a few merges, then the Qwen specials."""
-    alphabet = sorted(ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(alphabet)}
-    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("i", "n")]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    data = json.loads(tok.to_str())
-    data["added_tokens"] = [
-        dict(
-            id=len(vocab) + i,
-            content=c,
-            single_word=False,
-            lstrip=False,
-            rstrip=False,
-            normalized=False,
-            special=True,
-        )
-        for i, c in enumerate(SPECIALS)
-    ]
-    return Tokenizer.from_str(json.dumps(data))
 
 
 def ref_asr_model(tok: Tokenizer, vocab_size: int = 320, seed: int = 0):
