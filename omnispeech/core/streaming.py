@@ -30,9 +30,6 @@ class StreamingState:
 
     batch_size: int
 
-    def reset(self) -> None:
-        """Return to the state of a fresh stream (default: nothing to clear)."""
-
 
 class StreamingModule(nn.Module, Generic[S]):
     """An ``nn.Module`` that can keep state between calls.

@@ -211,6 +211,7 @@ class AudioEncoder(StreamingModule[_EncoderStream]):
             self.push_features(torch.stack(tail))
         out = self._empty(B)
         if state.frames_seen == 0:
+            self.reset_streaming()
             raise EmptyAudioError("the stream ended before a single feature frame (10 ms)")
         window = state.window
         if state.pending is not None and state.pending.shape[-1]:
