@@ -89,3 +89,19 @@ def test_other_rates_and_channels_are_converted(asr):
     # 8 kHz input is resampled: the model sees 2 s of audio either way.
     c = asr.transcribe(wav16[::2], sample_rate=8000, language="en", max_new_tokens=8)
     assert len(c.token_ids) == len(a.token_ids) == 8
+
+
+def test_bfloat16_pipeline_runs_close_to_float32(asr, tmp_path):
+    import torch
+
+    from omnispeech.audio import log_mel_spectrogram
+
+    asr.save_pretrained(tmp_path / "m")
+    half = ASR.from_pretrained(tmp_path / "m", dtype=torch.bfloat16)
+    assert half.decoder.embed_tokens.weight.dtype == torch.bfloat16
+    wav = (0.1 * np.random.default_rng(6).standard_normal(SR)).astype(np.float32)
+    feats = log_mel_spectrogram(wav)[None]
+    with torch.no_grad():
+        full, low = asr.encoder(feats).tokens, half.encoder(feats).tokens.float()
+    assert (low - full).norm() / full.norm() < 0.05
+    assert len(half.transcribe(wav, language="en", max_new_tokens=6).token_ids) <= 6
