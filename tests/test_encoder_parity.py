@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from omnispeech.encoder import AudioEncoder
+from omnispeech.testing import tiny_tokenizer
 from tests.conftest import TINY_AUDIO, redraw, ref_omni_encoder
+from tests.tiny import ref_asr_model
 
 # Lengths in mel frames: several full 1-s chunks + a partial one, a window boundary (8 s =
 # 800 frames), exact chunk multiples and a sub-chunk audio.
@@ -70,32 +72,8 @@ def test_omni_batch_without_full_chunk_pads_like_reference(omni_encoder_folder):
     assert _compare(ours, _ref_omni(ref, feats, lengths), lengths) < 1e-5
 
 
-def _ref_asr_model():
-    from transformers import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration
-
-    audio = {k: v for k, v in TINY_AUDIO.items()}
-    cfg = Qwen3ASRConfig(
-        audio_config=audio,
-        text_config=dict(
-            vocab_size=151936,
-            hidden_size=96,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-            max_position_embeddings=4096,
-            tie_word_embeddings=True,
-        ),
-    )
-    model = Qwen3ASRForConditionalGeneration._from_config(cfg, attn_implementation="eager").eval()
-    redraw(model.model.audio_tower)
-    redraw(model.model.multi_modal_projector, seed=1)
-    return model
-
-
 def test_asr_hf_layout_matches_reference(tmp_path):
-    ref = _ref_asr_model()
+    ref = ref_asr_model(tiny_tokenizer())
     ref.save_pretrained(tmp_path)
     enc = AudioEncoder.from_pretrained(tmp_path)
     lengths = [1234, 250, 57]
