@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from omnispeech import checkpoint
 from omnispeech.checkpoint import CheckpointFolder, build_on_meta, load_state
 from omnispeech.encoder import AudioEncoder, EncoderConfig
 from omnispeech.errors import CheckpointError
@@ -36,7 +37,7 @@ def _sharded(tmp_path, tensors: dict[str, torch.Tensor], config: dict, shards: i
     return tmp_path
 
 
-def test_sharded_released_layout_reads_only_the_prefix(tmp_path):
+def test_sharded_released_layout_reads_only_the_prefix(tmp_path, monkeypatch):
     enc = AudioEncoder(SMALL)
     tensors = {f"thinker.audio_tower.{k}": v for k, v in enc.net.state_dict().items()}
     tensors["thinker.model.embed_tokens.weight"] = torch.randn(10, 4)
@@ -46,9 +47,29 @@ def test_sharded_released_layout_reads_only_the_prefix(tmp_path):
     }
     config["thinker_config"]["audio_config"].pop("pad_short_batches_to_longest")
     folder = CheckpointFolder(_sharded(tmp_path, tensors, config))
+    read: list[str] = []
+    real_open = checkpoint.safe_open
+
+    class Spy:  # records every tensor read, so the test can prove the thinker is never read
+        def __init__(self, *args, **kwargs):
+            self.handle = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            self.inner = self.handle.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.handle.__exit__(*exc)
+
+        def get_tensor(self, name):
+            read.append(name)
+            return self.inner.get_tensor(name)
+
+    monkeypatch.setattr(checkpoint, "safe_open", Spy)
     part = folder.read("thinker.audio_tower.")
     assert set(part) == set(enc.net.state_dict())
     assert "embed_tokens.weight" not in part
+    assert read and all(name.startswith("thinker.audio_tower.") for name in read)
     loaded = AudioEncoder.from_pretrained(tmp_path)
     assert loaded.cfg.pad_short_batches_to_longest  # an Omni folder keeps the Omni rule
     for k, v in enc.net.state_dict().items():
