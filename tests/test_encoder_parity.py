@@ -174,3 +174,16 @@ def test_full_omni_checkpoint_saved_by_transformers(tmp_path):
     with torch.no_grad():
         ours = enc(feats, lengths)
     assert _compare(ours, _ref_omni(tower, feats, lengths), lengths) < 1e-5
+
+
+def test_omni_streaming_matches_reference_for_short_and_long_audio(omni_encoder_folder):
+    ref, folder = omni_encoder_folder
+    enc = AudioEncoder.from_pretrained(folder)
+    for n in (57, 1234):
+        feats, lengths = _batch([n], seed=n)
+        with enc.streaming(1):
+            pieces = [enc.push_features(feats[..., i : i + 37]) for i in range(0, n, 37)]
+            streamed = torch.cat([*pieces, enc.flush()], dim=1)[0]
+        expected = _ref_omni(ref, feats, lengths)[0]
+        assert streamed.shape == expected.shape
+        assert (streamed - expected).abs().max().item() < 1e-5
