@@ -162,7 +162,8 @@ class AuT(nn.Module):
             else x[..., : max_chunks * cf]
         )
         chunks = x.view(B, M, max_chunks, cf).permute(0, 2, 1, 3)  # [B, nC, M, cf]
-        chunk_ok = torch.arange(max_chunks)[None, :] < torch.tensor(n_chunks)[:, None]
+        dev = features.device
+        chunk_ok = (torch.arange(max_chunks)[None, :] < torch.tensor(n_chunks)[:, None]).to(dev)
         width = cf
         if cfg.pad_short_batches_to_longest and max(lens) < cf:
             width = max(lens)  # the Qwen3-Omni rule for batches with no full chunk
@@ -175,7 +176,7 @@ class AuT(nn.Module):
         windows = grid.view(B, n_windows, cpw * t, -1)
         n_tok = torch.tensor([cfg.num_tokens(n) for n in lens])
         tok_pos = torch.arange(n_windows * cpw * t).view(n_windows, cpw * t)
-        key_ok = tok_pos[None] < n_tok[:, None, None]  # [B, nW, L]
+        key_ok = (tok_pos[None] < n_tok[:, None, None]).to(dev)  # [B, nW, L]
         # Complete windows run together; each audio's last, partial window runs alone at its
         # true length, so no layer spends work on padding and no attention mask is needed.
         complete = key_ok.all(-1)
@@ -186,7 +187,8 @@ class AuT(nn.Module):
             n = int(key_ok[b, w].sum())
             full[b, w, :n] = self.encode_windows(windows[b, w, :n][None])[0]
         full = full.view(B, n_windows * cpw * t, -1)[:, : int(n_tok.max())]
-        return full * (torch.arange(full.shape[1])[None, :] < n_tok[:, None]).to(full)[..., None]
+        tok_ok = torch.arange(full.shape[1])[None, :] < n_tok[:, None]
+        return full * tok_ok.to(full)[..., None]
 
 
 def check_features(
