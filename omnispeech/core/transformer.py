@@ -88,6 +88,17 @@ class DecoderCache:
         """Positions already cached (the position of the next input)."""
         return self.layers[0].length
 
+    def truncate(self, length: int) -> None:
+        """Forget every position from ``length`` on (rollback; the memory stays reserved).
+
+        A causal decoder's keys and values for a prefix do not depend on what follows it, so
+        a caller can rewind to a shared prefix and continue differently.
+        """
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} positions to {length}")
+        for layer in self.layers:
+            layer.length = length
+
 
 class Decoder(nn.Module):
     """Token embedding, ``num_layers`` Qwen3 blocks and the final RMSNorm.

@@ -24,7 +24,7 @@ from omnispeech.checkpoint import (
     resolve_folder,
     save_folder,
 )
-from omnispeech.core import Decoder, decoder_config_from_released
+from omnispeech.core import Decoder, DecoderCache, decoder_config_from_released
 from omnispeech.encoder import AudioEncoder
 from omnispeech.encoder.layouts import detect_layout
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
@@ -33,7 +33,9 @@ from omnispeech.pipelines.asr_prompt import (
     parse_answer,
     prompt_parts,
     resolve_language,
+    token_budget,
 )
+from omnispeech.pipelines.asr_stream import ASRStream
 from omnispeech.pipelines.tokenizer import load_tokenizer, special_id
 
 SAMPLE_RATE = 16_000
@@ -216,12 +218,24 @@ class ASR(nn.Module):
             generated ids, without the end token.
         """
         ids = self.prompt_ids(audio_tokens.shape[0], language, context)
-        device = self.decoder.embed_tokens.weight.device
-        ids_t = torch.tensor(ids, device=device)
+        ids_t = torch.tensor(ids, device=self.decoder.embed_tokens.weight.device)
         embeds = self.decoder.embed_tokens(ids_t)
         embeds[ids_t == self.audio_pad_id] = audio_tokens.to(embeds)
         cache = self.decoder.new_cache(1, len(ids) + max_new_tokens)
-        hidden = self.decoder(embeds[None], cache)
+        return self.greedy(self.decoder(embeds[None], cache), cache, max_new_tokens, min_new_tokens)
+
+    def greedy(
+        self,
+        hidden: torch.Tensor,
+        cache: DecoderCache,
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+    ) -> list[int]:
+        """Greedy continuation after a prefill whose last hidden state is ``hidden[:, -1]``.
+
+        Returns the new ids without the end token; ``cache`` holds them afterwards.
+        """
+        device = hidden.device
         out: list[int] = []
         eos = set(self.config.eos_token_ids)
         for step in range(max_new_tokens):
@@ -237,6 +251,16 @@ class ASR(nn.Module):
                     self.decoder.embed_tokens(torch.tensor([[token]], device=device)), cache
                 )
         return out
+
+    def stream(
+        self,
+        language: str | None = None,
+        context: str = "",
+        unfixed_tokens: int | None = 5,
+        max_seconds: float = 600.0,
+    ) -> ASRStream:
+        """A live transcription session (see :class:`ASRStream`); use it with ``with``."""
+        return ASRStream(self, language, context, unfixed_tokens, max_seconds)
 
     def transcribe(
         self,
@@ -275,9 +299,7 @@ class ASR(nn.Module):
             raise EmptyAudioError(
                 "the audio is silent (every sample is zero); nothing to transcribe"
             )
-        # Duration guard: no speech yields more than ~20 tokens/s, so a longer answer is a
-        # decoder loop; stopping there bounds the cost of a runaway generation.
-        max_new_tokens = min(max_new_tokens, 32 + 20 * int(np.ceil(wav.shape[0] / SAMPLE_RATE)))
+        max_new_tokens = token_budget(wav.shape[0], max_new_tokens)
         if wav.shape[0] < MIN_SAMPLES:
             wav = np.pad(wav, (0, MIN_SAMPLES - wav.shape[0]))
         feats = log_mel_spectrogram(torch.from_numpy(wav), self.encoder.cfg.num_mel_bins)

@@ -88,6 +88,15 @@ def prompt_parts(context: str, language: str | None) -> tuple[str, str]:
     return head, tail
 
 
+def token_budget(num_samples: int, max_new_tokens: int) -> int:
+    """Most tokens worth generating for ``num_samples`` of 16 kHz audio.
+
+    No speech yields more than about 20 tokens per second, so a longer answer is a decoder
+    loop; stopping there bounds the cost of a runaway generation.
+    """
+    return min(max_new_tokens, 32 + 20 * -(-num_samples // 16000))
+
+
 @dataclasses.dataclass(frozen=True)
 class Transcription:
     """What the model heard.
