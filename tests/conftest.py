@@ -81,3 +81,16 @@ def omni_encoder_folder(tmp_path_factory):
     tensors["thinker.model.embed_tokens.weight"] = torch.zeros(8, 4)
     tensors["talker.codec_head.weight"] = torch.zeros(8, 4)
     return ref, write_folder(folder, config, tensors)
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_dir(tmp_path_factory) -> Path:
+    """A tiny Qwen3-ASR folder in the transformers ``-hf`` layout, with a tokenizer."""
+    from omnispeech.testing import tiny_tokenizer
+    from tests.tiny import ref_asr_model
+
+    tok = tiny_tokenizer()
+    folder = tmp_path_factory.mktemp("tiny_asr")
+    ref_asr_model(tok).save_pretrained(folder)
+    tok.save(str(folder / "tokenizer.json"))
+    return folder

@@ -9,8 +9,6 @@ import soundfile as sf
 from omnispeech.errors import InputError
 from omnispeech.pipelines import ASR
 from omnispeech.pipelines.asr import _segments
-from omnispeech.testing import tiny_tokenizer
-from tests.tiny import ref_asr_model
 
 SR = 16000
 
@@ -37,12 +35,8 @@ def test_segments_cut_in_quiet_gaps_and_keep_every_sample(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def asr(tmp_path_factory) -> ASR:
-    tok = tiny_tokenizer()
-    folder = tmp_path_factory.mktemp("asr")
-    ref_asr_model(tok).save_pretrained(folder)
-    tok.save(str(folder / "tokenizer.json"))
-    return ASR.from_pretrained(folder)
+def asr(tiny_asr_dir) -> ASR:
+    return ASR.from_pretrained(tiny_asr_dir)
 
 
 def test_transcribe_file_joins_segment_transcripts(asr, tmp_path):

@@ -7,19 +7,13 @@ import pytest
 
 from omnispeech.errors import EmptyAudioError, InputError
 from omnispeech.pipelines import ASR
-from omnispeech.testing import tiny_tokenizer
-from tests.tiny import ref_asr_model
 
 SR = 16000
 
 
 @pytest.fixture(scope="module")
-def asr(tmp_path_factory) -> ASR:
-    tok = tiny_tokenizer()
-    folder = tmp_path_factory.mktemp("asr")
-    ref_asr_model(tok).save_pretrained(folder)
-    tok.save(str(folder / "tokenizer.json"))
-    return ASR.from_pretrained(folder)
+def asr(tiny_asr_dir) -> ASR:
+    return ASR.from_pretrained(tiny_asr_dir)
 
 
 def _noise(seconds: float, seed: int) -> np.ndarray:

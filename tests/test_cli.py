@@ -11,17 +11,11 @@ from click.testing import CliRunner
 
 from omnispeech.cli import main
 from omnispeech.pipelines import ASR
-from omnispeech.testing import tiny_tokenizer
-from tests.tiny import ref_asr_model
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    tok = tiny_tokenizer()
-    folder = tmp_path_factory.mktemp("asr")
-    ref_asr_model(tok).save_pretrained(folder)
-    tok.save(str(folder / "tokenizer.json"))
-    return folder
+def model_dir(tiny_asr_dir):
+    return tiny_asr_dir
 
 
 @pytest.fixture(scope="module")
