@@ -30,6 +30,13 @@ def _ref_omni(ref, feats: torch.Tensor, lengths: torch.Tensor) -> list[torch.Ten
     return list(out.split(sizes))
 
 
+def _omni_max_diff(ref, enc: AudioEncoder, lengths: list[int], seed: int) -> float:
+    feats, lens = _batch(lengths, seed=seed)
+    with torch.no_grad():
+        ours = enc(feats, lens)
+    return _compare(ours, _ref_omni(ref, feats, lens), lens)
+
+
 def ref_tokens(n: int) -> int:
     return 13 * (n // 100) + -(-(n % 100) // 8)
 
@@ -46,30 +53,21 @@ def _compare(ours, refs, lengths) -> float:
 def test_omni_released_layout_matches_reference(omni_encoder_folder):
     ref, folder = omni_encoder_folder
     enc = AudioEncoder.from_pretrained(folder)
-    feats, lengths = _batch(LENGTHS)
-    with torch.no_grad():
-        ours = enc(feats, lengths)
-    assert _compare(ours, _ref_omni(ref, feats, lengths), lengths) < 1e-5
+    assert _omni_max_diff(ref, enc, LENGTHS, seed=0) < 1e-5
 
 
 def test_omni_standalone_save_pretrained_folder(tmp_path):
     ref = ref_omni_encoder()
     ref.save_pretrained(tmp_path)
     enc = AudioEncoder.from_pretrained(tmp_path)
-    feats, lengths = _batch([345, 1000], seed=1)
-    with torch.no_grad():
-        ours = enc(feats, lengths)
-    assert _compare(ours, _ref_omni(ref, feats, lengths), lengths) < 1e-5
+    assert _omni_max_diff(ref, enc, [345, 1000], seed=1) < 1e-5
 
 
 def test_omni_batch_without_full_chunk_pads_like_reference(omni_encoder_folder):
     # No audio reaches 100 frames: Qwen3-Omni pads chunks only to the longest (here 57).
     ref, folder = omni_encoder_folder
     enc = AudioEncoder.from_pretrained(folder)
-    feats, lengths = _batch([57, 23, 8], seed=2)
-    with torch.no_grad():
-        ours = enc(feats, lengths)
-    assert _compare(ours, _ref_omni(ref, feats, lengths), lengths) < 1e-5
+    assert _omni_max_diff(ref, enc, [57, 23, 8], seed=2) < 1e-5
 
 
 def test_asr_hf_layout_matches_reference(tmp_path):
@@ -170,10 +168,7 @@ def test_full_omni_checkpoint_saved_by_transformers(tmp_path):
     redraw(tower, seed=7)
     model.save_pretrained(tmp_path)
     enc = AudioEncoder.from_pretrained(tmp_path)
-    feats, lengths = _batch([1234, 250, 57], seed=8)
-    with torch.no_grad():
-        ours = enc(feats, lengths)
-    assert _compare(ours, _ref_omni(tower, feats, lengths), lengths) < 1e-5
+    assert _omni_max_diff(tower, enc, [1234, 250, 57], seed=8) < 1e-5
 
 
 def test_omni_streaming_matches_reference_for_short_and_long_audio(omni_encoder_folder):

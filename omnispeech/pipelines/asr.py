@@ -141,7 +141,6 @@ class ASR(nn.Module):
         eos_ids = tuple(eos) if isinstance(eos, list | tuple) else ((eos,) if eos else DEFAULT_EOS)
         config = ASRConfig(eos_token_ids=eos_ids, languages=tuple(cfg.get("support_languages", ())))
         model = cls(encoder, decoder, lm_head, load_tokenizer(folder.path), config)
-        model.source = folder.path
         return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, path: str | Path) -> None:

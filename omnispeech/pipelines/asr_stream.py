@@ -94,9 +94,9 @@ class ASRStream:
         encode = asr.tokenizer.encode
         self._head = encode(head, add_special_tokens=False).ids
         self._tail = encode(tail, add_special_tokens=False).ids
-        self._max_answer = token_budget(self.max_samples, 1 << 30)
+        max_answer = token_budget(self.max_samples, 1 << 30)
         capacity = (len(self._head) + asr.encoder.cfg.num_tokens(self.max_samples // 160 + 1)
-                    + len(self._tail) + self._max_answer)  # fmt: skip
+                    + len(self._tail) + max_answer)  # fmt: skip
         self._cache = asr.decoder.new_cache(1, capacity)
         self._answer: list[int] = []
         self._samples = 0
