@@ -1,0 +1,250 @@
+"""Streaming causal conv layers of the Code2Wav decoder.
+
+Every layer takes ``x [B, C, T]`` plus ``lengths [B]`` (valid steps per stream in this call;
+None = all ``T``) and keeps exactly the state the next call needs:
+
+- a causal conv keeps its last ``(k - 1) * dilation`` inputs (zeros at the start, which is the
+  offline left padding);
+- a transposed conv keeps the ``k - stride`` output samples that still wait for the next input
+  (its overlap tail), and counts the leading samples the released model trims.
+
+Outside ``streaming()`` the same code runs on a fresh state, so offline and streaming cannot
+drift apart. Positions past a stream's length hold unspecified values; they never reach valid
+positions because every layer is causal and the state is taken at each stream's own end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnispeech.core.streaming import StreamingModule, StreamingState
+from omnispeech.kernels import residual_add, snake_beta
+
+
+def take_tail(buf: torch.Tensor, ends: torch.Tensor | None, n: int) -> torch.Tensor:
+    """The ``n`` steps before each stream's end: ``buf [B, C, N]``, ``ends [B]`` -> ``[B, C, n]``.
+
+    ``ends`` None means every stream ends at ``N``.
+    """
+    if ends is None:
+        return buf[..., buf.shape[-1] - n :].clone()
+    idx = ends[:, None] - n + torch.arange(n, device=buf.device)
+    return buf.gather(2, idx[:, None, :].expand(-1, buf.shape[1], -1))
+
+
+class SnakeBeta(nn.Module):
+    """``y = x + sin(x * e^alpha)^2 / (e^beta + 1e-9)`` per channel (alpha, beta in log scale).
+
+    ``bias`` adds a preceding conv's bias inside the same pass; ``out`` lets the result land
+    directly in the next conv's padded input buffer.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor | None = None, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return snake_beta(x, self.alpha, self.beta, bias=bias, out=out)
+
+
+@dataclasses.dataclass
+class _ConvState(StreamingState):
+    context: torch.Tensor  # [B, C_in, (k - 1) * dilation]: the last inputs, zeros at start
+
+
+class CausalConv1d(StreamingModule[_ConvState]):
+    """Stride-1 conv padded on the left only (weights under ``conv.``)."""
+
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, dilation: int = 1, groups: int = 1
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, dilation=dilation, groups=groups)
+        self.context = (kernel - 1) * dilation
+
+    def _init_streaming_state(self, batch_size: int) -> _ConvState:
+        w = self.conv.weight
+        return _ConvState(batch_size, w.new_zeros(batch_size, w.shape[1] * self.conv.groups, self.context))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        act: SnakeBeta | None = None,
+        add_bias: bool = True,
+    ) -> torch.Tensor:
+        """``[B, C_in, T]`` -> ``[B, C_out, T]``.
+
+        Args:
+            x: input steps of this call.
+            lengths: valid steps per stream (None = all).
+            act: an activation applied to ``x`` first, written straight into the padded buffer.
+            add_bias: False leaves the bias to the caller (fused into the next activation).
+        """
+        b, c, t = x.shape
+        state = self.streaming_state
+        buf = x.new_empty(b, c, self.context + t)
+        if state is None:
+            buf[..., : self.context].zero_()
+        else:
+            buf[..., : self.context].copy_(state.context)
+        if act is not None:
+            act(x, out=buf[..., self.context :])
+        else:
+            buf[..., self.context :].copy_(x)
+        if state is not None and self.context:
+            ends = None if lengths is None else lengths + self.context
+            state.context = take_tail(buf, ends, self.context)
+        bias = self.conv.bias if add_bias else None
+        return F.conv1d(buf, self.conv.weight, bias, dilation=self.conv.dilation, groups=self.conv.groups)
+
+
+@dataclasses.dataclass
+class _TransState(StreamingState):
+    tail: torch.Tensor  # [B, C_out, k - stride]: overlap sums awaiting the next input, no bias
+    to_trim: torch.Tensor  # [B] leading samples still to drop (the omni flavor drops k - stride)
+
+
+class CausalConvTranspose1d(StreamingModule[_TransState]):
+    """Transposed conv (kernel ``k``, a multiple of ``stride``) computed as one GEMM followed by
+    an overlap-add, with the released models' trimming.
+
+    The plain transposed conv of ``L`` inputs has ``(L - 1) * stride + k`` samples; its last
+    ``k - stride`` need the next input. Both released flavors drop exactly those at the end;
+    ``trim_left`` also drops ``k - stride`` at the start (Qwen3-Omni). Per call each stream
+    emits ``stride`` samples per input, minus what is still to trim.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, trim_left: bool) -> None:
+        super().__init__()
+        if kernel % stride:
+            raise ValueError("kernel must be a multiple of stride")
+        self.conv = nn.ConvTranspose1d(c_in, c_out, kernel, stride=stride)
+        self.stride = stride
+        self.overlap = kernel - stride
+        self.trim_left = self.overlap if trim_left else 0
+
+    def _init_streaming_state(self, batch_size: int) -> _TransState:
+        w = self.conv.weight
+        return _TransState(
+            batch_size,
+            w.new_zeros(batch_size, w.shape[1], self.overlap),
+            torch.full((batch_size,), self.trim_left, dtype=torch.long, device=w.device),
+        )
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``[B, C_in, T]`` -> (``[B, C_out, S]``, valid samples per stream or None if all ``S``)."""
+        state = self.streaming_state
+        if state is None:
+            state = self._init_streaming_state(x.shape[0])
+        b, _, t = x.shape
+        s, k = self.stride, self.conv.weight.shape[-1]
+        c_out = self.conv.weight.shape[1]
+        if lengths is not None:
+            # Inputs past a stream's end must contribute nothing to its overlap tail.
+            valid = torch.arange(t, device=x.device)[None, :] < lengths[:, None]
+            x = x * valid[:, None, :].to(x.dtype)
+        # weight [C_in, C_out, k] viewed as [C_in, C_out * k]: y[b, o*k + j, t] is the
+        # contribution of input t to output sample t * s + j.
+        w = self.conv.weight.reshape(self.conv.weight.shape[0], c_out * k)
+        y = torch.matmul(w.t(), x).view(b, c_out, k // s, s, t)
+        full = x.new_zeros(b, c_out, t + k // s - 1, s)
+        for j in range(k // s):
+            full[:, :, j : j + t] += y[:, :, j].transpose(-1, -2)
+        full = full.view(b, c_out, (t + k // s - 1) * s)
+        if self.overlap:
+            full[..., : self.overlap] += state.tail
+        ends = None if lengths is None else lengths * s
+        if self.overlap:
+            state.tail = take_tail(full, None if ends is None else ends + self.overlap, self.overlap)
+        out = full[..., : t * s] + self.conv.bias[:, None]
+        if not self.trim_left:
+            return out, None if lengths is None else ends
+        return self._trim(out, ends, state)
+
+    def _trim(
+        self, out: torch.Tensor, ends: torch.Tensor | None, state: _TransState
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        n = out.shape[-1] if ends is None else ends
+        drop = torch.minimum(state.to_trim, torch.as_tensor(n, device=out.device))
+        state.to_trim = state.to_trim - drop
+        if bool((drop == drop[0]).all()):
+            d = int(drop[0])
+            return out[..., d:], None if ends is None else ends - d
+        # Streams disagree on what to drop: shift each left by its own amount.
+        idx = (drop[:, None] + torch.arange(out.shape[-1], device=out.device)).clamp_max(
+            out.shape[-1] - 1
+        )
+        shifted = out.gather(2, idx[:, None, :].expand(-1, out.shape[1], -1))
+        lengths = (torch.full_like(drop, out.shape[-1]) if ends is None else ends) - drop
+        return shifted, lengths
+
+
+class ConvNeXtBlock(nn.Module):
+    """Causal depthwise conv k7 -> LayerNorm -> Linear 4x -> GELU -> Linear -> gamma, residual."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = CausalConv1d(dim, dim, 7, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.dwconv(x, lengths).transpose(1, 2)
+        h = self.pwconv2(F.gelu(self.pwconv1(self.norm(h))))
+        return x + (self.gamma * h).transpose(1, 2)
+
+
+class ResidualUnit(nn.Module):
+    """``x + conv_k1(snake(conv_k7_dilated(snake(x))))``.
+
+    Biases are fused: conv1's into the second activation, conv2's into the residual add.
+    """
+
+    def __init__(self, dim: int, dilation: int) -> None:
+        super().__init__()
+        self.act1 = SnakeBeta(dim)
+        self.conv1 = CausalConv1d(dim, dim, 7, dilation=dilation)
+        self.act2 = SnakeBeta(dim)
+        self.conv2 = CausalConv1d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv1(x, lengths, act=self.act1, add_bias=False)
+        h = self.act2(h, bias=self.conv1.conv.bias, out=h)
+        # A k1 conv is a matmul over channels; no context, so no streaming state is involved.
+        y = torch.matmul(self.conv2.conv.weight[:, :, 0], h)
+        return residual_add(x, y, self.conv2.conv.bias, out=y)
+
+
+class DecoderBlock(nn.Module):
+    """SnakeBeta -> transposed conv (upsample by ``rate``, halve channels) -> 3 residual units
+    (dilations 1, 3, 9). Weights under ``block.{0..4}`` as in the released checkpoints."""
+
+    def __init__(self, c_in: int, c_out: int, rate: int, trim_left: bool) -> None:
+        super().__init__()
+        self.block = nn.ModuleList(
+            [
+                SnakeBeta(c_in),
+                CausalConvTranspose1d(c_in, c_out, 2 * rate, rate, trim_left),
+                *(ResidualUnit(c_out, d) for d in (1, 3, 9)),
+            ]
+        )
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h, lengths = self.block[1](self.block[0](x), lengths)
+        for unit in self.block[2:]:
+            h = unit(h, lengths)
+        return h, lengths
