@@ -9,6 +9,7 @@ import click
 
 from omnispeech import __version__
 from omnispeech.cli.asr import asr
+from omnispeech.cli.vocode import vocode
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,9 +21,11 @@ def main() -> None:
     Examples:
       omnispeech asr talk.wav --model ./Qwen3-ASR-0.6B
       omnispeech asr a.flac b.ogg --model ./Qwen3-ASR-0.6B --language en --format json
+      omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
 
     Run `omnispeech COMMAND --help` for the options of a command.
     """
 
 
 main.add_command(asr)
+main.add_command(vocode)

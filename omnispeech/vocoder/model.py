@@ -5,14 +5,17 @@ influences up to ``(t + 1) * hop`` is final. Streaming therefore emits ``hop`` (
 frame (the omni flavor's first frame ``hop - 555``, the samples its model trims), and offline
 decoding is the same code run on a fresh state, so the two agree by construction.
 
-Speed: the conv decoder runs in tiles of ``tile_frames`` frames. At 24 kHz a one-second
-activation of 96 channels is 9 MB; tiles of ~2 frames keep every intermediate in the core's L2
-cache, which makes the 24 kHz convs about twice as fast as one pass over the whole signal.
+Speed: the conv decoder runs in tiles. At 24 kHz a one-second activation of 96 channels is 9 MB;
+tiles of ~2 frames keep the late blocks' intermediates in the core's L2 cache, which makes the
+24 kHz convs about twice as fast as one pass over the whole signal. The early blocks, whose
+weights are large, run on wider tiles so that each weight read serves many samples.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -41,6 +44,10 @@ from omnispeech.vocoder.transformer import PreTransformer
 
 # Frames per transformer call when a call holds many (bounds the attention memory offline).
 TRANSFORMER_BLOCK = 256
+# Decoder blocks run on coarse tiles: their weights are large and their activations small, so
+# wide tiles amortise reading the weights. The later blocks (few channels, high rates) run on
+# fine tiles that keep their activations in cache.
+COARSE_BLOCKS = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,13 +88,20 @@ class Code2Wav(StreamingModule[_Stream]):
 
     Args:
         cfg: the network shape.
-        tile_frames: frames per tile of the conv decoder (speed only; results are identical).
+        coarse_frames: frames per tile of the upsampler and first decoder block.
+        fine_frames: frames per tile of the later decoder blocks. Tiles change speed and memory
+            only; the output is the same for any tile sizes.
     """
 
-    def __init__(self, cfg: Code2WavConfig, tile_frames: int = 2) -> None:
+    def __init__(self, cfg: Code2WavConfig, coarse_frames: int = 32, fine_frames: int = 2) -> None:
         super().__init__()
+        if coarse_frames < 1 or fine_frames < 1:
+            raise ValueError("tile sizes must be >= 1 frame")
         self.cfg = cfg
-        self.tile_frames = tile_frames
+        self.coarse_frames = coarse_frames
+        self.fine_frames = fine_frames
+        ratios = (*cfg.upsampling_ratios, *cfg.upsample_rates[:COARSE_BLOCKS])
+        self._coarse_hop = math.prod(ratios)  # coarse-stage samples per frame
         trim = cfg.trims_left
         if cfg.flavor == "omni":
             self.code_embedding = MeanCodeEmbedding(cfg)
@@ -134,7 +148,8 @@ class Code2Wav(StreamingModule[_Stream]):
         name_or_path: str | Path,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
-        tile_frames: int = 2,
+        coarse_frames: int = 32,
+        fine_frames: int = 2,
     ) -> Code2Wav:
         """Load from a Qwen3-Omni, Qwen3-TTS-Tokenizer-12Hz or omnispeech folder.
 
@@ -145,7 +160,7 @@ class Code2Wav(StreamingModule[_Stream]):
         """
         folder = CheckpointFolder(resolve_folder(name_or_path))
         layout = detect_layout(folder)
-        model = build_on_meta(lambda: cls(layout.config, tile_frames))
+        model = build_on_meta(lambda: cls(layout.config, coarse_frames, fine_frames))
         state = folder.read(layout.prefix, dtype)
         load_state(model, state, f"{folder.path} ({layout.kind})")
         return model.to(device=device, dtype=dtype).eval()
@@ -230,11 +245,11 @@ class Code2Wav(StreamingModule[_Stream]):
             # Padding may hold anything (e.g. -1); embed a valid code there and ignore it.
             codes = codes.clamp_min(0)
         hidden = self._embed(codes, lengths)  # [B, latent, T]
-        pieces: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        for start in range(0, t, self.tile_frames):
-            stop = min(t, start + self.tile_frames)
-            tile_len = None if lengths is None else (lengths - start).clamp(0, stop - start)
-            pieces.append(self._decode_tile(hidden[..., start:stop], tile_len))
+        fine_step = self.fine_frames * self._coarse_hop
+        pieces = []
+        for h, n in _tiles(hidden, lengths, self.coarse_frames):
+            h, n = self._coarse(h, n)
+            pieces.extend(self._fine(h2, n2) for h2, n2 in _tiles(h, n, fine_step))
         return _concat(pieces)
 
     def _embed(self, codes: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -242,26 +257,43 @@ class Code2Wav(StreamingModule[_Stream]):
             h = self.code_embedding(codes)  # [B, T, latent]
         else:
             h = self.pre_conv(self.quantizer(codes), lengths).transpose(1, 2)
-        out = []
-        for start in range(0, h.shape[1], TRANSFORMER_BLOCK):
-            block = h[:, start : start + TRANSFORMER_BLOCK]
-            block_len = (
-                None if lengths is None else (lengths - start).clamp(0, block.shape[1])
-            )
-            out.append(self.pre_transformer(block, block_len))
+        out = [self.pre_transformer(x, n) for x, n in _tiles(h, lengths, TRANSFORMER_BLOCK, 1)]
         return torch.cat(out, dim=1).transpose(1, 2)
 
-    def _decode_tile(
+    def _coarse(
         self, h: torch.Tensor, lengths: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Upsampler, first conv and the first ``COARSE_BLOCKS`` decoder blocks."""
         for trans, convnext in self.upsample:
             h, lengths = trans(h, lengths)
             h = convnext(h, lengths)
         h = self.decoder[0](h, lengths)
-        for block in self.decoder[1:-2]:
+        for block in self.decoder[1 : 1 + COARSE_BLOCKS]:
+            h, lengths = block(h, lengths)
+        return h, lengths
+
+    def _fine(
+        self, h: torch.Tensor, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The remaining decoder blocks, the last activation and conv -> ``[B, 1, S]``."""
+        for block in self.decoder[1 + COARSE_BLOCKS : -2]:
             h, lengths = block(h, lengths)
         wav = self.decoder[-1](h, lengths, act=self.decoder[-2])
         return wav.clamp_(-1.0, 1.0), lengths
+
+
+def _tiles(
+    x: torch.Tensor, lengths: torch.Tensor | None, size: int, dim: int = -1
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Consecutive slices of ``size`` steps along ``dim`` with each stream's valid steps.
+
+    Valid steps are a prefix of every stream, so a tile's valid part is a prefix too.
+    """
+    total = x.shape[dim]
+    for start in range(0, total, size):
+        piece = x.narrow(dim, start, min(size, total - start))
+        n = piece.shape[dim]
+        yield piece, None if lengths is None else (lengths - start).clamp(0, n)
 
 
 def check_codes(

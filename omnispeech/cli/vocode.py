@@ -1,0 +1,96 @@
+"""``omnispeech vocode``: turn a codes file into a waveform with a Code2Wav vocoder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+# Frames decoded per streaming step: bounds memory on long files and paces the progress bar.
+FRAMES_PER_STEP = 125
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("codes_file", type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output audio file (.wav or .flac). A batch of B items writes OUT_0 .. OUT_{B-1}.",
+)
+@click.option(
+    "--model",
+    "-m",
+    "model",
+    required=True,
+    envvar="OMNISPEECH_VOCODER_MODEL",
+    metavar="FOLDER",
+    help="Qwen3-Omni, Qwen3-TTS-Tokenizer-12Hz or omnispeech vocoder folder, "
+    "or $OMNISPEECH_VOCODER_MODEL.",
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def vocode(codes_file: Path, output: Path, model: str, device: str) -> None:
+    """Decode CODES_FILE (.npz with a `codes` array [K, T] or [B, K, T]) to audio.
+
+    \b
+    Examples:
+      omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
+      omnispeech vocode talker_codes.npz -o reply.flac -m ./Qwen3-Omni-30B-A3B-Instruct
+
+    \b
+    The codes file (see omnispeech.codes) may also record sample_rate, frame_rate,
+    codebook_size and model; when present they are checked against the vocoder, and
+    codes it cannot decode are refused with a one-line error. Long files are decoded
+    as a stream (bounded memory, identical output) with a progress bar.
+    """
+    from omnispeech.errors import OmnispeechError
+
+    try:
+        _vocode(codes_file, output, model, device)
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _vocode(codes_file: Path, output: Path, model: str, device: str) -> None:
+    import soundfile as sf
+    import torch
+    from tqdm import tqdm
+
+    from omnispeech.codes import load_codes
+    from omnispeech.errors import InputError
+    from omnispeech.vocoder import Code2Wav, check_codes
+
+    if output.suffix.lower() not in (".wav", ".flac"):
+        raise InputError(f"{output}: the output must end in .wav or .flac")
+    data = load_codes(codes_file)  # fail on a bad file before loading the model
+    vocoder = Code2Wav.from_pretrained(model, device=device)
+    cfg = vocoder.cfg
+    data.check_compatible(cfg.num_quantizers, cfg.codebook_size, cfg.sample_rate, cfg.frame_rate)
+    codes = torch.from_numpy(data.codes)
+    lengths = torch.from_numpy(data.lengths)
+    check_codes(cfg, codes, lengths, None, torch.device("cpu"))  # range errors before writing
+    if int(lengths.max()) == 0:
+        raise InputError(f"{codes_file}: empty code sequence: no frames to decode")
+    targets = _targets(output, codes.shape[0])
+    total = int(lengths.sum())
+    with tqdm(
+        total=total, unit="frame", leave=False, disable=total < 500 or not sys.stderr.isatty()
+    ) as bar:
+        for item, target in enumerate(targets):
+            n = int(lengths[item])
+            with sf.SoundFile(target, "w", cfg.sample_rate, 1) as sink:
+                with vocoder.streaming(1):
+                    for start in range(0, n, FRAMES_PER_STEP):
+                        piece = codes[item : item + 1, :, start : min(n, start + FRAMES_PER_STEP)]
+                        sink.write(vocoder.push(piece).wav[0, 0].cpu().numpy())
+                        bar.update(piece.shape[-1])
+                    sink.write(vocoder.flush().wav[0, 0].cpu().numpy())
+            click.echo(f"{target}\t{cfg.num_samples(n) / cfg.sample_rate:.2f} s", err=True)
+
+
+def _targets(output: Path, batch: int) -> list[Path]:
+    if batch == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}_{i}{output.suffix}") for i in range(batch)]
