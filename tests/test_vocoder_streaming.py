@@ -147,3 +147,32 @@ def test_tts_flavor_streams_exactly(tmp_path):
     assert (_stream(model, codes, [1, 3, 1, 5, 7]) - offline).abs().max() < TOL
     model.save_pretrained(tmp_path)
     assert torch.equal(Code2Wav.from_pretrained(tmp_path)(codes), offline)
+
+
+def test_state_buffers_stay_in_place(vocoder, codes_and_offline):
+    """What a CUDA graph needs: after the first push, every step reuses the same buffers."""
+    from omnispeech.vocoder.graph import _state_tensors, _still_trimming
+
+    codes, _ = codes_and_offline
+    with vocoder.streaming(2):
+        vocoder.push(codes[..., :1])
+        assert not _still_trimming(vocoder)
+        before = [t.data_ptr() for t in _state_tensors(vocoder)]
+        for start in range(1, 6):
+            vocoder.push(codes[..., start : start + 1])
+        assert [t.data_ptr() for t in _state_tensors(vocoder)] == before
+
+
+@pytest.mark.requires_cuda
+@pytest.mark.parametrize("batch", [1, 2])
+def test_cuda_graph_streaming_equals_offline(vocoder, codes_and_offline, batch):
+    from omnispeech.vocoder import GraphStreamer
+
+    codes, offline = codes_and_offline
+    gpu = Code2Wav(vocoder.cfg).cuda().eval()
+    gpu.load_state_dict(vocoder.state_dict())
+    pieces = []
+    with GraphStreamer(gpu, batch_size=batch) as stream:
+        for start in range(FRAMES):
+            pieces.append(stream.push(codes[:batch, :, start : start + 1].cuda()).cpu())
+    assert (torch.cat(pieces, -1) - offline[:batch]).abs().max() < 1e-4

@@ -101,7 +101,8 @@ class CausalConv1d(StreamingModule[_ConvState]):
             buf[..., self.context :].copy_(x)
         if state is not None and self.context:
             ends = None if lengths is None else lengths + self.context
-            state.context = take_tail(buf, ends, self.context)
+            # In place: state buffers keep their addresses (a CUDA graph replays on them).
+            state.context.copy_(take_tail(buf, ends, self.context))
         bias = self.conv.bias if add_bias else None
         if self.conv.out_channels == 1 and self.conv.groups == 1:
             return _single_output_conv(buf, self.conv.weight, bias, self.conv.dilation[0])
@@ -130,6 +131,7 @@ def _single_output_conv(
 class _TransState(StreamingState):
     tail: torch.Tensor  # [B, C_out, k - stride]: overlap sums awaiting the next input, no bias
     to_trim: torch.Tensor  # [B] leading samples still to drop (the omni flavor drops k - stride)
+    trimming: bool  # False once every stream has dropped them (no more device-to-host checks)
 
 
 class CausalConvTranspose1d(StreamingModule[_TransState]):
@@ -157,6 +159,7 @@ class CausalConvTranspose1d(StreamingModule[_TransState]):
             batch_size,
             w.new_zeros(batch_size, w.shape[1], self.overlap),
             torch.full((batch_size,), self.trim_left, dtype=torch.long, device=w.device),
+            self.trim_left > 0,
         )
 
     def forward(
@@ -185,9 +188,11 @@ class CausalConvTranspose1d(StreamingModule[_TransState]):
             full[..., : self.overlap] += state.tail
         ends = None if lengths is None else lengths * s
         if self.overlap:
-            state.tail = take_tail(full, None if ends is None else ends + self.overlap, self.overlap)
+            state.tail.copy_(
+                take_tail(full, None if ends is None else ends + self.overlap, self.overlap)
+            )
         out = full[..., : t * s] + self.conv.bias[:, None]
-        if not self.trim_left:
+        if not state.trimming:
             return out, None if lengths is None else ends
         return self._trim(out, ends, state)
 
@@ -196,7 +201,8 @@ class CausalConvTranspose1d(StreamingModule[_TransState]):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = out.shape[-1] if ends is None else ends
         drop = torch.minimum(state.to_trim, torch.as_tensor(n, device=out.device))
-        state.to_trim = state.to_trim - drop
+        state.to_trim.sub_(drop)
+        state.trimming = bool(state.to_trim.any())
         if bool((drop == drop[0]).all()):
             d = int(drop[0])
             return out[..., d:], None if ends is None else ends - d

@@ -69,7 +69,7 @@ class AudioChunk:
 
 @dataclasses.dataclass
 class _Stream(StreamingState):
-    frames: torch.Tensor  # [B] frames pushed so far
+    """The layers hold the state; this level only marks that a stream batch is open."""
 
 
 class Code2Wav(StreamingModule[_Stream]):
@@ -228,7 +228,7 @@ class Code2Wav(StreamingModule[_Stream]):
         return self.streaming_state
 
     def _init_streaming_state(self, batch_size: int) -> _Stream:
-        return _Stream(batch_size, torch.zeros(batch_size, dtype=torch.long))
+        return _Stream(batch_size)
 
     def _check(
         self, codes: torch.Tensor, lengths: torch.Tensor | None, batch: int | None = None
@@ -236,9 +236,8 @@ class Code2Wav(StreamingModule[_Stream]):
         return check_codes(self.cfg, codes, lengths, batch, self.pre_transformer.norm.weight.device)
 
     def _run(self, codes: torch.Tensor, lengths: torch.Tensor | None) -> AudioChunk:
-        state = self._state()
+        self._state()
         b, _, t = codes.shape
-        state.frames += t if lengths is None else lengths.cpu()
         if t == 0:
             return _empty(b, self.pre_transformer.norm.weight.device)
         if lengths is not None:

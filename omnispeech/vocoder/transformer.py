@@ -89,7 +89,9 @@ class SlidingAttention(StreamingModule[_WindowState]):
             n_new = torch.full((b,), t, device=x.device) if lengths is None else lengths
             idx = (n_new[:, None] + torch.arange(past, device=x.device))[:, None, :, None]
             idx = idx.expand(-1, self.kv_heads, -1, self.head_dim)
-            state.keys, state.values = keys.gather(2, idx), values.gather(2, idx)
+            # In place: state buffers keep their addresses (a CUDA graph replays on them).
+            state.keys.copy_(keys.gather(2, idx))
+            state.values.copy_(values.gather(2, idx))
         if self.kv_heads != self.heads:
             rep = self.heads // self.kv_heads
             keys, values = keys.repeat_interleave(rep, 1), values.repeat_interleave(rep, 1)
@@ -172,6 +174,6 @@ class PreTransformer(nn.Module):
             x = layer(x, rope, lengths, state)
         advance = torch.full_like(seen, t) if lengths is None else lengths
         for state in states:
-            state.seen = state.seen + advance
+            state.seen.add_(advance)
         x = self.norm(x)
         return self.output_proj(x) if self.projected else x
