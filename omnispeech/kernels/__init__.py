@@ -1,0 +1,33 @@
+"""Fused ops for codec decoding, each with a PyTorch reference and accelerated paths.
+
+- :func:`codebook_embed`: sum or mean of ``K`` codebook vectors per frame (the Code2Wav input).
+- :func:`snake_beta`: the SnakeBeta activation, fused with the preceding conv's bias and
+  writing straight into the next causal conv's padded input buffer.
+- :func:`residual_add`: ``x + y + bias`` closing a residual unit, in one pass.
+
+Paths: the reference in :mod:`.reference` (plain torch, always available, differentiable),
+Numba kernels for CPU float32 tensors, Triton kernels for CUDA tensors. Numba and Triton are
+imported on the first call that can use them. :func:`backend_info` says which path runs where;
+:func:`use_backend` or ``OMNISPEECH_KERNELS=reference|numba|triton|auto`` forces one (rules in
+:mod:`.dispatch`).
+"""
+
+from omnispeech.kernels.dispatch import (
+    BACKENDS,
+    ENV_VAR,
+    backend_info,
+    requested_backend,
+    use_backend,
+)
+from omnispeech.kernels.ops import codebook_embed, residual_add, snake_beta
+
+__all__ = [
+    "BACKENDS",
+    "ENV_VAR",
+    "backend_info",
+    "codebook_embed",
+    "requested_backend",
+    "residual_add",
+    "snake_beta",
+    "use_backend",
+]
