@@ -71,7 +71,9 @@ class CausalConv1d(StreamingModule[_ConvState]):
 
     def _init_streaming_state(self, batch_size: int) -> _ConvState:
         w = self.conv.weight
-        return _ConvState(batch_size, w.new_zeros(batch_size, w.shape[1] * self.conv.groups, self.context))
+        return _ConvState(
+            batch_size, w.new_zeros(batch_size, w.shape[1] * self.conv.groups, self.context)
+        )
 
     def forward(
         self,
@@ -104,11 +106,52 @@ class CausalConv1d(StreamingModule[_ConvState]):
             # In place: state buffers keep their addresses (a CUDA graph replays on them).
             state.context.copy_(take_tail(buf, ends, self.context))
         bias = self.conv.bias if add_bias else None
-        if self.conv.out_channels == 1 and self.conv.groups == 1:
-            return _single_output_conv(buf, self.conv.weight, bias, self.conv.dilation[0])
-        return F.conv1d(
-            buf, self.conv.weight, bias, dilation=self.conv.dilation, groups=self.conv.groups
+        weight, dilation = self.conv.weight, self.conv.dilation[0]
+        if self.conv.groups != 1 or (torch.is_grad_enabled() and weight.requires_grad):
+            return F.conv1d(buf, weight, bias, dilation=dilation, groups=self.conv.groups)
+        if self.conv.out_channels == 1:
+            return _single_output_conv(buf, weight, bias, dilation)
+        return _tap_gemm_conv(buf, self._weight_taps(), bias, dilation)
+
+    def _weight_taps(self) -> torch.Tensor:
+        """The weight as ``[k, C_out, C_in]`` (one contiguous matrix per tap), cached until the
+        weight changes."""
+        w = self.conv.weight
+        key = (w.data_ptr(), w._version, w.device, w.dtype)
+        if getattr(self, "_taps_key", None) != key:
+            self._taps = w.detach().permute(2, 0, 1).contiguous()
+            self._taps_key = key
+        return self._taps
+
+
+def _tap_gemm_conv(
+    buf: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None, dilation: int
+) -> torch.Tensor:
+    """A dense conv as ``k`` accumulated GEMMs over shifted views of the padded input.
+
+    No im2col copy and no layout reorder: on CPU this runs the vocoder's k7 convs 1.1-1.8x
+    faster than oneDNN's direct conv at the tile sizes used here.
+    """
+    k = taps.shape[0]
+    n = buf.shape[-1] - (k - 1) * dilation
+    if buf.shape[0] == 1:
+        x = buf[0]
+        out = (
+            torch.mm(taps[0], x[:, :n])
+            if bias is None
+            else torch.addmm(bias[:, None], taps[0], x[:, :n])
         )
+        for j in range(1, k):
+            out.addmm_(taps[j], x[:, j * dilation : j * dilation + n])
+        return out[None]
+    out = torch.matmul(taps[0], buf[..., :n])
+    if bias is not None:
+        out.add_(bias[:, None])
+    for j in range(1, k):
+        out.baddbmm_(
+            taps[j].expand(buf.shape[0], -1, -1), buf[..., j * dilation : j * dilation + n]
+        )
+    return out
 
 
 def _single_output_conv(

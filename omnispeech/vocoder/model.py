@@ -312,7 +312,9 @@ def check_codes(
     if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
         raise InputError(f"codes must be integers, got {codes.dtype}")
     if codes.dim() != 3:
-        raise InputError(f"codes must be [batch, codebooks, frames], got shape {tuple(codes.shape)}")
+        raise InputError(
+            f"codes must be [batch, codebooks, frames], got shape {tuple(codes.shape)}"
+        )
     b, k, t = codes.shape
     if k != cfg.num_quantizers:
         raise InputError(f"expected {cfg.num_quantizers} codebooks, got {k}")
@@ -339,9 +341,7 @@ def check_codes(
 
 
 def _empty(batch: int, device: torch.device) -> AudioChunk:
-    return AudioChunk(
-        torch.zeros(batch, 1, 0, device=device), torch.zeros(batch, dtype=torch.long)
-    )
+    return AudioChunk(torch.zeros(batch, 1, 0, device=device), torch.zeros(batch, dtype=torch.long))
 
 
 def _concat(pieces: list[tuple[torch.Tensor, torch.Tensor | None]]) -> AudioChunk:
@@ -351,9 +351,7 @@ def _concat(pieces: list[tuple[torch.Tensor, torch.Tensor | None]]) -> AudioChun
         wav = torch.cat([w for w, _ in pieces], dim=-1)
         return AudioChunk(wav, torch.full((b,), wav.shape[-1], dtype=torch.long))
     per_stream = [
-        torch.cat(
-            [w[i, 0, : (w.shape[-1] if n is None else int(n[i]))] for w, n in pieces], dim=-1
-        )
+        torch.cat([w[i, 0, : (w.shape[-1] if n is None else int(n[i]))] for w, n in pieces], dim=-1)
         for i in range(b)
     ]
     lengths = torch.tensor([x.shape[0] for x in per_stream], dtype=torch.long)
