@@ -172,19 +172,22 @@ def _single_output_conv(
 
 @dataclasses.dataclass
 class _TransState(StreamingState):
-    tail: torch.Tensor  # [B, C_out, k - stride]: overlap sums awaiting the next input, no bias
+    context: torch.Tensor  # [B, C_in, k / stride - 1]: the last inputs, zeros at start
     to_trim: torch.Tensor  # [B] leading samples still to drop (the omni flavor drops k - stride)
     trimming: bool  # False once every stream has dropped them (no more device-to-host checks)
 
 
 class CausalConvTranspose1d(StreamingModule[_TransState]):
-    """Transposed conv (kernel ``k``, a multiple of ``stride``) computed as one GEMM followed by
-    an overlap-add, with the released models' trimming.
+    """Transposed conv (kernel ``k``, a multiple of ``stride``) with the released trimming,
+    computed in polyphase form.
 
-    The plain transposed conv of ``L`` inputs has ``(L - 1) * stride + k`` samples; its last
-    ``k - stride`` need the next input. Both released flavors drop exactly those at the end;
-    ``trim_left`` also drops ``k - stride`` at the start (Qwen3-Omni). Per call each stream
-    emits ``stride`` samples per input, minus what is still to trim.
+    Output sample ``t * stride + j`` is ``sum_i W[:, :, i * stride + j]^T x[t - i]`` over the
+    ``m = k / stride`` most recent inputs: a causal conv of kernel ``m`` whose ``stride * C_out``
+    output rows are interleaved into time. So each input yields exactly ``stride`` final samples,
+    the state is the last ``m - 1`` inputs (as for any causal conv), and there is no overlap-add.
+    The plain transposed conv's last ``k - stride`` samples (which would need the next input) are
+    never made; both released flavors drop them. ``trim_left`` also drops ``k - stride`` samples
+    at the start (Qwen3-Omni).
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, trim_left: bool) -> None:
@@ -193,50 +196,55 @@ class CausalConvTranspose1d(StreamingModule[_TransState]):
             raise ValueError("kernel must be a multiple of stride")
         self.conv = nn.ConvTranspose1d(c_in, c_out, kernel, stride=stride)
         self.stride = stride
-        self.overlap = kernel - stride
-        self.trim_left = self.overlap if trim_left else 0
+        self.phases = kernel // stride
+        self.trim_left = kernel - stride if trim_left else 0
 
     def _init_streaming_state(self, batch_size: int) -> _TransState:
         w = self.conv.weight
         return _TransState(
             batch_size,
-            w.new_zeros(batch_size, w.shape[1], self.overlap),
+            w.new_zeros(batch_size, w.shape[0], self.phases - 1),
             torch.full((batch_size,), self.trim_left, dtype=torch.long, device=w.device),
             self.trim_left > 0,
         )
 
+    def _poly_taps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights as causal-conv taps ``[m, C_out * stride, C_in]`` (tap ``j`` reads input
+        ``t - (m - 1 - j)``) and the bias per output row; cached until the weights change."""
+        w, b = self.conv.weight, self.conv.bias
+        key = (w.data_ptr(), w._version, b.data_ptr(), b._version, w.device, w.dtype)
+        if getattr(self, "_taps_key", None) != key or torch.is_grad_enabled():
+            c_in, c_out, _ = w.shape
+            # [C_in, C_out, m, s] -> [m, C_out, s, C_in]; phase i reads x[t - i].
+            taps = w.view(c_in, c_out, self.phases, self.stride).permute(2, 1, 3, 0)
+            taps = taps.flip(0).reshape(self.phases, c_out * self.stride, c_in).contiguous()
+            self._taps = (taps, b.repeat_interleave(self.stride))
+            self._taps_key = key
+        return self._taps
+
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``[B, C_in, T]`` -> (``[B, C_out, S]``, valid samples per stream or None if all ``S``)."""
+        """``[B, C_in, T]`` -> (``[B, C_out, T * stride]`` less the trim, valid samples per
+        stream or None if all)."""
         state = self.streaming_state
         if state is None:
             state = self._init_streaming_state(x.shape[0])
         b, _, t = x.shape
-        s, k = self.stride, self.conv.weight.shape[-1]
-        c_out = self.conv.weight.shape[1]
-        if lengths is not None:
-            # Inputs past a stream's end must contribute nothing to its overlap tail.
-            valid = torch.arange(t, device=x.device)[None, :] < lengths[:, None]
-            x = x * valid[:, None, :].to(x.dtype)
-        # weight [C_in, C_out, k] viewed as [C_in, C_out * k]: y[b, o*k + j, t] is the
-        # contribution of input t to output sample t * s + j.
-        w = self.conv.weight.reshape(self.conv.weight.shape[0], c_out * k)
-        y = torch.matmul(w.t(), x).view(b, c_out, k // s, s, t)
-        full = x.new_zeros(b, c_out, t + k // s - 1, s)
-        for j in range(k // s):
-            full[:, :, j : j + t] += y[:, :, j].transpose(-1, -2)
-        full = full.view(b, c_out, (t + k // s - 1) * s)
-        if self.overlap:
-            full[..., : self.overlap] += state.tail
-        ends = None if lengths is None else lengths * s
-        if self.overlap:
-            state.tail.copy_(
-                take_tail(full, None if ends is None else ends + self.overlap, self.overlap)
-            )
-        out = full[..., : t * s] + self.conv.bias[:, None]
+        ctx = self.phases - 1
+        if ctx:
+            buf = torch.cat((state.context, x), dim=-1)
+            ends = None if lengths is None else lengths + ctx
+            state.context.copy_(take_tail(buf, ends, ctx))
+        else:
+            buf = x
+        taps, bias = self._poly_taps()
+        y = _tap_gemm_conv(buf, taps, bias, 1)  # [B, C_out * s, T], row o * s + j
+        c_out = taps.shape[1] // self.stride
+        out = y.view(b, c_out, self.stride, t).transpose(2, 3).reshape(b, c_out, t * self.stride)
+        ends = None if lengths is None else lengths * self.stride
         if not state.trimming:
-            return out, None if lengths is None else ends
+            return out, ends
         return self._trim(out, ends, state)
 
     def _trim(
