@@ -5,6 +5,7 @@ Public API (loaded lazily, so ``import omnispeech`` does not import torch):
 - :class:`omnispeech.AudioEncoder` - the AuT encoder (Qwen3-Omni / Qwen3-ASR), offline and
   streaming.
 - :class:`omnispeech.ASR` - speech recognition with Qwen3-ASR checkpoints.
+- :class:`omnispeech.Code2Wav` - the streaming causal vocoder (Qwen3-Omni, Qwen3-TTS tokenizer).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ _LAZY = {
     "EncoderConfig": "omnispeech.encoder",
     "ASR": "omnispeech.pipelines",
     "Transcription": "omnispeech.pipelines",
+    "Code2Wav": "omnispeech.vocoder",
+    "Code2WavConfig": "omnispeech.vocoder",
 }
 
 if TYPE_CHECKING:
     from omnispeech.encoder import AudioEncoder, EncoderConfig
     from omnispeech.pipelines import ASR, Transcription
+    from omnispeech.vocoder import Code2Wav, Code2WavConfig
 
 
 def __getattr__(name: str) -> Any:
@@ -33,4 +37,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'omnispeech' has no attribute {name!r}")
 
 
-__all__ = ["ASR", "AudioEncoder", "EncoderConfig", "Transcription", "__version__"]
+__all__ = [
+    "ASR",
+    "AudioEncoder",
+    "Code2Wav",
+    "Code2WavConfig",
+    "EncoderConfig",
+    "Transcription",
+    "__version__",
+]

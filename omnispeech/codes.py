@@ -86,7 +86,7 @@ def save_codes(  # noqa: PLR0913 - one argument per documented field
     codebook_size: int | None = None,
     model: str | None = None,
 ) -> None:
-    """Write a codes file (format in the module docstring). ``codes``: ``[K, T]`` or ``[B, K, T]``."""
+    """Write a codes file (format in the module docstring): ``codes`` is [K, T] or [B, K, T]."""
     arr = np.asarray(codes)
     if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.integer):
         raise InputError(f"codes must be integer [K, T] or [B, K, T], got {arr.dtype} {arr.shape}")

@@ -54,8 +54,11 @@ def test_wrong_folders_are_refused(tmp_path, omni_folder):
         Code2Wav.from_pretrained(thinking)
     ref = ref_code2wav(hidden_size=16, num_attention_heads=2, num_key_value_heads=2)
     state = {f"code2wav.{k}": v for k, v in ref.state_dict().items()}
-    mismatched = write_folder(tmp_path / "bad", {"model_type": "qwen3_omni_moe",
-                              "code2wav_config": ref_code2wav().config.to_dict()}, state)
+    mismatched = write_folder(
+        tmp_path / "bad",
+        {"model_type": "qwen3_omni_moe", "code2wav_config": ref_code2wav().config.to_dict()},
+        state,
+    )
     with pytest.raises(CheckpointError, match="shape mismatches"):
         Code2Wav.from_pretrained(mismatched)
 
@@ -124,8 +127,9 @@ def test_cli_vocode_writes_the_decoded_audio(vocoder, omni_folder, tmp_path):
     codes = _codes(t=140, seed=3)  # more than one streaming step of the CLI
     save_codes(tmp_path / "c.npz", codes[0].numpy(), sample_rate=24000, frame_rate=12.5)
     out = tmp_path / "out.wav"
-    result = CliRunner().invoke(main, ["vocode", str(tmp_path / "c.npz"), "-o", str(out),
-                                       "--model", str(omni_folder)])
+    result = CliRunner().invoke(
+        main, ["vocode", str(tmp_path / "c.npz"), "-o", str(out), "--model", str(omni_folder)]
+    )
     assert result.exit_code == 0, result.output
     wav, sr = sf.read(out, dtype="float32")
     expected = vocoder(codes)[0, 0].numpy()
@@ -136,8 +140,10 @@ def test_cli_vocode_writes_the_decoded_audio(vocoder, omni_folder, tmp_path):
 def test_cli_vocode_batch_and_errors(omni_folder, tmp_path):
     codes = _codes(t=5, b=2).numpy()
     save_codes(tmp_path / "b.npz", codes, lengths=[5, 3])
-    run = lambda *args: CliRunner().invoke(main, ["vocode", *map(str, args),  # noqa: E731
-                                                  "--model", str(omni_folder)])
+
+    def run(*args):
+        return CliRunner().invoke(main, ["vocode", *map(str, args), "--model", str(omni_folder)])
+
     assert run(tmp_path / "b.npz", "-o", tmp_path / "o.wav").exit_code == 0
     assert sf.info(tmp_path / "o_1.wav").frames == 3 * 1920 - 555
     save_codes(tmp_path / "sr.npz", codes[0], sample_rate=16000)

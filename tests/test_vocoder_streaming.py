@@ -98,14 +98,14 @@ def test_streams_of_one_batch_advance_independently(vocoder, codes_and_offline, 
     got: list[list[torch.Tensor]] = [[], []]
     with vocoder.streaming(2):
         for want in [*steps, (FRAMES, FRAMES)]:
-            take = [min(w, FRAMES - d) for w, d in zip(want, done)]
+            take = [min(w, FRAMES - d) for w, d in zip(want, done, strict=True)]
             width = max(take)
             piece = torch.full((2, 16, width), -1, dtype=torch.long)  # padding is ignored
             for i in range(2):
                 piece[i, :, : take[i]] = codes[i, :, done[i] : done[i] + take[i]]
             for i, wav in enumerate(vocoder.push(piece, torch.tensor(take)).unpadded()):
                 got[i].append(wav)
-            done = [d + t for d, t in zip(done, take)]
+            done = [d + t for d, t in zip(done, take, strict=True)]
     for i in range(2):
         assert (torch.cat(got[i]) - offline[i, 0]).abs().max() < TOL
 

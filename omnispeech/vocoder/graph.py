@@ -98,7 +98,7 @@ class GraphStreamer:
                 self.vocoder._run(self._input, None)
         torch.cuda.current_stream().wait_stream(side)
         # Warm-up advanced the streams; put them back exactly (same buffers, old contents).
-        for live, old in zip(saved, backup):
+        for live, old in zip(saved, backup, strict=True):
             live.copy_(old)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):

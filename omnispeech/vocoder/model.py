@@ -38,8 +38,8 @@ from omnispeech.vocoder.conv import (
     DecoderBlock,
     SnakeBeta,
 )
-from omnispeech.vocoder.layouts import OWN_MODEL_TYPE, detect_layout
 from omnispeech.vocoder.embed import MeanCodeEmbedding, SplitResidualDequantizer
+from omnispeech.vocoder.layouts import OWN_MODEL_TYPE, detect_layout
 from omnispeech.vocoder.transformer import PreTransformer
 
 # Frames per transformer call when a call holds many (bounds the attention memory offline).
@@ -166,7 +166,7 @@ class Code2Wav(StreamingModule[_Stream]):
         return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, path: str | Path) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (released key names under ``code2wav.``)."""
+        """Write ``config.json`` + ``model.safetensors`` (released names under ``code2wav.``)."""
         config = {"model_type": OWN_MODEL_TYPE, "code2wav": self.cfg.to_dict()}
         save_folder(path, config, {f"code2wav.{k}": v for k, v in self.state_dict().items()})
 

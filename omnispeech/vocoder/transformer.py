@@ -170,7 +170,7 @@ class PreTransformer(nn.Module):
         if self.projected:
             x = self.input_proj(x)
         rope = self.rotary(positions, x.dtype)
-        for layer, state in zip(self.layers, states):
+        for layer, state in zip(self.layers, states, strict=True):
             x = layer(x, rope, lengths, state)
         advance = torch.full_like(seen, t) if lengths is None else lengths
         for state in states:
