@@ -68,12 +68,14 @@ class SlidingAttention(StreamingModule[_WindowState]):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor,
         lengths: torch.Tensor | None,
         state: _WindowState,
     ) -> torch.Tensor:
         """``x [B, T, hidden]`` at positions ``state.seen + t`` -> ``[B, T, hidden]``.
 
-        ``rope`` holds the cos/sin tables of those positions ``[B, T, head_dim]``.
+        ``rope`` holds the cos/sin tables of those positions ``[B, T, head_dim]``, ``mask`` the
+        visible window slots ``[B, T, window - 1 + T]`` (see :func:`window_mask`).
         """
         b, t, _ = x.shape
         past = self.window - 1
@@ -83,7 +85,6 @@ class SlidingAttention(StreamingModule[_WindowState]):
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         keys = torch.cat((state.keys, k), dim=2)  # [B, H_kv, past + T, D]
         values = torch.cat((state.values, v), dim=2)
-        mask = _window_mask(state.seen, t, past, lengths)
         if past:
             # The new window: the last `past` slots before each stream's own end.
             n_new = torch.full((b,), t, device=x.device) if lengths is None else lengths
@@ -99,7 +100,7 @@ class SlidingAttention(StreamingModule[_WindowState]):
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
 
 
-def _window_mask(
+def window_mask(
     seen: torch.Tensor, t: int, past: int, lengths: torch.Tensor | None
 ) -> torch.Tensor:
     """Boolean ``[B, T, past + T]``: key slot ``j`` holds position ``seen - past + j``.
@@ -136,11 +137,12 @@ class TransformerLayer(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor,
         lengths: torch.Tensor | None,
         state: _WindowState,
     ) -> torch.Tensor:
         x = x + self.self_attn_layer_scale(
-            self.self_attn(self.input_layernorm(x), rope, lengths, state)
+            self.self_attn(self.input_layernorm(x), rope, mask, lengths, state)
         )
         return x + self.mlp_layer_scale(self.mlp(self.post_attention_layernorm(x)))
 
@@ -170,8 +172,10 @@ class PreTransformer(nn.Module):
         if self.projected:
             x = self.input_proj(x)
         rope = self.rotary(positions, x.dtype)
+        # Every layer has seen the same frames, so one mask serves them all.
+        mask = window_mask(seen, t, self.layers[0].self_attn.window - 1, lengths)
         for layer, state in zip(self.layers, states, strict=True):
-            x = layer(x, rope, lengths, state)
+            x = layer(x, rope, mask, lengths, state)
         advance = torch.full_like(seen, t) if lengths is None else lengths
         for state in states:
             state.seen.add_(advance)
