@@ -207,8 +207,8 @@ class AudioEncoder(StreamingModule[_EncoderStream]):
         state = self._state()
         B = state.batch_size
         tail = [torch.as_tensor(m.flush()) for m in state.mels]
-        if tail:
-            self.push_features(torch.stack(tail))
+        # The last feature frames can complete a window: its tokens come out here.
+        done = self.push_features(torch.stack(tail)) if tail else self._empty(B)
         out = self._empty(B)
         if state.frames_seen == 0:
             self.reset_streaming()
@@ -225,7 +225,7 @@ class AudioEncoder(StreamingModule[_EncoderStream]):
         if window is not None and window.shape[1]:
             out = self.net.encode_windows(window)
         self.reset_streaming()
-        return out
+        return torch.cat([done, out], dim=1)
 
     def _empty(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, 0, self.out_dim, device=self._device(), dtype=self._dtype())
