@@ -7,7 +7,7 @@ import torch
 from omnispeech.encoder import AudioEncoder
 from omnispeech.testing import tiny_tokenizer
 from tests.conftest import TINY_AUDIO, redraw, ref_omni_encoder
-from tests.tiny import ref_asr_model
+from tests.tiny import ref_asr_model, tiny_omni_model
 
 # Lengths in mel frames: several full 1-s chunks + a partial one, a window boundary (8 s =
 # 800 frames), exact chunk multiples and a sub-chunk audio.
@@ -120,50 +120,7 @@ def test_save_pretrained_round_trip(tmp_path, omni_encoder_folder):
 def test_full_omni_checkpoint_saved_by_transformers(tmp_path):
     """The whole (tiny) Qwen3-Omni model saved by transformers: the encoder reads only
     ``thinker.audio_tower.*`` and matches the live audio tower."""
-    from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
-
-    text = dict(
-        vocab_size=1024,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        moe_intermediate_size=16,
-        num_experts=4,
-        num_experts_per_tok=2,
-        norm_topk_prob=True,
-        rope_parameters={
-            "rope_type": "default",
-            "rope_theta": 1e6,
-            "mrope_section": [2, 1, 1],
-            "interleaved": True,
-        },
-    )
-    vision = dict(
-        depth=1,
-        hidden_size=16,
-        intermediate_size=32,
-        num_heads=2,
-        out_hidden_size=32,
-        num_position_embeddings=16,
-        deepstack_visual_indexes=[0],
-    )
-    thinker = dict(
-        audio_config={**TINY_AUDIO, "output_dim": 32},
-        vision_config=vision,
-        text_config=text,
-        audio_token_id=1000,
-        audio_start_token_id=1001,
-        image_token_id=1002,
-        video_token_id=1003,
-        vision_start_token_id=1004,
-        position_id_per_seconds=13,
-    )
-    model = Qwen3OmniMoeForConditionalGeneration(
-        Qwen3OmniMoeConfig(thinker_config=thinker, enable_audio_output=False)
-    ).eval()
+    model = tiny_omni_model(audio_output=False)
     tower = model.thinker.model.audio_tower  # the live 5.23 tree; saved as thinker.audio_tower
     redraw(tower, seed=7)
     model.save_pretrained(tmp_path)

@@ -97,3 +97,19 @@ def test_tts_decoder_streams_like_the_golden(tts_decoder):
             assert pieces[-1].shape[-1] == 1920  # no start delay: one hop per frame
         pieces.append(tts_decoder.flush().wav)
     assert (torch.cat(pieces, -1) - expected).abs().max() < TOL
+
+
+def test_full_omni_checkpoint_saved_by_transformers(tmp_path):
+    """The whole (tiny) Qwen3-Omni model with audio output, saved by transformers: the vocoder
+    reads only ``code2wav.*`` and matches the live ``model.code2wav``."""
+    from tests.tiny import tiny_omni_model
+    from tests.vocoder_ref import redraw_vocoder
+
+    model = tiny_omni_model(audio_output=True)
+    redraw_vocoder(model.code2wav, seed=5)
+    model.save_pretrained(tmp_path)
+    vocoder = Code2Wav.from_pretrained(tmp_path)
+    codes = torch.randint(0, 64, (2, 16, 9), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        expected = model.code2wav(codes)
+    assert (vocoder(codes) - expected).abs().max() < TOL

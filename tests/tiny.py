@@ -34,3 +34,89 @@ def ref_asr_model(tok: Tokenizer, vocab_size: int = 320, seed: int = 0):
     redraw(model, std=0.1, seed=seed)
     model.tie_weights()
     return model
+
+
+def tiny_omni_model(audio_output: bool):
+    """A whole tiny ``Qwen3OmniMoeForConditionalGeneration`` (random weights).
+
+    With ``audio_output`` it also has the talker, code predictor and Code2Wav (16 code groups,
+    so that its ``code2wav`` decodes the talker's codes), as the released Instruct model.
+    """
+    from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
+
+    from tests.vocoder_ref import TINY_CODE2WAV
+
+    mrope = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 1, 1]}
+    moe = dict(
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        num_hidden_layers=1,
+        moe_intermediate_size=16,
+        num_experts=4,
+        num_experts_per_tok=2,
+        norm_topk_prob=True,
+        rope_parameters={**mrope, "interleaved": True},
+    )
+    ids = dict(
+        audio_token_id=1000,
+        audio_start_token_id=1001,
+        image_token_id=1002,
+        video_token_id=1003,
+        vision_start_token_id=1004,
+        position_id_per_seconds=13,
+    )
+    vision = dict(
+        depth=1,
+        hidden_size=16,
+        intermediate_size=32,
+        num_heads=2,
+        out_hidden_size=32,
+        num_position_embeddings=16,
+        deepstack_visual_indexes=[0],
+    )
+    thinker = dict(
+        audio_config={**TINY_AUDIO, "output_dim": 32},
+        vision_config=vision,
+        text_config=dict(vocab_size=1024, hidden_size=32, intermediate_size=64, **moe),
+        **ids,
+    )
+    extra: dict = {}
+    if audio_output:
+        predictor = dict(
+            vocab_size=2048,
+            hidden_size=24,
+            intermediate_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            num_code_groups=16,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+        )
+        talker_text = dict(
+            vocab_size=3072,
+            hidden_size=24,
+            intermediate_size=48,
+            shared_expert_intermediate_size=32,
+            **moe,
+        )
+        extra["talker_config"] = dict(
+            text_config=talker_text,
+            code_predictor_config=predictor,
+            num_code_groups=16,
+            thinker_hidden_size=32,
+            accept_hidden_layer=1,
+            codec_pad_id=2148,
+            codec_bos_id=2149,
+            codec_eos_token_id=2150,
+            codec_nothink_id=2155,
+            codec_think_bos_id=2156,
+            codec_think_eos_id=2157,
+            speaker_id={"ethan": 2302},
+            spatial_merge_size=2,
+            **ids,
+        )
+        extra["code2wav_config"] = dict(TINY_CODE2WAV)
+    cfg = Qwen3OmniMoeConfig(thinker_config=thinker, enable_audio_output=audio_output, **extra)
+    return Qwen3OmniMoeForConditionalGeneration(cfg).eval()
