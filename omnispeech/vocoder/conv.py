@@ -5,8 +5,8 @@ None = all ``T``) and keeps exactly the state the next call needs:
 
 - a causal conv keeps its last ``(k - 1) * dilation`` inputs (zeros at the start, which is the
   offline left padding);
-- a transposed conv keeps the ``k - stride`` output samples that still wait for the next input
-  (its overlap tail), and counts the leading samples the released model trims.
+- a transposed conv, computed in polyphase form, keeps its last ``k / stride - 1`` inputs and
+  counts the leading samples the released model trims.
 
 Outside ``streaming()`` the same code runs on a fresh state, so offline and streaming cannot
 drift apart. Positions past a stream's length hold unspecified values; they never reach valid
