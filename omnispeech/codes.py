@@ -60,7 +60,14 @@ class CodesFile:
         """Raise :class:`InputError` if these codes cannot come from a codec of this shape."""
         k = self.codes.shape[1]
         if k != num_codebooks:
-            raise InputError(f"the file has {k} codebooks; this model decodes {num_codebooks}")
+            hint = (
+                " (the codes look time-major [T, K]: store them codebook-major, codes.T)"
+                if self.codes.shape[2] == num_codebooks
+                else ""
+            )
+            raise InputError(
+                f"the file has {k} codebooks; this model decodes {num_codebooks}{hint}"
+            )
         if self.sample_rate is not None and self.sample_rate != sample_rate:
             raise InputError(
                 f"the file's codes are for {self.sample_rate} Hz audio; this model makes "

@@ -105,6 +105,9 @@ def test_codes_file_round_trip(tmp_path):
         data.check_compatible(16, 2048, 24000, 25.0)
     with pytest.raises(InputError, match="16 codebooks; this model decodes 8"):
         data.check_compatible(8, 2048, 24000, 12.5)
+    save_codes(tmp_path / "t.npz", codes[0].T)  # time-major, as some tools write them
+    with pytest.raises(InputError, match="look time-major"):
+        load_codes(tmp_path / "t.npz").check_compatible(16, 2048, 24000, 12.5)
 
 
 def test_bad_codes_files(tmp_path):
