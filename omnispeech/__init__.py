@@ -6,6 +6,7 @@ Public API (loaded lazily, so ``import omnispeech`` does not import torch):
   streaming.
 - :class:`omnispeech.ASR` - speech recognition with Qwen3-ASR checkpoints.
 - :class:`omnispeech.Code2Wav` - the streaming causal vocoder (Qwen3-Omni, Qwen3-TTS tokenizer).
+- :class:`omnispeech.CodecEncoder` - waveform -> codes with the Qwen3-TTS 12 Hz tokenizer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _LAZY = {
     "EncoderConfig": "omnispeech.encoder",
     "ASR": "omnispeech.pipelines",
     "Transcription": "omnispeech.pipelines",
+    "CodecEncoder": "omnispeech.codec",
     "Code2Wav": "omnispeech.vocoder",
     "Code2WavConfig": "omnispeech.vocoder",
 }
@@ -26,6 +28,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from omnispeech.encoder import AudioEncoder, EncoderConfig
     from omnispeech.pipelines import ASR, Transcription
+    from omnispeech.codec import CodecEncoder
     from omnispeech.vocoder import Code2Wav, Code2WavConfig
 
 
@@ -42,6 +45,7 @@ __all__ = [
     "AudioEncoder",
     "Code2Wav",
     "Code2WavConfig",
+    "CodecEncoder",
     "EncoderConfig",
     "Transcription",
     "__version__",

@@ -1,0 +1,126 @@
+"""``CodecEncoder``: the public codec encoder (waveform -> codes), loaded unchanged.
+
+Layouts (folder: tensor prefix):
+
+- Qwen3-TTS-Tokenizer-12Hz (``qwen3_tts_tokenizer_12hz``): ``encoder.``; config
+  ``encoder_config`` plus ``encoder_valid_num_quantizers`` (16 of its 32 codebooks are used).
+- omnispeech's own ``CodecEncoder.save_pretrained``: ``encoder.``; config under ``codec_encoder``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from omnispeech.checkpoint import (
+    CheckpointFolder,
+    build_on_meta,
+    load_state,
+    resolve_folder,
+    save_folder,
+)
+from omnispeech.codec.config import CodecEncoderConfig
+from omnispeech.codec.model import CodecEncoderNet
+from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
+
+OWN_MODEL_TYPE = "omnispeech_codec_encoder"
+
+
+class CodecEncoder(torch.nn.Module):
+    """Waveform -> residual codes (the Qwen3-TTS 12 Hz tokenizer's encoder).
+
+    ``encoder.encode(wav [B, 1, S], lengths)`` -> ``(codes [B, 16, T], frames [B])`` with
+    ``T = ceil(S / 1920)`` at 12.5 frames/s; decode them with :class:`omnispeech.Code2Wav`.
+
+    Args:
+        cfg: the encoder shape.
+    """
+
+    def __init__(self, cfg: CodecEncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = CodecEncoderNet(cfg)
+
+    @property
+    def sample_rate(self) -> int:
+        """Input samples per second (24000)."""
+        return self.cfg.sample_rate
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> CodecEncoder:
+        """Load from a Qwen3-TTS-Tokenizer-12Hz or omnispeech folder (reads ``encoder.*`` only).
+
+        Raises:
+            CheckpointError: missing folder, wrong kind of checkpoint, or mismatched keys.
+        """
+        folder = CheckpointFolder(resolve_folder(name_or_path))
+        cfg_json = folder.config
+        model_type = cfg_json.get("model_type", "")
+        if model_type == OWN_MODEL_TYPE:
+            cfg = CodecEncoderConfig.from_dict(cfg_json["codec_encoder"])
+        elif model_type == "qwen3_tts_tokenizer_12hz" or "encoder_config" in cfg_json:
+            cfg = CodecEncoderConfig.from_tts_tokenizer(cfg_json)
+        else:
+            raise CheckpointError(
+                f"{folder.path}: no codec encoder here (model_type {model_type!r}); expected a "
+                "Qwen3-TTS-Tokenizer-12Hz folder or an omnispeech codec encoder"
+            )
+        model = build_on_meta(lambda: cls(cfg))
+        load_state(model.net, folder.read("encoder.", dtype), f"{folder.path} (codec encoder)")
+        return model.to(device=device, dtype=dtype).eval()
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (released names under ``encoder.``)."""
+        config = {"model_type": OWN_MODEL_TYPE, "codec_encoder": self.cfg.to_dict()}
+        save_folder(path, config, {f"encoder.{k}": v for k, v in self.net.state_dict().items()})
+
+    @torch.inference_mode()
+    def encode(
+        self, wav: torch.Tensor | np.ndarray, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a padded batch of 24 kHz mono audio.
+
+        Args:
+            wav: ``[B, 1, S]`` (or ``[B, S]``, or ``[S]`` for one clip), float in [-1, 1].
+            lengths: valid samples per clip ``[B]``; None means all ``S``.
+
+        Returns:
+            ``codes [B, K, T]`` int64 (frames past a clip's length are ``-1``) and the valid
+            frames per clip ``[B]`` (``ceil(length / 1920)``).
+
+        Each clip is encoded alone at its own length: the encoder is causal, but its last
+        partial frame would otherwise see the batch's padding.
+
+        Raises:
+            InputError: wrong shape, non-finite samples, bad lengths.
+            EmptyAudioError: a clip without samples.
+        """
+        x = torch.as_tensor(wav, dtype=torch.float32)
+        if x.dim() == 1:
+            x = x[None, None]
+        elif x.dim() == 2:
+            x = x[:, None]
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise InputError(f"audio must be [B, 1, S] mono, got shape {tuple(x.shape)}")
+        b, _, s = x.shape
+        n = torch.full((b,), s) if lengths is None else torch.as_tensor(lengths).long().cpu()
+        if n.shape != (b,) or bool((n > s).any()) or bool((n < 0).any()):
+            raise InputError(f"lengths must be {b} values in [0, {s}], got {n.tolist()}")
+        if bool((n == 0).any()):
+            raise EmptyAudioError("a clip has no samples: nothing to encode")
+        if not bool(torch.isfinite(x).all()):
+            raise InputError("audio contains NaN or Inf samples")
+        frames = torch.tensor([self.cfg.num_frames(int(k)) for k in n])
+        device = next(self.net.parameters()).device
+        codes = torch.full((b, self.cfg.num_valid_quantizers, int(frames.max())), -1)
+        for i in range(b):
+            clip = x[i : i + 1, :, : int(n[i])].to(device)
+            codes[i, :, : int(frames[i])] = self.net(clip)[0].cpu()
+        return codes, frames
