@@ -26,9 +26,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from omnispeech.codec import CodecEncoder
     from omnispeech.encoder import AudioEncoder, EncoderConfig
     from omnispeech.pipelines import ASR, Transcription
-    from omnispeech.codec import CodecEncoder
     from omnispeech.vocoder import Code2Wav, Code2WavConfig
 
 

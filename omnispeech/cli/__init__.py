@@ -9,6 +9,7 @@ import click
 
 from omnispeech import __version__
 from omnispeech.cli.asr import asr
+from omnispeech.cli.codec import codec
 from omnispeech.cli.vocode import vocode
 
 
@@ -21,6 +22,7 @@ def main() -> None:
     Examples:
       omnispeech asr talk.wav --model ./Qwen3-ASR-0.6B
       omnispeech asr a.flac b.ogg --model ./Qwen3-ASR-0.6B --language en --format json
+      omnispeech codec encode voice.wav -o voice.npz --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
 
     Run `omnispeech COMMAND --help` for the options of a command.
@@ -28,4 +30,5 @@ def main() -> None:
 
 
 main.add_command(asr)
+main.add_command(codec)
 main.add_command(vocode)

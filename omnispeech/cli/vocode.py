@@ -48,12 +48,13 @@ def vocode(codes_file: Path, output: Path, model: str, device: str) -> None:
     from omnispeech.errors import OmnispeechError
 
     try:
-        _vocode(codes_file, output, model, device)
+        decode_codes_file(codes_file, output, model, device)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _vocode(codes_file: Path, output: Path, model: str, device: str) -> None:
+def decode_codes_file(codes_file: Path, output: Path, model: str, device: str) -> None:
+    """Decode a codes file to audio files (one per batch item), streaming with progress."""
     import soundfile as sf
     import torch
     from tqdm import tqdm

@@ -1,0 +1,88 @@
+"""``omnispeech codec``: audio <-> codes files with a Qwen3-TTS-Tokenizer-12Hz folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from omnispeech.cli.vocode import decode_codes_file
+
+MODEL_HELP = "Qwen3-TTS-Tokenizer-12Hz folder, or $OMNISPEECH_CODEC_MODEL."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def codec() -> None:
+    """Encode audio to codec codes and decode them back (24 kHz, 12.5 frames/s, 16 codebooks).
+
+    \b
+    Examples:
+      omnispeech codec encode voice.wav -o voice.npz --model ./Qwen3-TTS-Tokenizer-12Hz
+      omnispeech codec decode voice.npz -o copy.wav --model ./Qwen3-TTS-Tokenizer-12Hz
+    """
+
+
+@codec.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("audio", type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Codes file to write (.npz; format in omnispeech.codes).",
+)
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    envvar="OMNISPEECH_CODEC_MODEL",
+    metavar="FOLDER",
+    help=MODEL_HELP,
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def encode(audio: Path, output: Path, model: str, device: str) -> None:
+    """Encode AUDIO (any format soundfile reads, any rate, mono or not) to a codes file.
+
+    The file records the codes [16, T] and the codec's sample rate, frame rate, codebook size
+    and name, so that `omnispeech codec decode` can check them.
+    """
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.pipelines import Codec
+
+    try:
+        if output.suffix.lower() != ".npz":
+            raise click.ClickException(f"{output}: a codes file must end in .npz")
+        model_ = Codec.from_pretrained(model, device=device)
+        codes = model_.encode_file(audio)
+        model_.save_codes(output, codes)
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{output}\t{codes.shape[-1]} frames x {codes.shape[0]} codebooks", err=True)
+
+
+@codec.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("codes_file", type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Audio file to write (.wav or .flac).",
+)
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    envvar="OMNISPEECH_CODEC_MODEL",
+    metavar="FOLDER",
+    help=MODEL_HELP,
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def decode(codes_file: Path, output: Path, model: str, device: str) -> None:
+    """Decode CODES_FILE back to audio (the same as `omnispeech vocode`)."""
+    from omnispeech.errors import OmnispeechError
+
+    try:
+        decode_codes_file(codes_file, output, model, device)
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
