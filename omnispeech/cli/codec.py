@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -9,6 +10,8 @@ import click
 from omnispeech.cli.vocode import decode_codes_file
 
 MODEL_HELP = "Qwen3-TTS-Tokenizer-12Hz folder, or $OMNISPEECH_CODEC_MODEL."
+# Files from this many seconds on show a progress bar (shorter ones encode in a moment).
+LONG_SECONDS = 30.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,19 +47,42 @@ def encode(audio: Path, output: Path, model: str, device: str) -> None:
     """Encode AUDIO (any format soundfile reads, any rate, mono or not) to a codes file.
 
     The file records the codes [16, T] and the codec's sample rate, frame rate, codebook size
-    and name, so that `omnispeech codec decode` can check them.
+    and name, so that `omnispeech codec decode` can check them. Long files are read block by
+    block and encoded as a stream (bounded memory, the same codes), with a progress bar.
+    Digital silence and clipped audio are encoded with a one-line warning.
     """
+    import warnings
+
+    from tqdm import tqdm
+
+    from omnispeech.audio import audio_duration
     from omnispeech.errors import OmnispeechError
     from omnispeech.pipelines import Codec
+    from omnispeech.pipelines.codec import AudioWarning
 
     try:
         if output.suffix.lower() != ".npz":
             raise click.ClickException(f"{output}: a codes file must end in .npz")
+        seconds = audio_duration(audio)  # fail on a bad file before loading the model
         model_ = Codec.from_pretrained(model, device=device)
-        codes = model_.encode_file(audio)
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            tqdm(
+                total=round(seconds, 1),
+                unit="s",
+                desc=audio.name,
+                leave=False,
+                disable=seconds < LONG_SECONDS or not sys.stderr.isatty(),
+            ) as bar,
+        ):
+            warnings.simplefilter("always", AudioWarning)
+            codes = model_.encode_file(audio, progress=lambda done: bar.update(round(done, 1)))
         model_.save_codes(output, codes)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
+    for warning in caught:
+        if issubclass(warning.category, AudioWarning):
+            click.echo(f"Warning: {warning.message}", err=True)
     click.echo(f"{output}\t{codes.shape[-1]} frames x {codes.shape[0]} codebooks", err=True)
 
 

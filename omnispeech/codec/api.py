@@ -9,6 +9,7 @@ Layouts (folder: tensor prefix):
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +24,33 @@ from omnispeech.checkpoint import (
 )
 from omnispeech.codec.config import CodecEncoderConfig
 from omnispeech.codec.model import CodecEncoderNet
+from omnispeech.core.streaming import StreamingModule, StreamingState
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
 
 OWN_MODEL_TYPE = "omnispeech_codec_encoder"
 
 
-class CodecEncoder(torch.nn.Module):
+@dataclasses.dataclass
+class _Stream(StreamingState):
+    samples: int = 0  # samples pushed per stream so far
+
+
+class CodecEncoder(StreamingModule[_Stream]):
     """Waveform -> residual codes (the Qwen3-TTS 12 Hz tokenizer's encoder).
 
-    ``encoder.encode(wav [B, 1, S], lengths)`` -> ``(codes [B, 16, T], frames [B])`` with
-    ``T = ceil(S / 1920)`` at 12.5 frames/s; decode them with :class:`omnispeech.Code2Wav`.
+    Offline: ``encoder.encode(wav [B, 1, S], lengths)`` -> ``(codes [B, K, T], frames [B])``
+    with ``K = 16`` codebooks and ``T = ceil(S / 1920)`` frames at 12.5 frames/s (80 ms of
+    24 kHz audio each); decode them with :class:`omnispeech.Code2Wav`. Streaming::
+
+        with encoder.streaming(batch_size=1):
+            for piece in pieces:               # [1, 1, n] at 24 kHz, any n >= 0
+                codes = encoder.push(piece)    # [1, 16, m], m >= 0: the final codes only
+            codes = encoder.flush()            # the last, partial frame (m <= 1)
+
+    The pushed codes followed by the flushed ones equal :meth:`encode` of the whole audio: the
+    encoder is causal without look-ahead, so a frame is final as soon as its last (1920th)
+    sample arrives. Each push costs work proportional to its samples, plus attention over the
+    frames seen so far (the transformer's KV cache).
 
     Args:
         cfg: the encoder shape.
@@ -81,6 +99,69 @@ class CodecEncoder(torch.nn.Module):
         config = {"model_type": OWN_MODEL_TYPE, "codec_encoder": self.cfg.to_dict()}
         save_folder(path, config, {f"encoder.{k}": v for k, v in self.net.state_dict().items()})
 
+    # -- streaming ----------------------------------------------------------------------------
+    def _init_streaming_state(self, batch_size: int) -> _Stream:
+        return _Stream(batch_size)
+
+    def _state(self) -> _Stream:
+        if self.streaming_state is None:
+            raise RuntimeError("push/flush need an active `with encoder.streaming(batch):` block")
+        return self.streaming_state
+
+    @torch.inference_mode()
+    def push(self, wav: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Feed the next samples of every stream and get the codes now final.
+
+        Args:
+            wav: ``[B, 1, n]`` (or ``[B, n]``) 24 kHz float samples in [-1, 1], any ``n >= 0``;
+                ``B`` is the ``streaming()`` batch size.
+
+        Returns:
+            ``codes [B, K, m]`` int64 on the model's device, ``m >= 0``.
+
+        Raises:
+            InputError: wrong shape or non-finite samples.
+        """
+        state = self._state()
+        x = self._check(wav)
+        if x.shape[0] != state.batch_size:
+            raise InputError(
+                f"audio must be [{state.batch_size}, 1, n] (the streaming batch), got "
+                f"{tuple(x.shape)}"
+            )
+        state.samples += x.shape[-1]
+        return self.net.quantize(self.net.latent(self._to_model(x)))
+
+    @torch.inference_mode()
+    def flush(self) -> torch.Tensor:
+        """End every stream -> the remaining codes ``[B, K, m]`` (the last partial frame,
+        ``m <= 1``; ``m = 0`` when the samples filled whole frames or none were pushed).
+
+        The state is reset, so the same context can encode new streams afterwards.
+        """
+        self._state()
+        codes = self.net.quantize(self.net.flush_latent())
+        self.reset_streaming()
+        return codes
+
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.net.downsample.conv.weight
+        return x.to(device=w.device, dtype=w.dtype)
+
+    def _check(self, wav: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``[B, 1, S]`` / ``[B, S]`` / ``[S]`` float audio -> ``[B, 1, S]`` float32 (checked)."""
+        x = torch.as_tensor(wav, dtype=torch.float32)
+        if x.dim() == 1:
+            x = x[None, None]
+        elif x.dim() == 2:
+            x = x[:, None]
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise InputError(f"audio must be [B, 1, S] mono, got shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise InputError("audio contains NaN or Inf samples")
+        return x
+
+    # -- offline ------------------------------------------------------------------------------
     @torch.inference_mode()
     def encode(
         self, wav: torch.Tensor | np.ndarray, lengths: torch.Tensor | None = None
@@ -98,29 +179,25 @@ class CodecEncoder(torch.nn.Module):
         Each clip is encoded alone at its own length: the encoder is causal, but its last
         partial frame would otherwise see the batch's padding.
 
+        This is the streaming code run on a fresh state over the whole clip (see :meth:`push`).
+
         Raises:
             InputError: wrong shape, non-finite samples, bad lengths.
             EmptyAudioError: a clip without samples.
+            RuntimeError: called inside ``streaming()`` (use :meth:`push` there).
         """
-        x = torch.as_tensor(wav, dtype=torch.float32)
-        if x.dim() == 1:
-            x = x[None, None]
-        elif x.dim() == 2:
-            x = x[:, None]
-        if x.dim() != 3 or x.shape[1] != 1:
-            raise InputError(f"audio must be [B, 1, S] mono, got shape {tuple(x.shape)}")
+        if self.is_streaming:
+            raise RuntimeError("inside streaming(): use push() and flush(), not encode()")
+        x = self._check(wav)
         b, _, s = x.shape
         n = torch.full((b,), s) if lengths is None else torch.as_tensor(lengths).long().cpu()
         if n.shape != (b,) or bool((n > s).any()) or bool((n < 0).any()):
             raise InputError(f"lengths must be {b} values in [0, {s}], got {n.tolist()}")
         if bool((n == 0).any()):
             raise EmptyAudioError("a clip has no samples: nothing to encode")
-        if not bool(torch.isfinite(x).all()):
-            raise InputError("audio contains NaN or Inf samples")
         frames = torch.tensor([self.cfg.num_frames(int(k)) for k in n])
-        device = next(self.net.parameters()).device
         codes = torch.full((b, self.cfg.num_valid_quantizers, int(frames.max())), -1)
         for i in range(b):
-            clip = x[i : i + 1, :, : int(n[i])].to(device)
+            clip = self._to_model(x[i : i + 1, :, : int(n[i])])
             codes[i, :, : int(frames[i])] = self.net(clip)[0].cpu()
         return codes, frames
