@@ -42,3 +42,7 @@ class InputError(OmnispeechError):
 
 class TokenizerError(OmnispeechError):
     """A tokenizer that cannot be built from the files of a checkpoint folder."""
+
+
+class DependencyError(OmnispeechError):
+    """An optional package that this feature needs is not installed."""

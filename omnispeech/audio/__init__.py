@@ -5,6 +5,8 @@
 * :mod:`omnispeech.audio.features`: the Whisper-style log-mel of Qwen3-Omni / Qwen3-ASR,
   offline (:func:`log_mel_spectrogram`, :func:`batch_log_mel`) and streaming
   (:class:`StreamingLogMel`).
+* :mod:`omnispeech.audio.spectral`: multi-scale log-mel distance (:class:`MultiScaleMelLoss`,
+  :func:`mel_distance`), a training loss and a measure of reconstruction quality.
 """
 
 from omnispeech.audio.features import (
@@ -17,6 +19,7 @@ from omnispeech.audio.features import (
     feature_lengths,
     log_mel_spectrogram,
     mel_filter_bank,
+    slaney_mel_filters,
 )
 from omnispeech.audio.io import (
     audio_duration,
@@ -25,12 +28,15 @@ from omnispeech.audio.io import (
     prepare_audio,
     save_audio,
 )
+from omnispeech.audio.spectral import MelSpectrogram, MultiScaleMelLoss, mel_distance
 
 __all__ = [
     "HOP_LENGTH",
     "N_FFT",
     "N_MELS",
     "SAMPLE_RATE",
+    "MelSpectrogram",
+    "MultiScaleMelLoss",
     "StreamingLogMel",
     "audio_duration",
     "batch_log_mel",
@@ -38,7 +44,9 @@ __all__ = [
     "iter_audio_blocks",
     "load_audio",
     "log_mel_spectrogram",
+    "mel_distance",
     "mel_filter_bank",
+    "slaney_mel_filters",
     "prepare_audio",
     "save_audio",
 ]

@@ -31,7 +31,6 @@ HOP_LENGTH = 160  # 10 ms at 16 kHz -> 100 frames/s.
 N_MELS = 128  # Qwen3-Omni / Qwen3-ASR (like Whisper large-v3) use 128 bins; older Whisper 80.
 
 _PAD = N_FFT // 2  # centred frames: 200 samples of reflect padding on each side.
-_N_FREQS = N_FFT // 2 + 1
 _LOG_EPS = 1e-10  # clamp before log10: silence maps to -10 instead of -inf.
 _DYNAMIC_RANGE = 8.0  # log10 power units, i.e. 80 dB kept below the loudest bin.
 _MAX_FREQ = SAMPLE_RATE / 2  # the filters span 0 Hz to Nyquist (8 kHz).
@@ -57,25 +56,31 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return hz
 
 
-@functools.lru_cache(maxsize=8)
-def mel_filter_bank(n_mels: int = N_MELS) -> np.ndarray:
-    """Slaney mel filters over 0-8000 Hz for a 400-point FFT at 16 kHz.
+@functools.lru_cache(maxsize=32)
+def slaney_mel_filters(
+    n_mels: int, n_fft: int, sample_rate: int, f_max: float | None = None
+) -> np.ndarray:
+    """Slaney mel filters (Slaney scale and area normalisation) over ``0 .. f_max`` Hz.
 
-    Computed in float64 once per ``n_mels`` and cached (the array is read-only).
+    Computed in float64 once per setting and cached (the array is read-only).
 
     Args:
         n_mels: number of triangular filters.
+        n_fft: FFT length; the filters cover its ``n_fft // 2 + 1`` bins.
+        sample_rate: Hz.
+        f_max: top edge in Hz (default: Nyquist).
 
     Returns:
-        ``[n_mels, 201]`` float64 weights; ``filters @ power`` gives the mel power.
+        ``[n_mels, n_fft // 2 + 1]`` float64 weights; ``filters @ power`` gives the mel power.
     """
-    if n_mels < 1:
-        raise InputError(f"n_mels must be positive, got {n_mels}")
-    fft_freqs = np.linspace(0.0, _MAX_FREQ, _N_FREQS)
+    if n_mels < 1 or n_fft < 2:
+        raise InputError(f"n_mels and n_fft must be positive, got {n_mels}, {n_fft}")
+    nyquist = sample_rate / 2
+    top = nyquist if f_max is None else min(f_max, nyquist)
+    fft_freqs = np.linspace(0.0, nyquist, n_fft // 2 + 1)
     # n_mels + 2 edges evenly spaced in mel: filter m rises from edge m to m+1, falls to m+2.
-    low, high = _hz_to_mel(np.array([0.0, _MAX_FREQ]))
-    edges_mel = np.linspace(low, high, n_mels + 2)
-    edges = _mel_to_hz(edges_mel)
+    low, high = _hz_to_mel(np.array([0.0, top]))
+    edges = _mel_to_hz(np.linspace(low, high, n_mels + 2))
     widths = np.diff(edges)  # [n_mels + 1]
     rise = (fft_freqs[None, :] - edges[:-2, None]) / widths[:-1, None]
     fall = (edges[2:, None] - fft_freqs[None, :]) / widths[1:, None]
@@ -85,6 +90,11 @@ def mel_filter_bank(n_mels: int = N_MELS) -> np.ndarray:
     filters *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
     filters.setflags(write=False)
     return filters
+
+
+def mel_filter_bank(n_mels: int = N_MELS) -> np.ndarray:
+    """Slaney mel filters over 0-8000 Hz for a 400-point FFT at 16 kHz: ``[n_mels, 201]``."""
+    return slaney_mel_filters(n_mels, N_FFT, SAMPLE_RATE, _MAX_FREQ)
 
 
 @functools.lru_cache(maxsize=16)

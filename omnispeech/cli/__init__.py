@@ -10,6 +10,7 @@ import click
 from omnispeech import __version__
 from omnispeech.cli.asr import asr
 from omnispeech.cli.codec import codec
+from omnispeech.cli.train import train
 from omnispeech.cli.vocode import vocode
 
 
@@ -24,6 +25,7 @@ def main() -> None:
       omnispeech asr a.flac b.ogg --model ./Qwen3-ASR-0.6B --language en --format json
       omnispeech codec encode voice.wav -o voice.npz --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
+      omnispeech train codec --config recipes/codec/small.json --out runs/codec
 
     Run `omnispeech COMMAND --help` for the options of a command.
     """
@@ -32,3 +34,4 @@ def main() -> None:
 main.add_command(asr)
 main.add_command(codec)
 main.add_command(vocode)
+main.add_command(train)

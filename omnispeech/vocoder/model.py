@@ -221,6 +221,29 @@ class Code2Wav(StreamingModule[_Stream]):
             torch.zeros(state.batch_size, dtype=torch.long),
         )
 
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Decode dequantised codes ``[B, codebook_dim, T]`` -> ``[B, 1, 1920 * T]``, with autograd.
+
+        The training path of the tts12hz flavor: ``latent`` is what :attr:`quantizer` makes of
+        codes (the summed, projected codebook vectors), here coming from a trainable quantizer.
+        The same layers run as in :meth:`decode`, offline on a fresh state and untiled, so
+        gradients reach every weight.
+
+        Raises:
+            InputError: the omni flavor (it has no quantizer latent) or a wrong shape.
+        """
+        if self.cfg.flavor != "tts12hz":
+            raise InputError("decode_latent needs the tts12hz flavor (a split RVQ decoder)")
+        if latent.dim() != 3 or latent.shape[1] != self.cfg.codebook_dim:
+            raise InputError(
+                f"latent must be [B, {self.cfg.codebook_dim}, T], got {tuple(latent.shape)}"
+            )
+        if self.is_streaming:
+            raise RuntimeError("decode_latent runs offline: leave streaming() first")
+        h = self.pre_transformer(self.pre_conv(latent).transpose(1, 2)).transpose(1, 2)
+        h, _ = self._coarse(h, None)
+        return self._fine(h, None)[0]
+
     # -- internals ------------------------------------------------------------------------------
     def _state(self) -> _Stream:
         if self.streaming_state is None:

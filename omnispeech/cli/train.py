@@ -1,0 +1,75 @@
+"""``omnispeech train codec``: train a codec from a JSON config, on one process or many."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def train() -> None:
+    """Train omnispeech models on your own audio.
+
+    \b
+    Examples:
+      omnispeech train codec --config recipes/codec/small.json --out runs/codec
+      torchrun --nproc_per_node 2 -m omnispeech train codec --config cfg.json --out runs/c
+    """
+
+
+@train.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON config with sections model, data, optim, loss, run (see recipes/codec/).",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder: checkpoints/, model/ (the exported codec) and log.jsonl.",
+)
+@click.option(
+    "--steps", type=click.IntRange(min=1), help="Train until this step (default: run.steps)."
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue from the newest checkpoint in --out, exactly where it stopped.",
+)
+@click.option(
+    "--device", default=None, help="torch device (default: this process's GPU, else cpu)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def codec(  # noqa: PLR0913 - one option each
+    config_file: Path,
+    out: Path,
+    steps: int | None,
+    resume: bool,
+    device: str | None,
+    quiet: bool,
+) -> None:
+    """Train a codec (causal conv encoder, split RVQ, Code2Wav decoder, GAN losses).
+
+    Run it as is for one process, or under torchrun for several (one per GPU, or CPU processes
+    with gloo). A checkpoint is written every run.save_every steps and at the end; the codec is
+    exported to OUT/model, which `omnispeech codec encode|decode --model OUT/model` reads.
+    Stopping and starting again with the same command continues exactly.
+    """
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.training import CodecTrainConfig, CodecTrainer, Workers
+
+    try:
+        cfg = CodecTrainConfig.from_file(config_file)
+        trainer = CodecTrainer(cfg, out, Workers.from_env(device))
+        folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    if trainer.workers.is_main:
+        click.echo(f"{folder}\tstep {trainer.step}", err=True)

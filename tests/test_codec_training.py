@@ -1,0 +1,224 @@
+"""Codec training: config, quantizer export, losses, data, and exact resume under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from omnispeech.audio import mel_distance
+from omnispeech.cli import main
+from omnispeech.errors import ConfigError
+from omnispeech.pipelines import Codec
+from omnispeech.training import CodecTrainConfig, TrainableCodec
+from omnispeech.training.data import SegmentSampler, list_audio
+from omnispeech.training.discriminators import CodecDiscriminators
+from omnispeech.training.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+
+TINY_MODEL = {
+    "num_codebooks": 4,
+    "codebook_size": 32,
+    "encoder_filters": 4,
+    "encoder_dim": 32,
+    "encoder_layers": 1,
+    "encoder_heads": 2,
+    "decoder_hidden": 32,
+    "decoder_layers": 1,
+    "decoder_heads": 2,
+    "decoder_latent": 32,
+    "decoder_dim": 32,
+}
+
+
+def _voiced(seconds: float, f0: float, rate: int, seed: int) -> np.ndarray:
+    """A vibrato tone with harmonics and a little noise: speech-like enough for a codec."""
+    t = np.arange(round(seconds * rate)) / rate
+    phase = 2 * np.pi * f0 * (t + 0.02 * np.sin(2 * np.pi * 3 * t))
+    x = sum(0.3 / k * np.sin(k * phase) for k in (1, 2, 3))
+    noise = 0.02 * np.random.default_rng(seed).standard_normal(t.size)
+    return (x * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t)) + noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "train").mkdir()
+    (root / "valid").mkdir()
+    for i in range(4):
+        sf.write(root / "train" / f"{i}.wav", _voiced(1.5, 110 + 40 * i, 24000, i), 24000)
+    # Held out: another pitch, another rate, stereo.
+    held = _voiced(1.0, 260, 16000, 9)
+    sf.write(root / "valid" / "held.flac", np.stack([held, held], 1), 16000)
+    return root
+
+
+def _config(corpus: Path, **run) -> dict:
+    return {
+        "model": TINY_MODEL,
+        "data": {"train": "train", "valid": "valid", "segment_seconds": 0.4, "batch_size": 2},
+        "loss": {"disc_channels": 4, "disc_start": 1, "mpd_periods": [2, 3], "stft_windows": [512]},
+        "run": {"steps": 4, "save_every": 2, "log_every": 1, "kmeans_iters": 2, **run},
+    }
+
+
+def _write_config(corpus: Path, name: str, **run) -> Path:
+    path = corpus / name
+    path.write_text(json.dumps(_config(corpus, **run)))
+    return path
+
+
+def test_config_is_strict_and_checks_rates(corpus):
+    cfg = CodecTrainConfig.from_file(_write_config(corpus, "ok.json"))
+    assert cfg.data.train == str(corpus / "train")  # relative to the config file
+    assert cfg.model.hop_length == 1920
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        CodecTrainConfig.from_dict({"model": {"num_codebook": 4}})
+    with pytest.raises(ConfigError, match="unknown config sections"):
+        CodecTrainConfig.from_dict({"models": {}})
+    with pytest.raises(ConfigError, match="frame_rate"):
+        CodecTrainConfig.from_dict({"model": {"frame_rate": 13.0}})
+    with pytest.raises(ConfigError, match="must equal"):
+        CodecTrainConfig.from_dict({"model": {"upsample_rates": [8, 5, 4]}})
+    # Another sample rate and frame rate: 16 kHz, 25 Hz (640 samples per frame).
+    other = CodecTrainConfig.from_dict(
+        {
+            "model": {
+                "sample_rate": 16000,
+                "encoder_ratios": [8, 5, 4, 2],
+                "frame_rate": 25,
+                "upsample_rates": [8, 5, 4],
+            }
+        }  # fmt: skip
+    )
+    assert other.model.hop_length == 640
+
+
+def test_export_loads_as_codec_and_matches_training_model(corpus, tmp_path):
+    cfg = CodecTrainConfig.from_dict(_config(corpus))
+    torch.manual_seed(0)
+    model = TrainableCodec(cfg.model, cfg.run)
+    sampler = SegmentSampler(list_audio(corpus / "train"), 24000, 0.4, seed=0)
+    model.train()
+    model(sampler.batch(0, 0, 4))  # k-means initialises every codebook
+    model.eval()
+    folder = model.export(tmp_path / "model")
+    codec = Codec.from_pretrained(folder)
+    assert (codec.sample_rate, codec.frame_rate) == (24000, 12.5)
+    wav = torch.from_numpy(_voiced(0.8, 150, 24000, 3))[None, None]
+    with torch.no_grad():
+        q = model.quantize(wav)
+    codes, frames = codec.encode(wav)
+    assert frames.tolist() == [10]  # 0.8 s = 10 frames of 80 ms
+    assert (codes == q.codes).float().mean() > 0.99  # nearest-neighbour ties may differ
+    # The exported dequantizer gives the training latent back for the same codes...
+    latent = codec.decoder.quantizer(q.codes)
+    torch.testing.assert_close(latent, q.latent, atol=1e-5, rtol=0)
+    # ...and the exported decoder is the trained one: the same weights, the same output.
+    # (Decoding the two latents would amplify their 1e-7 rounding through an untrained decoder.)
+    trained = model.decoder.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in codec.decoder.state_dict().items())
+    with torch.no_grad():
+        torch.testing.assert_close(
+            codec.decoder.decode_latent(latent), model.decoder.decode_latent(latent)
+        )
+    assert len(torch.unique(codes)) > 4
+
+
+def test_losses_and_discriminators():
+    disc = CodecDiscriminators((2, 3), (256,), 4)
+    wav = torch.randn(3, 1, 4000) * 0.1
+    judged = disc(wav)
+    assert len(judged.logits) == len(judged.features) == 3
+    assert all(x.shape[0] == 3 for x in judged.logits)
+    ones = [torch.ones(2, 5)]
+    zeros = [torch.zeros(2, 5)]
+    assert discriminator_loss(ones, zeros) == 0 and discriminator_loss(zeros, ones) == 2
+    assert generator_loss(ones) == 0
+    feats = [[torch.randn(2, 3)]]
+    assert feature_matching_loss(feats, feats) == 0
+    # The spectral distance: zero for a copy, growing with added noise.
+    clean = torch.from_numpy(_voiced(1.0, 180, 24000, 1))
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    scores = [mel_distance(clean + a * noise, clean, 24000) for a in (0.0, 0.003, 0.03, 0.3)]
+    assert scores[0] == 0 and scores == sorted(scores) and scores[-1] > 0.5
+
+
+def test_segments_depend_only_on_seed_step_rank(corpus):
+    files = list_audio(corpus / "train")
+    a = SegmentSampler(files, 24000, 0.4, seed=1)
+    b = SegmentSampler(files, 24000, 0.4, seed=1)
+    assert torch.equal(a.batch(5, 1, 3), b.batch(5, 1, 3))
+    assert not torch.equal(a.batch(5, 0, 3), a.batch(5, 1, 3))
+    assert a.batch(0, 0, 2).shape == (2, 1, 9600)
+    # Other rates and channel counts are resampled and downmixed.
+    held = SegmentSampler(list_audio(corpus / "valid"), 24000, 0.4, seed=1).batch(0, 0, 1)
+    assert held.shape == (1, 1, 9600) and held.abs().max() > 0.1
+    with pytest.raises(ConfigError, match="no such audio folder"):
+        list_audio(corpus / "missing.jsonl")
+    (corpus / "empty").mkdir(exist_ok=True)
+    with pytest.raises(ConfigError, match="no audio files"):
+        list_audio(corpus / "empty")
+
+
+def _torchrun(config: Path, out: Path, steps: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "omnispeech", "train", "codec", "--config", str(config), "--out", str(out),
+        "--steps", str(steps), "--quiet",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _log(out: Path) -> dict[int, dict]:
+    lines = (out / "log.jsonl").read_text().splitlines()
+    return {r["step"]: r for r in map(json.loads, lines)}
+
+
+def test_two_process_training_resumes_exactly(corpus, tmp_path):
+    config = _write_config(corpus, "ddp.json")
+    _torchrun(config, tmp_path / "straight", 4)
+    _torchrun(config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
+    _torchrun(config, tmp_path / "resumed", 4)  # ...and continues from it
+    straight, resumed = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    assert sorted(straight) == sorted(resumed) == [1, 2, 3, 4]
+    for step in (3, 4):
+        for name in ("total", "mel", "discriminator", "valid_mel_distance"):
+            if name in straight[step]:
+                assert resumed[step][name] == pytest.approx(straight[step][name], rel=1e-6)
+    assert straight[3]["total"] != straight[4]["total"]  # the losses do move
+    assert straight[4]["discriminator"] > 0  # the discriminators joined at step 2
+    ckpts = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())
+    assert ckpts == ["step-00000002.pt", "step-00000004.pt"]
+    codec = Codec.from_pretrained(tmp_path / "resumed" / "model")
+    codes, _ = codec.encode(torch.from_numpy(_voiced(0.5, 150, 24000, 2))[None, None])
+    assert codes.shape == (1, 4, 7)
+
+
+def test_cli_reports_bad_config_in_one_line(corpus, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": {"num_codebooks": 1}}')
+    result = CliRunner().invoke(main, ["train", "codec", "-c", str(bad), "-o", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "num_codebooks must be >= 2" in result.output
+    missing = CliRunner().invoke(
+        main, ["train", "codec", "-c", str(tmp_path / "nope.json"), "-o", str(tmp_path)]
+    )
+    assert missing.exit_code != 0 and "cannot read the config" in missing.output
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"data": {"train": "nowhere"}}')
+    result = CliRunner().invoke(main, ["train", "codec", "-c", str(empty), "-o", str(tmp_path)])
+    assert result.exit_code != 0 and "no such audio folder" in result.output
