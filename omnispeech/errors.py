@@ -46,3 +46,7 @@ class TokenizerError(OmnispeechError):
 
 class DependencyError(OmnispeechError):
     """An optional package that this feature needs is not installed."""
+
+
+class AudioWarning(UserWarning):
+    """Audio that can be processed but may not sound as intended: digital silence or clipping."""

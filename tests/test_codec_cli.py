@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from omnispeech.audio import load_audio
 from omnispeech.cli import main
 from omnispeech.codes import load_codes, save_codes
+from omnispeech.errors import AudioWarning
 from omnispeech.pipelines import Codec
-from omnispeech.pipelines.codec import AudioWarning
 from tests.vocoder_ref import GOLDEN
 
 

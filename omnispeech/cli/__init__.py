@@ -10,6 +10,7 @@ import click
 from omnispeech import __version__
 from omnispeech.cli.asr import asr
 from omnispeech.cli.codec import codec
+from omnispeech.cli.eval import eval_
 from omnispeech.cli.train import train
 from omnispeech.cli.vocode import vocode
 
@@ -25,7 +26,8 @@ def main() -> None:
       omnispeech asr a.flac b.ogg --model ./Qwen3-ASR-0.6B --language en --format json
       omnispeech codec encode voice.wav -o voice.npz --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
-      omnispeech train codec --config recipes/codec/small.json --out runs/codec
+      omnispeech train codec --config recipes/codec/cpu_demo.json --out runs/codec
+      omnispeech eval codec held_out/ --model runs/codec/model
 
     Run `omnispeech COMMAND --help` for the options of a command.
     """
@@ -35,3 +37,4 @@ main.add_command(asr)
 main.add_command(codec)
 main.add_command(vocode)
 main.add_command(train)
+main.add_command(eval_, name="eval")

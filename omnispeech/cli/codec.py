@@ -56,9 +56,8 @@ def encode(audio: Path, output: Path, model: str, device: str) -> None:
     from tqdm import tqdm
 
     from omnispeech.audio import audio_duration
-    from omnispeech.errors import OmnispeechError
+    from omnispeech.errors import AudioWarning, OmnispeechError
     from omnispeech.pipelines import Codec
-    from omnispeech.pipelines.codec import AudioWarning
 
     try:
         if output.suffix.lower() != ".npz":

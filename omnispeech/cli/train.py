@@ -14,6 +14,7 @@ def train() -> None:
     \b
     Examples:
       omnispeech train codec --config recipes/codec/small.json --out runs/codec
+      omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train -o runs/demo
       torchrun --nproc_per_node 2 -m omnispeech train codec --config cfg.json --out runs/c
     """
 
@@ -35,6 +36,19 @@ def train() -> None:
     help="Output folder: checkpoints/, model/ (the exported codec) and log.jsonl.",
 )
 @click.option(
+    "--train",
+    "train_data",
+    metavar="PATH",
+    help="Training audio (folder or JSONL manifest); overrides data.train.",
+)
+@click.option("--valid", metavar="PATH", help="Held-out audio; overrides data.valid.")
+@click.option(
+    "--export-init",
+    is_flag=True,
+    help="Before training (one process only), export the untrained codec with its codebooks "
+    "initialised on the first batch to OUT/model-init: a baseline to measure against.",
+)
+@click.option(
     "--steps", type=click.IntRange(min=1), help="Train until this step (default: run.steps)."
 )
 @click.option(
@@ -50,6 +64,9 @@ def train() -> None:
 def codec(  # noqa: PLR0913 - one option each
     config_file: Path,
     out: Path,
+    train_data: str | None,
+    valid: str | None,
+    export_init: bool,
     steps: int | None,
     resume: bool,
     device: str | None,
@@ -67,7 +84,14 @@ def codec(  # noqa: PLR0913 - one option each
 
     try:
         cfg = CodecTrainConfig.from_file(config_file)
+        paths = {"train": train_data, "valid": valid}
+        if any(paths.values()):
+            given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
+            cfg = cfg.replace(data=cfg.data.replace(**given))
         trainer = CodecTrainer(cfg, out, Workers.from_env(device))
+        fresh = not resume or trainer.latest_checkpoint() is None
+        if export_init and fresh and trainer.workers.world_size == 1:
+            trainer.export_initial(out / "model-init")
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None

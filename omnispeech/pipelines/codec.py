@@ -20,7 +20,7 @@ import torch
 from omnispeech.audio import iter_audio_blocks
 from omnispeech.codec import CodecEncoder
 from omnispeech.codes import save_codes
-from omnispeech.errors import CheckpointError
+from omnispeech.errors import AudioWarning, CheckpointError
 from omnispeech.vocoder import AudioChunk, Code2Wav
 
 # Seconds of the file read per block by `encode_file`: ~1 MB of 24 kHz float32.
@@ -30,10 +30,6 @@ BLOCK_SECONDS = 10.0
 FULL_SCALE = 0.999
 # Share of samples at full scale above which the audio is reported as clipped (0.1 %).
 CLIPPED_FRACTION = 1e-3
-
-
-class AudioWarning(UserWarning):
-    """Audio that can be encoded but may not sound as intended: digital silence or clipping."""
 
 
 @dataclasses.dataclass

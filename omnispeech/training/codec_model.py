@@ -69,7 +69,7 @@ def tokenizer_config(cfg: CodecModelConfig) -> dict[str, Any]:
         "hidden_size": cfg.decoder_hidden,
         "num_attention_heads": d_heads,
         "num_key_value_heads": d_heads,
-        "head_dim": cfg.decoder_hidden // d_heads,
+        "head_dim": cfg.decoder_head_dim or cfg.decoder_hidden // d_heads,
         "intermediate_size": 2 * cfg.decoder_hidden,
         "num_hidden_layers": cfg.decoder_layers,
         "sliding_window": cfg.decoder_window,

@@ -51,6 +51,9 @@ class CodecModelConfig(FrozenConfig):
     decoder_hidden: int = 128  # the decoder transformer's width
     decoder_layers: int = 2
     decoder_heads: int = 4
+    # Per-head width of the decoder's attention (None: decoder_hidden / decoder_heads; the
+    # released decoder uses 16 heads of 64 on a 512-wide stream).
+    decoder_head_dim: int | None = None
     decoder_latent: int = 192  # width of the conv trunk around the decoder transformer
     decoder_window: int = 72  # sliding attention window, frames
     # Decoder upsampling: two ConvNeXt-stage ratios, then the SnakeBeta block rates; their
@@ -64,7 +67,7 @@ class CodecModelConfig(FrozenConfig):
             raise ValueError("num_codebooks must be >= 2 (one semantic, at least one acoustic)")
         if self.encoder_dim % 2 or self.encoder_dim % self.encoder_heads:
             raise ValueError("encoder_dim must be even and a multiple of encoder_heads")
-        if self.decoder_hidden % self.decoder_heads:
+        if self.decoder_head_dim is None and self.decoder_hidden % self.decoder_heads:
             raise ValueError("decoder_hidden must be a multiple of decoder_heads")
         stride = self.sample_rate / math.prod(self.encoder_ratios) / self.frame_rate
         if stride != int(stride) or stride < 1:

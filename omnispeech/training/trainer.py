@@ -221,6 +221,20 @@ class CodecTrainer:
         _set_rng_state(state["rng"][self.workers.rank].cpu(), self.workers.device)
         self.step = int(state["step"])
 
+    def export_initial(self, folder: str | Path) -> Path:
+        """Export the untrained codec, its codebooks initialised by k-means on the first batch,
+        as a baseline; the run itself is left exactly as it was (weights and random state)."""
+        snapshot = {k: v.clone() for k, v in self.codec.state_dict().items()}
+        rng = _rng_state(self.workers.device)
+        batch = self.sampler.batch(0, self.workers.rank, self.cfg.data.batch_size)
+        with torch.no_grad():
+            self.codec.train()
+            self.codec.quantize(batch.to(self.workers.device))
+        path = self.codec.export(folder)
+        self.codec.load_state_dict(snapshot)
+        _set_rng_state(rng, self.workers.device)
+        return path
+
     # -- one step ------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         """One optimisation step of the discriminators and the codec; returns mean losses."""
@@ -315,9 +329,11 @@ def held_out_validation(
     files: list[Path], max_files: int = 8, max_seconds: float = 10.0
 ) -> Callable[[Path], dict[str, float]]:
     """A validation that reloads the exported model as a :class:`Codec` and measures its mel
-    distance on held-out files (the first ``max_files``, up to ``max_seconds`` each)."""
+    distance on held-out files (``max_files`` spread over the list, ``max_seconds`` each)."""
     from omnispeech.eval import evaluate_codec
     from omnispeech.pipelines import Codec
+
+    files = files[:: max(1, len(files) // max_files)][:max_files]
 
     def run(folder: Path) -> dict[str, float]:
         # Plain PyTorch ops only: running the Numba kernels changes how this process rounds
@@ -325,7 +341,7 @@ def held_out_validation(
         # resumed at the same step, and resuming would no longer be exact.
         with use_backend("reference"):
             codec = Codec.from_pretrained(folder)
-            score = evaluate_codec(codec, files[:max_files], max_seconds)
+            score = evaluate_codec(codec, files, max_seconds)
         return {"valid_mel_distance": score.mean}
 
     return run
