@@ -268,3 +268,15 @@ def test_kv_cache_capacity_doubles():
         model(torch.randn(1, 20, 16))
         capacities.append(model.layers[1].self_attn.streaming_state.keys.shape[2])
     assert capacities == [1, 2, 4, 4, 8, 8, 8, 8, 16, 32]
+
+
+@pytest.mark.parametrize("samples", [5 * HOP, 5 * HOP + 700, 2 * HOP + 1])
+def test_offline_encode_in_tiles_equals_one_pass(encoder, samples):
+    """Long clips are encoded tile by tile through the stream; the codes do not change."""
+    wav = _audio(2, samples, seed=samples)
+    whole, frames = encoder.encode(wav)
+    tiled = CodecEncoder(encoder.cfg, tile_frames=2)
+    tiled.load_state_dict(encoder.state_dict())
+    codes, tiled_frames = tiled.eval().encode(wav)
+    assert torch.equal(codes, whole) and torch.equal(tiled_frames, frames)
+    assert not tiled.is_streaming  # the tiles' stream is closed again

@@ -39,7 +39,11 @@ def eval_() -> None:
 @click.option("--per-file", is_flag=True, help="Also print the distance of every file.")
 def codec(inputs: tuple[Path, ...], model: str, max_seconds: float, per_file: bool) -> None:
     """Reconstruct INPUTS (files, or folders of .wav/.flac/.ogg) through a codec and print the
-    multi-scale log-mel distance as JSON (0 = a perfect copy; lower is better)."""
+    multi-scale log-mel distance as JSON (0 = a perfect copy; lower is better).
+
+    The control `mel_distance_shuffled_codes` decodes the codes with their frames shuffled: it
+    should be clearly worse; if it is not, the codes carry nothing (a collapsed codec).
+    """
     from omnispeech.errors import OmnispeechError
     from omnispeech.eval import evaluate_codec
     from omnispeech.pipelines import Codec
@@ -57,8 +61,13 @@ def codec(inputs: tuple[Path, ...], model: str, max_seconds: float, per_file: bo
         score = evaluate_codec(Codec.from_pretrained(model), files, max_seconds)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
-    report = {"model": str(model), "files": len(files), "seconds": round(score.seconds, 2),
-              "mel_distance": score.mean}  # fmt: skip
+    report = {
+        "model": str(model),
+        "files": len(files),
+        "seconds": round(score.seconds, 2),
+        "mel_distance": score.mean,
+        "mel_distance_shuffled_codes": score.shuffled,
+    }
     if per_file:
         report["per_file"] = score.per_file
     click.echo(json.dumps(report, indent=2))

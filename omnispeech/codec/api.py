@@ -54,12 +54,18 @@ class CodecEncoder(StreamingModule[_Stream]):
 
     Args:
         cfg: the encoder shape.
+        tile_frames: offline encodes of longer clips stream through in tiles of this many
+            frames (bounds memory; the codes do not depend on it).
     """
 
-    def __init__(self, cfg: CodecEncoderConfig) -> None:
+    def __init__(self, cfg: CodecEncoderConfig, tile_frames: int = 64) -> None:
         super().__init__()
+        if tile_frames < 1:
+            raise ValueError("tile_frames must be >= 1")
         self.cfg = cfg
         self.net = CodecEncoderNet(cfg)
+        # Frames per tile of an offline encode (64 frames = 5.12 s); speed and memory only.
+        self.tile_frames = tile_frames
 
     @property
     def sample_rate(self) -> int:
@@ -179,7 +185,8 @@ class CodecEncoder(StreamingModule[_Stream]):
         Each clip is encoded alone at its own length: the encoder is causal, but its last
         partial frame would otherwise see the batch's padding.
 
-        This is the streaming code run on a fresh state over the whole clip (see :meth:`push`).
+        Clips longer than :attr:`tile_frames` frames stream through the encoder tile by tile
+        (see :meth:`push`), which bounds memory and gives the same codes.
 
         Raises:
             InputError: wrong shape, non-finite samples, bad lengths.
@@ -199,5 +206,23 @@ class CodecEncoder(StreamingModule[_Stream]):
         codes = torch.full((b, self.cfg.num_valid_quantizers, int(frames.max())), -1)
         for i in range(b):
             clip = self._to_model(x[i : i + 1, :, : int(n[i])])
-            codes[i, :, : int(frames[i])] = self.net(clip)[0].cpu()
+            codes[i, :, : int(frames[i])] = self._encode_clip(clip)
         return codes, frames
+
+    def _encode_clip(self, clip: torch.Tensor) -> torch.Tensor:
+        """``[1, 1, S]`` -> codes ``[K, T]`` on the CPU.
+
+        A long clip streams through in tiles of ``tile_frames`` frames: the first conv's
+        activations of a whole minute would take ~1.5 GB, a tile's a few MB, and the codes are
+        the same (streaming is exact).
+        """
+        tile = self.tile_frames * self.cfg.hop_length
+        if clip.shape[-1] <= tile:
+            return self.net(clip)[0].cpu()
+        parts = []
+        with self.streaming(1):
+            for start in range(0, clip.shape[-1], tile):
+                piece = clip[..., start : start + tile]
+                parts.append(self.net.quantize(self.net.latent(piece)))
+            parts.append(self.net.quantize(self.net.flush_latent()))
+        return torch.cat(parts, dim=-1)[0].cpu()

@@ -157,6 +157,14 @@ class TrainableCodec(nn.Module):
             # LayerScale and ConvNeXt gamma start small so each block begins near identity.
             if name.endswith((".scale", ".gamma")):
                 nn.init.constant_(param, 0.01)
+        with torch.no_grad():
+            # The decoder's residual units also start near identity (their last conv small),
+            # and its output conv small: the released decoder clamps to [-1, 1], and an output
+            # that starts saturated would get no gradient at all.
+            for name, module in self.decoder.named_modules():
+                if name.endswith(".conv2"):
+                    module.conv.weight.mul_(0.01)
+            self.decoder.decoder[-1].conv.weight.mul_(0.01)
 
     def quantize(self, wav: torch.Tensor) -> QuantizedLatent:
         """``wav [B, 1, S]`` -> the quantized latent and codes."""

@@ -222,8 +222,9 @@ class CodecTrainer:
         self.step = int(state["step"])
 
     def export_initial(self, folder: str | Path) -> Path:
-        """Export the untrained codec, its codebooks initialised by k-means on the first batch,
-        as a baseline; the run itself is left exactly as it was (weights and random state)."""
+        """Export the untrained codec as a baseline, after one quantizer pass over the first
+        batch (which initialises the codebooks, by k-means when enabled); the run itself is
+        left exactly as it was (weights and random state)."""
         snapshot = {k: v.clone() for k, v in self.codec.state_dict().items()}
         rng = _rng_state(self.workers.device)
         batch = self.sampler.batch(0, self.workers.rank, self.cfg.data.batch_size)
@@ -342,7 +343,7 @@ def held_out_validation(
         with use_backend("reference"):
             codec = Codec.from_pretrained(folder)
             score = evaluate_codec(codec, files, max_seconds)
-        return {"valid_mel_distance": score.mean}
+        return {"valid_mel_distance": score.mean, "valid_mel_distance_shuffled": score.shuffled}
 
     return run
 
