@@ -116,14 +116,16 @@ def test_export_loads_as_codec_and_matches_training_model(corpus, tmp_path):
     folder = model.export(tmp_path / "model")
     codec = Codec.from_pretrained(folder)
     assert (codec.sample_rate, codec.frame_rate) == (24000, 12.5)
-    wav = torch.from_numpy(_voiced(0.8, 150, 24000, 3))[None, None]
+    wav = torch.from_numpy(_voiced(2.0, 150, 24000, 3))[None, None]
     with torch.no_grad():
         q = model.quantize(wav)
     codes, frames = codec.encode(wav)
-    assert frames.tolist() == [10]  # 0.8 s = 10 frames of 80 ms
-    assert (codes == q.codes).float().mean() > 0.99  # nearest-neighbour ties may differ
-    # The exported dequantizer gives the training latent back for the same codes...
-    latent = codec.decoder.quantizer(q.codes)
+    assert frames.tolist() == [25]  # 2 s = 25 frames of 80 ms
+    # k-means on a tiny batch leaves duplicate entries, between which the two searches may
+    # pick differently; the vectors they pick are the same. So: mostly the same codes, and
+    # the exported dequantizer gives the training latent back from the exported codes...
+    assert (codes == q.codes).float().mean() > 0.9
+    latent = codec.decoder.quantizer(codes)
     torch.testing.assert_close(latent, q.latent, atol=1e-5, rtol=0)
     # ...and the exported decoder is the trained one: the same weights, the same output.
     # (Decoding the two latents would amplify their 1e-7 rounding through an untrained decoder.)
