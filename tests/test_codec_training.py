@@ -224,3 +224,11 @@ def test_cli_reports_bad_config_in_one_line(corpus, tmp_path):
     empty.write_text('{"data": {"train": "nowhere"}}')
     result = CliRunner().invoke(main, ["train", "codec", "-c", str(empty), "-o", str(tmp_path)])
     assert result.exit_code != 0 and "no such audio folder" in result.output
+    # Starting over in a folder with checkpoints is refused, and nothing there is touched.
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "step-00000002.pt").write_bytes(b"kept")
+    args = ["train", "codec", "-c", str(_write_config(corpus, "fresh.json")), "-o", str(out)]
+    result = CliRunner().invoke(main, [*args, "--no-resume"])
+    assert result.exit_code != 0 and "already holds checkpoints" in result.output
+    assert (out / "checkpoints" / "step-00000002.pt").read_bytes() == b"kept"

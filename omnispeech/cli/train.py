@@ -55,7 +55,8 @@ def train() -> None:
     "--resume/--no-resume",
     default=True,
     show_default=True,
-    help="Continue from the newest checkpoint in --out, exactly where it stopped.",
+    help="Continue from the newest checkpoint in --out, exactly where it stopped "
+    "(--no-resume refuses a folder that already holds checkpoints).",
 )
 @click.option(
     "--device", default=None, help="torch device (default: this process's GPU, else cpu)."
@@ -78,6 +79,13 @@ def codec(  # noqa: PLR0913 - one option each
     with gloo). A checkpoint is written every run.save_every steps and at the end; the codec is
     exported to OUT/model, which `omnispeech codec encode|decode --model OUT/model` reads.
     Stopping and starting again with the same command continues exactly.
+
+    \b
+    Examples:
+      omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train \\
+          --valid corpus/valid -o runs/demo --export-init
+      omnispeech train codec -c my.json -o runs/demo --steps 20000   # train longer
+      torchrun --nproc_per_node 2 -m omnispeech train codec -c my.json -o runs/ddp
     """
     from omnispeech.errors import OmnispeechError
     from omnispeech.training import CodecTrainConfig, CodecTrainer, Workers

@@ -36,6 +36,20 @@ class Judgement:
     features: list[list[torch.Tensor]]
 
 
+def _judge(
+    convs: nn.ModuleList, out: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run a conv stack (leaky ReLU after each) and its output conv -> (logits ``[B, N]``,
+    the activations of every layer)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), _SLOPE)
+        features.append(x)
+    x = out(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """2-D conv stack over the waveform folded by ``period``. ``[B, 1, S]`` -> logits."""
 
@@ -56,14 +70,7 @@ class PeriodDiscriminator(nn.Module):
         # Reflect-pad to a whole number of periods, then fold time into [S / p, p].
         pad = (-s) % self.period
         x = F.pad(wav, (0, pad), mode="reflect") if pad else wav
-        x = x.view(b, c, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _SLOPE)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge(self.convs, self.out, x.view(b, c, -1, self.period))
 
 
 class STFTDiscriminator(nn.Module):
@@ -96,14 +103,7 @@ class STFTDiscriminator(nn.Module):
             return_complex=True,
         )  # [B, F, frames]
         # Real and imaginary parts as channels, time first: [B, 2, frames, F].
-        x = torch.view_as_real(spec).permute(0, 3, 2, 1)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _SLOPE)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge(self.convs, self.out, torch.view_as_real(spec).permute(0, 3, 2, 1))
 
 
 class CodecDiscriminators(nn.Module):

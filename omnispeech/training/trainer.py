@@ -291,7 +291,13 @@ class CodecTrainer:
         """Train until ``steps`` (default: the config's), saving every ``save_every`` steps and
         at the end; returns the exported model folder."""
         total = self.cfg.run.steps if steps is None else steps
-        latest = self.latest_checkpoint() if resume else None
+        latest = self.latest_checkpoint()
+        if latest is not None and not resume:
+            # Starting over would interleave two runs' checkpoints; never overwrite silently.
+            raise ConfigError(
+                f"{self.out} already holds checkpoints ({latest.name}); resume, or train "
+                "into another folder"
+            )
         if latest is not None:
             self.load(latest)
         log = self.out / "log.jsonl"
