@@ -167,7 +167,13 @@ def test_streaming_equals_offline_on_noise(n, sizes, seed):
     got = stream(mel, x, pieces)
     assert got.shape == (N_MELS, n // HOP_LENGTH)
     if n >= HOP_LENGTH:
-        assert (got - log_mel_spectrogram(x)).abs().max().item() <= 1e-5  # measured: 6e-8
+        want = log_mel_spectrogram(x)
+        # Values offline lifts to its floor (global max - 80 dB) may stay lower in a stream,
+        # whose floor follows the running max (documented in StreamingLogMel); even noise has
+        # such values when a frame comes out alone early. Everything else is equal.
+        floored = want <= want.min() + 1e-6
+        assert (got - want)[~floored].abs().max().item() <= 1e-5  # measured: 6e-8
+        assert (got[floored] <= want[floored] + 1e-6).all()
 
 
 def test_streaming_one_sample_pieces_empty_pushes_and_reuse():
