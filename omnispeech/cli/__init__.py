@@ -10,6 +10,7 @@ import click
 from omnispeech import __version__
 from omnispeech.cli.asr import asr
 from omnispeech.cli.codec import codec
+from omnispeech.cli.data import data
 from omnispeech.cli.eval import eval_
 from omnispeech.cli.train import train
 from omnispeech.cli.vocode import vocode
@@ -38,3 +39,4 @@ main.add_command(codec)
 main.add_command(vocode)
 main.add_command(train)
 main.add_command(eval_, name="eval")
+main.add_command(data)

@@ -3,9 +3,68 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _report_options(command: F) -> F:
+    """``--json FILE`` and ``--report FILE.md``: the full score as JSON and as markdown."""
+    command = click.option(
+        "--report",
+        "report_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE.md",
+        help="Also write a markdown report (tables per language) to this file.",
+    )(command)
+    return click.option(
+        "--json",
+        "json_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="Also write the full score as JSON (every utterance / file) to this file.",
+    )(command)
+
+
+def _selection_options(command: F) -> F:
+    """``--split``, ``--languages`` and ``--limit`` of the manifest commands."""
+    command = click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Evaluate at most N utterances per language.",
+    )(command)
+    command = click.option(
+        "--languages",
+        multiple=True,
+        metavar="CODES",
+        help="Only these language codes (comma-separated or repeated), e.g. en,zh.",
+    )(command)
+    return click.option(
+        "--split",
+        default="test",
+        show_default=True,
+        help="Manifest split to evaluate; 'all' for every line.",
+    )(command)
+
+
+def _languages(values: tuple[str, ...]) -> list[str] | None:
+    codes = [c.strip() for v in values for c in v.split(",") if c.strip()]
+    return codes or None
+
+
+def _write(score: Any, json_path: Path | None, report_path: Path | None) -> None:
+    """Write the report files, turning file-system errors into one line."""
+    from omnispeech.eval import write_report
+
+    try:
+        write_report(score, json_path, report_path)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the report: {exc}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +74,15 @@ def eval_() -> None:
     \b
     Examples:
       omnispeech eval codec held_out/ --model ./Qwen3-TTS-Tokenizer-12Hz
-      omnispeech eval codec a.wav b.flac -m runs/codec/model --per-file
+      omnispeech eval codec a.wav b.flac -m runs/codec/model --per-file --report codec.md
+      omnispeech eval asr corpus/manifest.jsonl --model ./Qwen3-ASR-0.6B --json asr.json
+      omnispeech eval tts synth/ corpus/manifest.jsonl --asr-model ./Qwen3-ASR-0.6B
+
+    \b
+    A manifest is JSONL, one utterance per line:
+      {"path": "clips/1.wav", "text": "...", "language": "en", "speaker": "s1",
+       "split": "test", "duration": 1.5}
+    (path and text required; path relative to the manifest's folder).
     """
 
 
@@ -37,12 +104,22 @@ def eval_() -> None:
     help="Evaluate at most this much of each file.",
 )
 @click.option("--per-file", is_flag=True, help="Also print the distance of every file.")
-def codec(inputs: tuple[Path, ...], model: str, max_seconds: float, per_file: bool) -> None:
+@_report_options
+def codec(  # noqa: PLR0913 - one parameter per CLI option
+    inputs: tuple[Path, ...],
+    model: str,
+    max_seconds: float,
+    per_file: bool,
+    json_path: Path | None,
+    report_path: Path | None,
+) -> None:
     """Reconstruct INPUTS (files, or folders of .wav/.flac/.ogg) through a codec and print the
     multi-scale log-mel distance as JSON (0 = a perfect copy; lower is better).
 
     The control `mel_distance_shuffled_codes` decodes the codes with their frames shuffled: it
-    should be clearly worse; if it is not, the codes carry nothing (a collapsed codec).
+    should be clearly worse; if it is not, the codes carry nothing (a collapsed codec). With
+    the eval extra installed, wide-band PESQ (1-4.64) and STOI (0-1) are added (higher is
+    better; null without it).
     """
     from omnispeech.errors import OmnispeechError
     from omnispeech.eval import evaluate_codec
@@ -67,7 +144,119 @@ def codec(inputs: tuple[Path, ...], model: str, max_seconds: float, per_file: bo
         "seconds": round(score.seconds, 2),
         "mel_distance": score.mean,
         "mel_distance_shuffled_codes": score.shuffled,
+        "pesq_wb": score.pesq_wb,
+        "stoi": score.stoi,
     }
     if per_file:
         report["per_file"] = score.per_file
+    _write(score, json_path, report_path)
     click.echo(json.dumps(report, indent=2))
+
+
+@eval_.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    envvar="OMNISPEECH_ASR_MODEL",
+    metavar="FOLDER",
+    help="Qwen3-ASR checkpoint folder.",
+)
+@_selection_options
+@click.option(
+    "--detect-language",
+    is_flag=True,
+    help="Let the model detect each language instead of telling it the manifest's.",
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@_report_options
+def asr(  # noqa: PLR0913 - one parameter per CLI option
+    manifest: Path,
+    model: str,
+    split: str,
+    languages: tuple[str, ...],
+    limit: int | None,
+    detect_language: bool,
+    device: str,
+    json_path: Path | None,
+    report_path: Path | None,
+) -> None:
+    """Transcribe the utterances of MANIFEST (JSONL) and print CER / WER per language as JSON.
+
+    Text is normalised (NFKC, case, punctuation, spaces) before scoring. Languages written
+    without spaces (zh, ja, th, ...) are ranked by CER and their WER counts characters; the
+    others are ranked by WER ("metric" in the output).
+    """
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.eval import evaluate_asr, read_manifest
+    from omnispeech.pipelines import ASR
+
+    chosen_split = None if split == "all" else split
+    codes = _languages(languages)
+    try:
+        read_manifest(manifest, chosen_split, codes, limit)  # fail before loading a model
+        pipeline = ASR.from_pretrained(model, device=device)
+        score = evaluate_asr(pipeline, manifest, chosen_split, codes, limit, not detect_language)
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    _write(score, json_path, report_path)
+    click.echo(json.dumps({"model": str(model), **score.to_dict(per_utterance=False)}, indent=2))
+
+
+@eval_.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("synthesized", type=click.Path(path_type=Path))
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option(
+    "--asr-model",
+    metavar="FOLDER",
+    default=None,
+    help="Qwen3-ASR folder to measure intelligibility (CER / WER) with; none: skipped.",
+)
+@click.option("--no-similarity", is_flag=True, help="Skip speaker similarity (no speaker encoder).")
+@_selection_options
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@_report_options
+def tts(  # noqa: PLR0913 - one parameter per CLI option
+    synthesized: Path,
+    manifest: Path,
+    asr_model: str | None,
+    no_similarity: bool,
+    split: str,
+    languages: tuple[str, ...],
+    limit: int | None,
+    device: str,
+    json_path: Path | None,
+    report_path: Path | None,
+) -> None:
+    """Score synthesised audio in folder SYNTHESIZED against the references of MANIFEST and
+    print the means per language as JSON.
+
+    Each utterance's synthesised file is found by its manifest path (clips/1.wav ->
+    SYNTHESIZED/clips/1.wav) or by its name (SYNTHESIZED/1.wav), as .wav, .flac or .ogg.
+    Measures: speaker similarity to the reference recording (cosine of GE2E speaker
+    embeddings, 1 = same voice), duration ratio (synthesised / reference) and, with
+    --asr-model, CER / WER of the synthesised audio's transcript.
+    """
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.eval import evaluate_tts, read_manifest
+    from omnispeech.pipelines import ASR
+
+    chosen_split = None if split == "all" else split
+    codes = _languages(languages)
+    try:
+        read_manifest(manifest, chosen_split, codes, limit)  # fail before loading a model
+        pipeline = ASR.from_pretrained(asr_model, device=device) if asr_model else None
+        score = evaluate_tts(
+            synthesized,
+            manifest,
+            chosen_split,
+            asr=pipeline,
+            similarity=not no_similarity,
+            languages=codes,
+            limit=limit,
+        )
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    _write(score, json_path, report_path)
+    click.echo(json.dumps(score.to_dict(per_utterance=False), indent=2, ensure_ascii=False))

@@ -1,0 +1,275 @@
+"""Sentence sources per language, all offline: gettext catalogs, Wesnoth, a built-in fallback.
+
+Every sentence carries the source it came from and that source's licence, so a corpus can keep
+only text that may train a model that is shipped (:attr:`TextSource.redistributable`).
+
+Sources, in the order they are read:
+
+* ``builtin``: a few sentences in a few languages written for this package (CC0-1.0), so that
+  ``en``, ``de``, ``fr``, ``es`` and ``it`` always work, even on a bare machine;
+* ``gettext``: every ``.mo`` catalog under ``/usr/share/locale`` and LibreOffice's resource
+  folder (translated user-interface strings of Debian packages; the msgids give English);
+* ``wesnoth``: the ``.mo`` catalogs of the game's campaign text, if ``wesnoth-*-data`` is
+  installed (narrative sentences in about 40 languages).
+
+Catalog strings are filtered to sentence-like text (see :func:`clean_sentences`): UI text holds
+markup, format strings and untranslated English, none of which a TTS engine should read.
+"""
+
+from __future__ import annotations
+
+import gettext
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+# LibreOffice keeps its catalogs apart (libreoffice-l10n-*: a few languages found nowhere else).
+LOCALE_DIRS = (Path("/usr/share/locale"), Path("/usr/lib/libreoffice/program/resource"))
+WESNOTH_GLOB = "/usr/share/games/wesnoth/*/locale"
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where sentences come from.
+
+    Args:
+        name: short id written to the manifest (``builtin``, ``gettext``, ``wesnoth``).
+        licence: the licence of the text, as an SPDX-like string.
+        redistributable: whether a model trained on it may be shipped.
+    """
+
+    name: str
+    licence: str
+    redistributable: bool
+
+
+BUILTIN = TextSource("builtin", "CC0-1.0", True)
+# Translations in Debian packages are under the package's free licence (GPL/LGPL/MIT mostly);
+# training on them is allowed, and the model does not redistribute the catalogs themselves.
+GETTEXT = TextSource("gettext", "DFSG-free (licence of each Debian package)", True)
+WESNOTH = TextSource("wesnoth", "GPL-2.0-or-later", True)
+
+# Scripts written without spaces between words: filtered by characters instead of words.
+_NO_SPACE = {"zh", "ja", "th", "lo", "km", "my", "bo", "yue"}
+_MIN_WORDS, _MAX_WORDS = 4, 20  # shorter UI labels are not sentences; longer ones take too long
+_MIN_CHARS, _MAX_CHARS = 15, 220
+_MIN_CJK, _MAX_CJK = 8, 60
+# Markup, format strings, paths, accelerators, key names: a TTS engine would spell them out.
+_BAD = re.compile(r"[%{}<>&\\_$@|=\[\]*#/~^`\t]|\.\.\.|https?:|www\.|\d{3,}")
+_LATIN = re.compile(r"[A-Za-z]")
+# "no" catalogs are Bokmål written before the nb code existed; LibreOffice's gug is Guarani.
+_LOCALE_ALIASES = {"no": "nb", "gug": "gn"}
+_SPLIT = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+
+
+_BUILTIN_TEXT: dict[str, tuple[str, ...]] = {
+    "en": (
+        "The old sailor painted a green boat before noon.",
+        "My sister carried the heavy box to the station.",
+        "A quiet engineer opened the kitchen window last winter.",
+        "The children found seven letters under the bridge.",
+        "Our neighbour forgot the map at the market.",
+        "Please close the door when you leave the room.",
+        "The train to the coast leaves every hour on weekdays.",
+        "She measured the garden twice and bought more seeds.",
+        "Rain fell softly on the roofs of the sleeping town.",
+        "He described the mountain as a giant made of stone.",
+        "We will meet again at the library tomorrow morning.",
+        "A small dog waited patiently outside the bakery.",
+    ),
+    "de": (
+        "Der alte Seemann hat vor Mittag ein grünes Boot gestrichen.",
+        "Meine Schwester trug die schwere Kiste zum Bahnhof.",
+        "Die Kinder fanden sieben Briefe unter der Brücke.",
+        "Bitte schließ die Tür, wenn du den Raum verlässt.",
+        "Der Zug an die Küste fährt werktags jede Stunde.",
+        "Regen fiel leise auf die Dächer der schlafenden Stadt.",
+        "Wir treffen uns morgen früh wieder in der Bibliothek.",
+        "Ein kleiner Hund wartete geduldig vor der Bäckerei.",
+        "Unser Nachbar hat die Karte auf dem Markt vergessen.",
+        "Sie hat den Garten zweimal vermessen und mehr Samen gekauft.",
+    ),
+    "fr": (
+        "Le vieux marin a peint un bateau vert avant midi.",
+        "Ma sœur a porté la lourde boîte jusqu'à la gare.",
+        "Les enfants ont trouvé sept lettres sous le pont.",
+        "Ferme la porte quand tu quittes la pièce, s'il te plaît.",
+        "Le train pour la côte part toutes les heures en semaine.",
+        "La pluie tombait doucement sur les toits de la ville endormie.",
+        "Nous nous reverrons demain matin à la bibliothèque.",
+        "Un petit chien attendait patiemment devant la boulangerie.",
+        "Notre voisin a oublié la carte au marché.",
+        "Elle a mesuré le jardin deux fois et acheté plus de graines.",
+    ),
+    "es": (
+        "El viejo marinero pintó un barco verde antes del mediodía.",
+        "Mi hermana llevó la caja pesada a la estación.",
+        "Los niños encontraron siete cartas debajo del puente.",
+        "Por favor, cierra la puerta cuando salgas de la habitación.",
+        "El tren a la costa sale cada hora entre semana.",
+        "La lluvia caía suavemente sobre los tejados de la ciudad dormida.",
+        "Nos veremos otra vez mañana por la mañana en la biblioteca.",
+        "Un perro pequeño esperaba con paciencia delante de la panadería.",
+        "Nuestro vecino olvidó el mapa en el mercado.",
+        "Ella midió el jardín dos veces y compró más semillas.",
+    ),
+    "it": (
+        "Il vecchio marinaio ha dipinto una barca verde prima di mezzogiorno.",
+        "Mia sorella ha portato la scatola pesante alla stazione.",
+        "I bambini hanno trovato sette lettere sotto il ponte.",
+        "Per favore chiudi la porta quando esci dalla stanza.",
+        "Il treno per la costa parte ogni ora nei giorni feriali.",
+        "La pioggia cadeva piano sui tetti della città addormentata.",
+        "Ci vediamo di nuovo domani mattina in biblioteca.",
+        "Un piccolo cane aspettava con pazienza davanti al forno.",
+        "Il nostro vicino ha dimenticato la mappa al mercato.",
+        "Lei ha misurato il giardino due volte e ha comprato altri semi.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of text.
+
+    Args:
+        text: the sentence, as it is spoken (before any engine-specific transliteration).
+        language: ISO 639 code (``de``, ``pt``, ``zh``), the language of the text.
+        source: where it came from.
+    """
+
+    text: str
+    language: str
+    source: TextSource
+
+
+def locale_language(name: str) -> str | None:
+    """The ISO 639 code of a locale folder name (``pt_BR`` -> ``pt``), or None to skip it.
+
+    Script and variant locales (``sr@latin``, ``ca@valencia``, ``en@quot``) are skipped: their
+    text does not match the script the engine's voice for the base language expects.
+    """
+    if "@" in name or name.startswith(("C", "POSIX")):
+        return None
+    code = name.split(".")[0].split("_")[0].lower()
+    if not code.isalpha() or not 2 <= len(code) <= 3:
+        return None
+    return _LOCALE_ALIASES.get(code, code)
+
+
+def clean_sentences(strings: Iterable[str], language: str) -> list[str]:
+    """Split catalog strings into sentences and keep the sentence-like ones, deduplicated.
+
+    Args:
+        strings: raw catalog strings (may hold several sentences and newlines).
+        language: ISO 639 code; CJK/Thai-like languages are filtered by characters, not words.
+
+    Returns:
+        Distinct sentences in first-seen order: 4-20 words and 15-220 characters (8-60
+        characters for scripts without spaces), without markup or format strings.
+    """
+    seen: dict[str, None] = {}
+    for string in strings:
+        for part in _SPLIT.split(string):
+            s = " ".join(part.split())
+            if not s or _BAD.search(s) or s in seen:
+                continue
+            if language in _NO_SPACE:
+                ok = _MIN_CJK <= len(s) <= _MAX_CJK
+            else:
+                ok = (
+                    _MIN_WORDS <= len(s.split()) <= _MAX_WORDS
+                    and _MIN_CHARS <= len(s) <= _MAX_CHARS
+                )
+            # A sentence must hold letters (not a row of digits or punctuation).
+            if ok and sum(c.isalpha() for c in s) >= len(s) // 2:
+                seen[s] = None
+    return list(seen)
+
+
+def _drop_foreign_latin(sentences: list[str]) -> list[str]:
+    """For a language written in a non-Latin script, drop sentences holding Latin letters.
+
+    Catalogs of such languages mix in product names and untranslated English ("VLC", "PNM"),
+    which the language's voice would read letter by letter or in another language.
+    """
+    letters = latin = 0
+    for s in sentences:
+        letters += sum(c.isalpha() for c in s)
+        latin += len(_LATIN.findall(s))
+    if letters == 0 or latin > letters / 2:
+        return sentences  # a Latin-script language: keep everything
+    return [s for s in sentences if not _LATIN.search(s)]
+
+
+def _read_catalog(path: Path) -> list[tuple[str, str]]:
+    """(msgid, msgstr) pairs of a ``.mo`` file; unreadable catalogs give none."""
+    try:
+        with path.open("rb") as f:
+            catalog = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
+    except (OSError, ValueError, UnicodeDecodeError, LookupError, IndexError):
+        return []
+    pairs = []
+    for key, value in catalog.items():
+        # Plural forms are keyed (msgid, n); the header has the empty msgid.
+        msgid = key[0] if isinstance(key, tuple) else key
+        if msgid and isinstance(value, str) and value and value != msgid:
+            pairs.append((msgid, value))
+    return pairs
+
+
+def _catalog_strings(roots: Iterable[Path]) -> tuple[dict[str, list[str]], list[str]]:
+    """Translated strings per language under ``roots`` (``LANG/LC_MESSAGES/*.mo``), and msgids."""
+    per_lang: dict[str, list[str]] = {}
+    english: list[str] = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            lang = locale_language(folder.name)
+            if lang is None or lang == "en":
+                continue
+            for mo in sorted(folder.glob("LC_MESSAGES/*.mo")):
+                for msgid, msgstr in _read_catalog(mo):
+                    per_lang.setdefault(lang, []).append(msgstr)
+                    english.append(msgid)
+    return per_lang, english
+
+
+def gather_sentences(
+    locale_dirs: Iterable[Path] = LOCALE_DIRS,
+    wesnoth_glob: str | None = WESNOTH_GLOB,
+    redistributable: bool = False,
+) -> dict[str, list[Sentence]]:
+    """All distinct sentences available on this machine, per language.
+
+    Args:
+        locale_dirs: folders holding ``LANG/LC_MESSAGES/*.mo`` gettext catalogs.
+        wesnoth_glob: a glob for Wesnoth's translation folders, or None to skip them.
+        redistributable: keep only sources whose licence lets a trained model be shipped.
+
+    Returns:
+        ``{language: [Sentence, ...]}``; each language's sentences are distinct, in a fixed
+        order (the same on every call on the same machine), first the built-in ones.
+    """
+    sources: list[tuple[TextSource, dict[str, list[str]]]] = [
+        (BUILTIN, {k: list(v) for k, v in _BUILTIN_TEXT.items()})
+    ]
+    per_lang, english = _catalog_strings(Path(p) for p in locale_dirs)
+    per_lang["en"] = english
+    sources.append((GETTEXT, per_lang))
+    if wesnoth_glob:
+        roots = sorted(Path("/").glob(wesnoth_glob.lstrip("/")))
+        sources.append((WESNOTH, _catalog_strings(roots)[0]))
+    result: dict[str, list[Sentence]] = {}
+    for source, texts in sources:
+        if redistributable and not source.redistributable:
+            continue
+        for lang, strings in texts.items():
+            have = {s.text for s in result.get(lang, [])}
+            kept = _drop_foreign_latin(clean_sentences(strings, lang))
+            new = [Sentence(s, lang, source) for s in kept if s not in have]
+            if new:
+                result.setdefault(lang, []).extend(new)
+    return dict(sorted(result.items()))

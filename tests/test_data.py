@@ -1,0 +1,164 @@
+"""omnispeech.data: a tiny espeak-ng corpus built from nothing (manifest, splits, seed, resume)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from omnispeech.cli import main
+from omnispeech.data import (
+    BuildConfig,
+    EngineMissingWarning,
+    EspeakNG,
+    Sentence,
+    build_corpus,
+    corpus_stats,
+    read_manifest,
+)
+from omnispeech.data.build import trim_and_normalise
+from omnispeech.data.text import BUILTIN, clean_sentences, gather_sentences, locale_language
+from omnispeech.errors import InputError
+
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng is not installed (apt-get install espeak-ng)",
+)
+VARIANTS = ("m1", "m3", "f1", "f3", "klatt3", "whisper", "Marco")  # 7 pseudo-speakers
+FIELDS = {"path", "text", "language", "speaker", "engine", "licence", "duration", "split"}
+
+
+def _sentences() -> dict[str, list[Sentence]]:
+    # The built-in sentences only: no catalog is read, so the test needs nothing installed.
+    return gather_sentences(locale_dirs=(), wesnoth_glob=None)
+
+
+def _build(out: Path, seed: int = 0, **kwargs):
+    config = BuildConfig(out=out, hours=1 / 60, languages=("de", "en", "fr"), seed=seed, **kwargs)
+    return build_corpus(config, [EspeakNG(variants=VARIANTS)], _sentences(), progress=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    out = tmp_path_factory.mktemp("corpus")
+    _build(out, workers=2)
+    return out
+
+
+@needs_espeak
+def test_manifest_fields_and_audio(corpus: Path) -> None:
+    records = read_manifest(corpus)
+    assert {r["language"] for r in records} == {"de", "en", "fr"}
+    assert 40 < sum(r["duration"] for r in records) < 180  # about one minute of audio
+    for r in records:
+        assert FIELDS <= r.keys()
+        assert r["engine"] == "espeak-ng" and r["licence"] == "GPL-3.0-or-later"
+        assert r["split"] in {"train", "dev", "test"}
+        for rate, rel in r["paths"].items():
+            wav, sr = sf.read(str(corpus / rel), dtype="float32")
+            assert sr == int(rate) and wav.ndim == 1
+            assert abs(len(wav) / sr - r["duration"]) < 0.01
+            assert 0.05 < np.abs(wav).max() <= 10 ** (-1 / 20) + 1e-3  # normalised, not silent
+    assert set(records[0]["paths"]) == {"16000", "24000"}
+
+
+@needs_espeak
+def test_splits_are_speaker_disjoint(corpus: Path) -> None:
+    records = read_manifest(corpus)
+    speakers = {
+        s: {r["speaker"] for r in records if r["split"] == s} for s in ("train", "dev", "test")
+    }
+    assert speakers["train"] and speakers["dev"] and speakers["test"]
+    assert not speakers["train"] & speakers["dev"]
+    assert not speakers["train"] & speakers["test"]
+    assert not speakers["dev"] & speakers["test"]
+
+
+@needs_espeak
+def test_same_seed_same_manifest_and_resume(corpus: Path, tmp_path: Path) -> None:
+    manifest = (corpus / "manifest.jsonl").read_text()
+    # Built again from nothing in one process: the same manifest as with 2 workers.
+    other = tmp_path / "again"
+    _build(other)
+    assert (other / "manifest.jsonl").read_text() == manifest
+    # Resume: delete one utterance's record; only that one is synthesised again.
+    records = read_manifest(other)
+    (other / "meta" / records[3]["language"] / f"{records[3]['id']}.json").unlink()
+    result = _build(other)
+    assert result.synthesised == 1 and result.kept == len(records)
+    assert (other / "manifest.jsonl").read_text() == manifest
+    # Another seed: another plan.
+    assert _build(tmp_path / "seed1", seed=1).manifest.read_text() != manifest
+
+
+@needs_espeak
+def test_unspeakable_text_dropped_and_counted(tmp_path: Path) -> None:
+    bad = [Sentence(t, "en", BUILTIN) for t in ("...", "  ,  ;  ", "…", "()")]
+    config = BuildConfig(out=tmp_path, hours=1 / 3600, languages=("en",), min_sentences=4)
+    result = build_corpus(config, [EspeakNG(variants=("m1",))], {"en": bad}, progress=False)
+    assert result.kept == 0 and result.dropped["silent"] >= 4  # each text at least once
+    assert not list(tmp_path.glob("wav16000/**/*.wav"))  # nothing written as silence
+    assert json.loads((tmp_path / "build.json").read_text())["dropped"]
+
+
+def test_trim_and_normalise() -> None:
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = 0.01 * np.sin(2 * np.pi * 220 * t)
+    wav = np.concatenate([np.zeros(sr), tone, np.zeros(sr)]).astype(np.float32)
+    out = trim_and_normalise(wav, sr)
+    assert abs(len(out) / sr - 1.1) < 0.02  # 1 s of tone + 50 ms kept at each end
+    assert np.abs(out).max() <= 10 ** (-1 / 20) + 1e-6
+
+
+@needs_espeak
+def test_missing_engine_skipped_with_warning(tmp_path: Path) -> None:
+    config = BuildConfig(out=tmp_path, hours=1 / 360, languages=("en",))
+    engines = [EspeakNG(program="espeak-ng-not-installed"), EspeakNG(variants=("m1", "f1"))]
+    with pytest.warns(EngineMissingWarning, match="apt-get install espeak-ng"):
+        result = build_corpus(config, engines, _sentences(), progress=False)
+    assert result.kept > 0
+
+
+@needs_espeak
+def test_unknown_language_errors(tmp_path: Path) -> None:
+    config = BuildConfig(out=tmp_path, hours=0.01, languages=("xx",))
+    with pytest.raises(InputError, match="omnispeech data languages"):
+        build_corpus(config, [EspeakNG(variants=("m1",))], _sentences(), progress=False)
+    args = ["data", "build", "--hours", "0.01", "--languages", "en,xx", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "xx" in result.output and "omnispeech data languages" in result.output
+
+
+def test_text_helpers() -> None:
+    assert locale_language("pt_BR") == "pt" and locale_language("sr@latin") is None
+    kept = clean_sentences(["Open the file.\nSave %s now please", "Too short", "A b c d e."], "en")
+    assert kept == []  # 3 words, then under 15 characters, then a format string
+    assert clean_sentences(["Please open the door now."] * 2, "en") == ["Please open the door now."]
+
+
+@needs_espeak
+def test_stats_table(corpus: Path) -> None:
+    table = corpus_stats(corpus)
+    assert "| languages | 3 |" in table and "espeak-ng" in table
+
+
+@needs_espeak
+def test_resume_takes_splits_from_the_plan(corpus: Path, tmp_path: Path) -> None:
+    # The same audio with other splits: the resumed manifest equals a fresh build's.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(corpus, resumed)
+    result = _build(resumed, dev_fraction=0.3)
+    assert result.synthesised == 0
+    fresh = _build(tmp_path / "fresh", dev_fraction=0.3).manifest.read_text()
+    assert (
+        (resumed / "manifest.jsonl").read_text() == fresh != (corpus / "manifest.jsonl").read_text()
+    )
