@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from omnispeech.errors import InputError
-from omnispeech.eval.report import format_table, language_rows
+from omnispeech.eval.report import PerLanguageReport, format_table, language_rows
 from omnispeech.eval.text import EditCounts, Metric, edit_counts, primary_metric
 
 
@@ -237,7 +237,7 @@ def _language_scores(
 
 
 @dataclasses.dataclass(frozen=True)
-class ASRScore:
+class ASRScore(PerLanguageReport):
     """Recognition accuracy on a manifest.
 
     Attributes:
@@ -252,21 +252,7 @@ class ASRScore:
     utterances: tuple[UtteranceResult, ...]
     split: str | None = None
 
-    def to_dict(self, per_utterance: bool = True) -> dict[str, Any]:
-        """JSON-ready summary (and every utterance when ``per_utterance``)."""
-        out: dict[str, Any] = {
-            "task": "asr",
-            "split": self.split,
-            "overall": self.overall.to_dict(),
-            "per_language": {k: v.to_dict() for k, v in self.per_language.items()},
-        }
-        if per_utterance:
-            out["utterances"] = [u.to_dict() for u in self.utterances]
-        return out
-
-    def to_json(self, per_utterance: bool = True, indent: int | None = 2) -> str:
-        """:meth:`to_dict` as JSON text (non-ASCII kept)."""
-        return json.dumps(self.to_dict(per_utterance), indent=indent, ensure_ascii=False)
+    task = "asr"
 
     def to_markdown(self, title: str = "ASR evaluation") -> str:
         """A markdown report: one table row per language plus the overall row."""

@@ -7,6 +7,7 @@ metric.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,3 +100,29 @@ def write_report(
         Path(json_path).write_text(score.to_json() + "\n", encoding="utf-8")
     if markdown_path is not None:
         Path(markdown_path).write_text(score.to_markdown(), encoding="utf-8")
+
+
+class PerLanguageReport:
+    """JSON for a score with ``per_language`` / ``overall`` groups (each with ``to_dict``),
+    ``utterances`` (each with ``to_dict``) and ``split``; subclasses set :attr:`task`."""
+
+    task = ""
+
+    def to_dict(self, per_utterance: bool = True) -> dict[str, Any]:
+        """JSON-ready summary (and every utterance when ``per_utterance``)."""
+        out: dict[str, Any] = {
+            "task": self.task,
+            "split": self.split,  # type: ignore[attr-defined]
+            "overall": self.overall.to_dict(),  # type: ignore[attr-defined]
+            "per_language": {
+                k: v.to_dict()
+                for k, v in self.per_language.items()  # type: ignore[attr-defined]
+            },
+        }
+        if per_utterance:
+            out["utterances"] = [u.to_dict() for u in self.utterances]  # type: ignore[attr-defined]
+        return out
+
+    def to_json(self, per_utterance: bool = True, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON text (non-ASCII kept)."""
+        return json.dumps(self.to_dict(per_utterance), indent=indent, ensure_ascii=False)

@@ -17,7 +17,6 @@ with any of the extensions .wav, .flac, .ogg; or it is given as (synthesised, re
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from typing import Any
 from omnispeech.audio import audio_duration
 from omnispeech.errors import InputError
 from omnispeech.eval.asr import ManifestEntry, Transcriber, read_manifest
-from omnispeech.eval.report import format_table, language_rows
+from omnispeech.eval.report import PerLanguageReport, format_table, language_rows
 from omnispeech.eval.speaker import SpeakerEncoder, default_speaker_encoder
 from omnispeech.eval.text import EditCounts, Metric, edit_counts, primary_metric
 
@@ -137,7 +136,7 @@ class TTSGroupScore:
 
 
 @dataclasses.dataclass(frozen=True)
-class TTSScore:
+class TTSScore(PerLanguageReport):
     """Synthesised speech against a manifest.
 
     Attributes:
@@ -152,21 +151,7 @@ class TTSScore:
     utterances: tuple[TTSUtterance, ...]
     split: str | None = None
 
-    def to_dict(self, per_utterance: bool = True) -> dict[str, Any]:
-        """JSON-ready summary (and every utterance when ``per_utterance``)."""
-        out: dict[str, Any] = {
-            "task": "tts",
-            "split": self.split,
-            "overall": self.overall.to_dict(),
-            "per_language": {k: v.to_dict() for k, v in self.per_language.items()},
-        }
-        if per_utterance:
-            out["utterances"] = [u.to_dict() for u in self.utterances]
-        return out
-
-    def to_json(self, per_utterance: bool = True, indent: int | None = 2) -> str:
-        """:meth:`to_dict` as JSON text (non-ASCII kept)."""
-        return json.dumps(self.to_dict(per_utterance), indent=indent, ensure_ascii=False)
+    task = "tts"
 
     def to_markdown(self, title: str = "TTS evaluation") -> str:
         """A markdown report: one table row per language plus the overall row."""
