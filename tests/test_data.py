@@ -162,3 +162,19 @@ def test_resume_takes_splits_from_the_plan(corpus: Path, tmp_path: Path) -> None
     assert (
         (resumed / "manifest.jsonl").read_text() == fresh != (corpus / "manifest.jsonl").read_text()
     )
+
+
+@needs_espeak
+def test_corpus_feeds_the_evaluation(corpus: Path, tiny_asr_dir: Path) -> None:
+    """The tiny corpus goes straight into `omnispeech eval`: ASR on its test split (a random
+    model, so the error rate is high but defined), the codec on its 24 kHz files."""
+    from omnispeech.eval import evaluate_asr, evaluate_codec
+    from omnispeech.pipelines import ASR, Codec
+    from tests.vocoder_ref import GOLDEN
+
+    score = evaluate_asr(ASR.from_pretrained(tiny_asr_dir), corpus / "manifest.jsonl", limit=3)
+    assert 0 < len(score.utterances) <= 3
+    assert set(score.per_language) <= {"de", "en", "fr"} and score.overall.cer > 0
+    wavs = sorted((corpus / "wav24000").rglob("*.wav"))[:2]
+    codec = evaluate_codec(Codec.from_pretrained(GOLDEN), wavs, max_seconds=1.0)
+    assert codec.seconds > 0 and codec.mean > 0
