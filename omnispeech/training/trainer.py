@@ -128,7 +128,9 @@ class CodecTrainer:
         validate: Callable[[Path], dict[str, float]] | None = None,
     ) -> None:
         if not cfg.data.train:
-            raise ConfigError("data.train is empty: name an audio folder or a JSONL manifest")
+            raise ConfigError(
+                "no training audio: pass --train FOLDER_OR_MANIFEST (or set data.train)"
+            )
         self.cfg = cfg
         self.out = Path(out_dir)
         self.workers = workers or Workers.from_env()
