@@ -22,7 +22,16 @@ from omnispeech.data import (
     read_manifest,
 )
 from omnispeech.data.build import trim_and_normalise
-from omnispeech.data.text import BUILTIN, clean_sentences, gather_sentences, locale_language
+from omnispeech.data.text import (
+    BUILTIN,
+    MEDIAWIKI,
+    SCRATCH,
+    clean_sentences,
+    gather_sentences,
+    locale_language,
+    strip_wiki_markup,
+    web_language,
+)
 from omnispeech.errors import InputError
 
 needs_espeak = pytest.mark.skipif(
@@ -35,7 +44,7 @@ FIELDS = {"path", "text", "language", "speaker", "engine", "licence", "duration"
 
 def _sentences() -> dict[str, list[Sentence]]:
     # The built-in sentences only: no catalog is read, so the test needs nothing installed.
-    return gather_sentences(locale_dirs=(), wesnoth_glob=None)
+    return gather_sentences(locale_dirs=(), wesnoth_glob=None, mediawiki_dir=None, scratch_dir=None)
 
 
 def _build(out: Path, seed: int = 0, **kwargs):
@@ -178,3 +187,108 @@ def test_corpus_feeds_the_evaluation(corpus: Path, tiny_asr_dir: Path) -> None:
     wavs = sorted((corpus / "wav24000").rglob("*.wav"))[:2]
     codec = evaluate_codec(Codec.from_pretrained(GOLDEN), wavs, max_seconds=1.0)
     assert codec.seconds > 0 and codec.mean > 0
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def _web_sources(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny MediaWiki (core and one extension) and a tiny scratch-l10n package."""
+    wiki = tmp_path / "mediawiki"
+    core = wiki / "languages" / "i18n"
+    _write_json(
+        core / "en.json",
+        {
+            "@metadata": {"authors": []},
+            "greet": "Welcome to the wiki.",
+            "same": "Leave it as it is.",
+        },
+    )
+    _write_json(
+        core / "de.json",
+        {
+            "@metadata": {"authors": ["Jemand Mit Langem Namen Hier"]},
+            "greet": "Willkommen im [[Project:Wiki|großen Wiki]] der ''freien'' Enzyklopädie.",
+            "save": "Bitte speichere die Seite, bevor du gehst.",
+            "same": "Leave it as it is.",  # untranslated: dropped
+            "plural": "Die Seite hat $1 {{PLURAL:$1|Version|Versionen}} und mehr davon.",
+        },
+    )
+    _write_json(core / "qqq.json", {"greet": "Shown on the main page of every wiki."})
+    _write_json(
+        core / "tt-cyrl.json", {"greet": "Бу бик '''зур''' һәм бик матур [[Казан]] шәһәре."}
+    )
+    _write_json(
+        core / "hak.json",
+        {"a": "Hak-fa he yit-chúng ke ngî-ngièn.", "b": "客家話係一種語言，佢係漢語个一種。"},
+    )
+    _write_json(core / "sr-ec.json", {"greet": "Добродошли на вики, драги пријатељу мој."})
+    ext = wiki / "extensions" / "Cite" / "i18n"
+    _write_json(ext / "en.json", {"note": "The reference is missing from the page."})
+    _write_json(ext / "de.json", {"note": "Der Verweis fehlt auf dieser Seite leider."})
+
+    scratch = tmp_path / "scratch" / "package"
+    blocks = scratch / "editor" / "blocks"
+    _write_json(blocks / "en.json", {"MOVE": "move ten steps to the left side", "GO": "go"})
+    _write_json(blocks / "mi.json", {"MOVE": "neke kia tekau ngā hikoinga ki te taha mauī"})
+    about = scratch / "www" / "scratch-website.about-l10njson"
+    _write_json(about / "en.json", {"about.one": {"message": "Scratch is a coding community."}})
+    _write_json(
+        about / "mi.json",
+        {"about.one": {"message": "He hapori waehere a Scratch mō ngā tamariki."}},
+    )
+    _write_json(about / "zh-cn.json", {"about.one": {"message": "全球最大的儿童编程社区之一。"}})
+    return wiki, scratch
+
+
+def test_mediawiki_and_scratch_sources(tmp_path: Path) -> None:
+    wiki, scratch = _web_sources(tmp_path)
+    found = gather_sentences(
+        locale_dirs=(), wesnoth_glob=None, mediawiki_dir=wiki, scratch_dir=scratch
+    )
+    texts = {lang: [s.text for s in ss] for lang, ss in found.items()}
+    assert texts["de"][-3:] == [  # folders in sorted order: extensions/, then languages/
+        "Der Verweis fehlt auf dieser Seite leider.",
+        "Willkommen im großen Wiki der freien Enzyklopädie.",
+        "Bitte speichere die Seite, bevor du gehst.",
+    ]
+    assert not any("Leave it" in t or "$1" in t for t in texts["de"])
+    assert texts["tt"] == ["Бу бик зур һәм бик матур Казан шәһәре."]
+    assert texts["hak"] == ["Hak-fa he yit-chúng ke ngî-ngièn."]  # no Han for the hak voice
+    assert texts["mi"] == [
+        "neke kia tekau ngā hikoinga ki te taha mauī",
+        "He hapori waehere a Scratch mō ngā tamariki.",
+    ]
+    assert texts["zh"] == ["全球最大的儿童编程社区之一。"]  # filtered by characters, not words
+    assert "sr" not in texts and "qqq" not in texts
+    assert {s.source for s in found["mi"]} == {SCRATCH}
+    assert {s.source for s in found["tt"]} == {MEDIAWIKI}
+    assert MEDIAWIKI.licence == "GPL-2.0-or-later" and SCRATCH.licence == "AGPL-3.0-only"
+    assert (
+        gather_sentences(
+            locale_dirs=(),
+            wesnoth_glob=None,
+            mediawiki_dir=wiki,
+            scratch_dir=scratch,
+            redistributable=True,
+        ).keys()
+        == found.keys()
+    )  # both kept, like the GPL catalogs
+    # Absent folders are skipped.
+    missing = tmp_path / "nothing"
+    assert (
+        gather_sentences(
+            locale_dirs=(), wesnoth_glob=None, mediawiki_dir=missing, scratch_dir=missing
+        )
+        == _sentences()
+    )
+
+
+def test_web_language_and_markup() -> None:
+    assert web_language("tt-cyrl") == "tt" and web_language("gom-deva") == "kok"
+    assert web_language("hak-latn") == "hak" and web_language("zh-hans") == "zh"
+    assert web_language("yue") == "yue" and web_language("pt-br") is None
+    assert web_language("qqq") is None and web_language("en") is None
+    assert strip_wiki_markup("''a'' [[P|b]] [[c]] '''d'''") == "a b c d"

@@ -1,4 +1,4 @@
-"""Sentence sources per language, all offline: gettext catalogs, Wesnoth, a built-in fallback.
+"""Sentence sources per language, all offline: gettext, Wesnoth, MediaWiki, Scratch, built-in.
 
 Every sentence carries the source it came from and that source's licence, so a corpus can keep
 only text that may train a model that is shipped (:attr:`TextSource.redistributable`).
@@ -10,7 +10,11 @@ Sources, in the order they are read:
 * ``gettext``: every ``.mo`` catalog under ``/usr/share/locale`` and LibreOffice's resource
   folder (translated user-interface strings of Debian packages; the msgids give English);
 * ``wesnoth``: the ``.mo`` catalogs of the game's campaign text, if ``wesnoth-*-data`` is
-  installed (narrative sentences in about 40 languages).
+  installed (narrative sentences in about 40 languages);
+* ``mediawiki``: the JSON message files of MediaWiki's ``i18n`` folders (Debian's ``mediawiki``
+  package, extracted, not installed; about 500 language codes);
+* ``scratch``: the JSON message files of the ``scratch-l10n`` npm package (the Scratch editor
+  and website; the only source of Maori text found).
 
 Catalog strings are filtered to sentence-like text (see :func:`clean_sentences`): UI text holds
 markup, format strings and untranslated English, none of which a TTS engine should read.
@@ -19,6 +23,7 @@ markup, format strings and untranslated English, none of which a TTS engine shou
 from __future__ import annotations
 
 import gettext
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +32,9 @@ from pathlib import Path
 # LibreOffice keeps its catalogs apart (libreoffice-l10n-*: a few languages found nowhere else).
 LOCALE_DIRS = (Path("/usr/share/locale"), Path("/usr/lib/libreoffice/program/resource"))
 WESNOTH_GLOB = "/usr/share/games/wesnoth/*/locale"
+# Extracted from the Debian package and the npm tarball (see docs/corpus.md).
+MEDIAWIKI_DIR = Path("/opt/mw/usr/share/mediawiki")
+SCRATCH_DIR = Path("/opt/scratch-l10n/package")
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ BUILTIN = TextSource("builtin", "CC0-1.0", True)
 # training on them is allowed, and the model does not redistribute the catalogs themselves.
 GETTEXT = TextSource("gettext", "DFSG-free (licence of each Debian package)", True)
 WESNOTH = TextSource("wesnoth", "GPL-2.0-or-later", True)
+# Copyleft like the catalogs above: the model is trained on the messages, it does not ship them.
+MEDIAWIKI = TextSource("mediawiki", "GPL-2.0-or-later", True)
+SCRATCH = TextSource("scratch", "AGPL-3.0-only", True)
 
 # Scripts written without spaces between words: filtered by characters instead of words.
 _NO_SPACE = {"zh", "ja", "th", "lo", "km", "my", "bo", "yue"}
@@ -60,6 +71,21 @@ _BAD = re.compile(r"[%{}<>&\\_$@|=\[\]*#/~^`\t]|\.\.\.|https?:|www\.|\d{3,}")
 _LATIN = re.compile(r"[A-Za-z]")
 # "no" catalogs are Bokmål written before the nb code existed; LibreOffice's gug is Guarani.
 _LOCALE_ALIASES = {"no": "nb", "gug": "gn"}
+# MediaWiki / Scratch codes of a script or variant whose text a base-language voice reads; other
+# codes with a subtag (sr-ec, be-tarask, de-formal, pt-br) are skipped like ``sr@latin`` above.
+_WEB_ALIASES = {
+    "tt-cyrl": "tt",
+    "gom-deva": "kok",
+    "hak-latn": "hak",
+    "zh-hans": "zh",
+    "zh-cn": "zh",
+    "yue-hant": "yue",
+}
+# The hak voice reads romanised Hakka only: Han characters are dropped from its text.
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_NO_HAN = {"hak"}
+_WIKI_BOLD = re.compile(r"'{2,}")
+_WIKI_LINK = re.compile(r"\[\[(?:[^|\]]*\|)?([^\]]*)\]\]")
 _SPLIT = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 
@@ -237,16 +263,113 @@ def _catalog_strings(roots: Iterable[Path]) -> tuple[dict[str, list[str]], list[
     return per_lang, english
 
 
+def web_language(code: str) -> str | None:
+    """The ISO 639 code of a MediaWiki / Scratch file name (``tt-cyrl`` -> ``tt``), or None.
+
+    Codes with a subtag are skipped unless listed in ``_WEB_ALIASES`` (their script or variant
+    is not the one the base language's voice expects); ``en`` is skipped (it is the source), and
+    so are MediaWiki's pseudo-languages ``qqq`` and ``qqx``.
+    """
+    code = code.lower().replace("_", "-")
+    if code in _WEB_ALIASES:
+        return _WEB_ALIASES[code]
+    # qqq holds English notes for translators, qqx the message keys.
+    if "-" in code or code in {"en", "qqq", "qqx"} or not code.isalpha() or not 2 <= len(code) <= 3:
+        return None
+    return _LOCALE_ALIASES.get(code, code)
+
+
+def strip_wiki_markup(text: str) -> str:
+    """Remove MediaWiki bold / italics quotes and keep the shown text of links.
+
+    ``''a''`` -> ``a``, ``[[Page|shown]]`` -> ``shown``, ``[[Page]]`` -> ``Page``. Templates
+    (``{{PLURAL:...}}``), parameters (``$1``) and tags stay: :func:`clean_sentences` drops them.
+    """
+    return _WIKI_LINK.sub(r"\1", _WIKI_BOLD.sub("", text))
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    """A JSON object from ``path``; an unreadable file or another JSON value gives ``{}``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _message(value: object) -> str | None:
+    """The text of a message: a string, or ``{"message": str}`` (Scratch's website files)."""
+    if isinstance(value, dict):
+        value = value.get("message")
+    return value if isinstance(value, str) and value else None
+
+
+def _json_messages(folders: Iterable[Path], wiki: bool) -> dict[str, list[str]]:
+    """Translated messages per language from folders of ``LANG.json`` files beside ``en.json``.
+
+    Keys starting with ``@`` (``@metadata``) and values equal to the English one (untranslated)
+    are skipped; ``wiki`` strips MediaWiki markup; Han characters are dropped where the voice
+    reads a romanisation (:data:`_NO_HAN`).
+    """
+    per_lang: dict[str, list[str]] = {}
+    for folder in folders:
+        english = {k: _message(v) for k, v in _read_json(folder / "en.json").items()}
+        for path in sorted(folder.glob("*.json")):
+            lang = web_language(path.stem)
+            if lang is None:
+                continue
+            for key, value in _read_json(path).items():
+                text = _message(value)
+                if key.startswith("@") or text is None or text == english.get(key):
+                    continue
+                if wiki:
+                    text = strip_wiki_markup(text)
+                if lang in _NO_HAN and _HAN.search(text):
+                    continue
+                per_lang.setdefault(lang, []).append(text)
+    return per_lang
+
+
+def mediawiki_messages(root: Path = MEDIAWIKI_DIR) -> dict[str, list[str]]:
+    """Translated MediaWiki messages per language: every ``**/i18n/**`` folder with an ``en.json``.
+
+    Args:
+        root: MediaWiki's install folder (core and bundled extensions and skins under it); a
+            missing folder gives ``{}``.
+    """
+    if not root.is_dir():
+        return {}
+    folders = sorted({p.parent for p in root.glob("**/i18n/**/en.json")})
+    return _json_messages(folders, wiki=True)
+
+
+def scratch_messages(root: Path = SCRATCH_DIR) -> dict[str, list[str]]:
+    """Translated Scratch messages per language: ``editor/*/LANG.json`` and ``www/*/LANG.json``.
+
+    Args:
+        root: the extracted ``package`` folder of the ``scratch-l10n`` npm tarball; a missing
+            folder gives ``{}``.
+    """
+    if not root.is_dir():
+        return {}
+    folders = sorted(p.parent for part in ("editor", "www") for p in root.glob(f"{part}/*/en.json"))
+    return _json_messages(folders, wiki=False)
+
+
 def gather_sentences(
     locale_dirs: Iterable[Path] = LOCALE_DIRS,
     wesnoth_glob: str | None = WESNOTH_GLOB,
     redistributable: bool = False,
+    mediawiki_dir: Path | None = MEDIAWIKI_DIR,
+    scratch_dir: Path | None = SCRATCH_DIR,
 ) -> dict[str, list[Sentence]]:
     """All distinct sentences available on this machine, per language.
 
     Args:
         locale_dirs: folders holding ``LANG/LC_MESSAGES/*.mo`` gettext catalogs.
         wesnoth_glob: a glob for Wesnoth's translation folders, or None to skip them.
+        mediawiki_dir: MediaWiki's folder (``**/i18n/*.json``), or None; skipped if absent.
+        scratch_dir: the ``scratch-l10n`` package folder, or None; skipped if absent.
         redistributable: keep only sources whose licence lets a trained model be shipped.
 
     Returns:
@@ -262,6 +385,10 @@ def gather_sentences(
     if wesnoth_glob:
         roots = sorted(Path("/").glob(wesnoth_glob.lstrip("/")))
         sources.append((WESNOTH, _catalog_strings(roots)[0]))
+    if mediawiki_dir is not None:
+        sources.append((MEDIAWIKI, mediawiki_messages(Path(mediawiki_dir))))
+    if scratch_dir is not None:
+        sources.append((SCRATCH, scratch_messages(Path(scratch_dir))))
     result: dict[str, list[Sentence]] = {}
     for source, texts in sources:
         if redistributable and not source.redistributable:
