@@ -7,6 +7,7 @@ windows resolve onsets, long ones harmonics), averaged over the resolutions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,9 +71,15 @@ def mel_distance(fake: torch.Tensor, real: torch.Tensor, sample_rate: int) -> fl
     """The default multi-scale log-mel L1 distance of two waveforms (lower is closer).
 
     Args:
-        fake, real: ``[S]`` or ``[B, 1, S]`` at ``sample_rate``; the longer is cut to the
-            shorter.
+        fake, real: one waveform each, ``[S]`` or ``[1, 1, S]``, at ``sample_rate``; the longer
+            is cut to the shorter.
     """
     n = min(fake.shape[-1], real.shape[-1])
-    loss = MultiScaleMelLoss(sample_rate, (256, 512, 1024, 2048), (20, 40, 80, 160))
+    loss = _default_loss(sample_rate).to(fake.device)
     return float(loss(fake[..., :n].reshape(1, 1, n), real[..., :n].reshape(1, 1, n)))
+
+
+@functools.lru_cache(maxsize=4)
+def _default_loss(sample_rate: int) -> MultiScaleMelLoss:
+    """The scales of :func:`mel_distance`, built once per rate (evaluations call it per file)."""
+    return MultiScaleMelLoss(sample_rate, (256, 512, 1024, 2048), (20, 40, 80, 160))

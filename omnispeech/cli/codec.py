@@ -9,7 +9,16 @@ import click
 
 from omnispeech.cli.vocode import decode_codes_file
 
-MODEL_HELP = "Qwen3-TTS-Tokenizer-12Hz folder, or $OMNISPEECH_CODEC_MODEL."
+# The codec folder, for every command that reads one (codec encode/decode, eval codec).
+codec_model_option = click.option(
+    "--model",
+    "-m",
+    required=True,
+    envvar="OMNISPEECH_CODEC_MODEL",
+    metavar="FOLDER",
+    help="Codec folder: Qwen3-TTS-Tokenizer-12Hz, or one exported by 'train codec' "
+    "($OMNISPEECH_CODEC_MODEL).",
+)
 # Files from this many seconds on show a progress bar (shorter ones encode in a moment).
 LONG_SECONDS = 30.0
 
@@ -34,14 +43,7 @@ def codec() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Codes file to write (.npz; format in omnispeech.codes).",
 )
-@click.option(
-    "--model",
-    "-m",
-    required=True,
-    envvar="OMNISPEECH_CODEC_MODEL",
-    metavar="FOLDER",
-    help=MODEL_HELP,
-)
+@codec_model_option
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def encode(audio: Path, output: Path, model: str, device: str) -> None:
     """Encode AUDIO (any format soundfile reads, any rate, mono or not) to a codes file.
@@ -94,14 +96,7 @@ def encode(audio: Path, output: Path, model: str, device: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Audio file to write (.wav or .flac).",
 )
-@click.option(
-    "--model",
-    "-m",
-    required=True,
-    envvar="OMNISPEECH_CODEC_MODEL",
-    metavar="FOLDER",
-    help=MODEL_HELP,
-)
+@codec_model_option
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def decode(codes_file: Path, output: Path, model: str, device: str) -> None:
     """Decode CODES_FILE back to audio (the same as `omnispeech vocode`)."""

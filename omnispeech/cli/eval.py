@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
+from omnispeech.cli.codec import codec_model_option
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -88,14 +90,7 @@ def eval_() -> None:
 
 @eval_.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "-m",
-    required=True,
-    envvar="OMNISPEECH_CODEC_MODEL",
-    metavar="FOLDER",
-    help="Codec folder (Qwen3-TTS-Tokenizer-12Hz layout, or one exported by 'train codec').",
-)
+@codec_model_option
 @click.option(
     "--max-seconds",
     type=click.FloatRange(min=0.1),

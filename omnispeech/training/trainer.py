@@ -345,9 +345,9 @@ def held_out_validation(
     files = files[:: max(1, len(files) // max_files)][:max_files]
 
     def run(folder: Path) -> dict[str, float]:
-        # Plain PyTorch ops only: running the Numba kernels changes how this process rounds
-        # tiny floats afterwards, so a run that validated would drift (by ~1e-7) from one
-        # resumed at the same step, and resuming would no longer be exact.
+        # Plain PyTorch ops only. With the Numba kernels, validating once made a run drift by
+        # ~1e-7 from one resumed at that step (seen with an earlier decoder initialisation; the
+        # cause was not pinned down), which broke exact resumption; the plain ops never did.
         with use_backend("reference"):
             codec = Codec.from_pretrained(folder)
             score = evaluate_codec(codec, files, max_seconds)
