@@ -36,11 +36,12 @@ def ref_asr_model(tok: Tokenizer, vocab_size: int = 320, seed: int = 0):
     return model
 
 
-def tiny_omni_model(audio_output: bool):
+def tiny_omni_model(audio_output: bool, talker_layers: int = 1):
     """A whole tiny ``Qwen3OmniMoeForConditionalGeneration`` (random weights).
 
     With ``audio_output`` it also has the talker, code predictor and Code2Wav (16 code groups,
-    so that its ``code2wav`` decodes the talker's codes), as the released Instruct model.
+    so that its ``code2wav`` decodes the talker's codes), as the released Instruct model;
+    ``talker_layers`` sets the depth of the talker and of its code predictor.
     """
     from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
 
@@ -87,7 +88,7 @@ def tiny_omni_model(audio_output: bool):
             vocab_size=2048,
             hidden_size=24,
             intermediate_size=48,
-            num_hidden_layers=1,
+            num_hidden_layers=talker_layers,
             num_attention_heads=4,
             num_key_value_heads=2,
             head_dim=8,
@@ -99,7 +100,7 @@ def tiny_omni_model(audio_output: bool):
             hidden_size=24,
             intermediate_size=48,
             shared_expert_intermediate_size=32,
-            **moe,
+            **{**moe, "num_hidden_layers": talker_layers},
         )
         extra["talker_config"] = dict(
             text_config=talker_text,

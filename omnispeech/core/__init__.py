@@ -9,6 +9,7 @@ from omnispeech.core.transformer import (
     DecoderCache,
     DecoderConfig,
     DecoderLayer,
+    DecoderStack,
     decoder_config_from_released,
 )
 
@@ -17,6 +18,7 @@ __all__ = [
     "DecoderCache",
     "DecoderConfig",
     "DecoderLayer",
+    "DecoderStack",
     "GQAttention",
     "KVCache",
     "RMSNorm",

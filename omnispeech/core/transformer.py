@@ -1,6 +1,6 @@
 """A lean Qwen3 dense decoder: GQA with q/k-norm, RoPE, SwiGLU, pre-RMSNorm.
 
-Used by the ASR text decoder and (later) the TTS talker. Module and weight names match the
+Used by the ASR text decoder, the talker and the code predictor. Module and weight names match the
 released checkpoints below their prefix (``embed_tokens``, ``layers.N.self_attn.q_proj``,
 ``layers.N.mlp.gate_proj``, ``norm`` ...), so a state dict loads without renaming.
 """
@@ -8,6 +8,7 @@ released checkpoints below their prefix (``embed_tokens``, ``layers.N.self_attn.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -59,16 +60,20 @@ class SwiGLU(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Pre-norm block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+    """Pre-norm block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
 
-    def __init__(self, cfg: DecoderConfig) -> None:
+    ``mlp`` replaces the dense SwiGLU (the Qwen3-Omni talker puts a mixture of experts there);
+    it maps ``[B, T, hidden]`` to the same shape.
+    """
+
+    def __init__(self, cfg: DecoderConfig, mlp: nn.Module | None = None) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = GQAttention(
             cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.rms_norm_eps
         )
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = mlp if mlp is not None else SwiGLU(cfg.hidden_size, cfg.intermediate_size)
 
     def forward(
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None
@@ -100,18 +105,26 @@ class DecoderCache:
             layer.length = length
 
 
-class Decoder(nn.Module):
-    """Token embedding, ``num_layers`` Qwen3 blocks and the final RMSNorm.
+class DecoderStack(nn.Module):
+    """``num_layers`` Qwen3 blocks and the final RMSNorm, fed with embeddings.
 
-    The LM head is not part of this module: with tied embeddings it is ``embed_tokens`` itself
-    (see :meth:`logits`), otherwise the owner keeps its own ``lm_head``.
+    The speech models embed their inputs themselves (sums of code and text embeddings), so the
+    stack owns no token embedding; :class:`Decoder` adds the text one.
+
+    Args:
+        cfg: the decoder shape.
+        mlp_factory: builds each layer's MLP (default: the dense SwiGLU).
     """
 
-    def __init__(self, cfg: DecoderConfig) -> None:
+    def __init__(
+        self, cfg: DecoderConfig, mlp_factory: Callable[[], nn.Module] | None = None
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(cfg, mlp_factory() if mlp_factory is not None else None)
+            for _ in range(cfg.num_layers)
+        )
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)
 
@@ -123,7 +136,7 @@ class Decoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> DecoderCache:
         """A preallocated cache for ``batch_size`` streams of up to ``capacity`` positions."""
-        ref = self.embed_tokens.weight
+        ref = self.norm.weight
         return DecoderCache(
             [
                 KVCache(
@@ -153,6 +166,18 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, cache.layers[i] if cache is not None else None)
         return self.norm(x)
+
+
+class Decoder(DecoderStack):
+    """A text decoder: token embedding plus the :class:`DecoderStack`.
+
+    The LM head is not part of this module: with tied embeddings it is ``embed_tokens`` itself
+    (see :meth:`logits`), otherwise the owner keeps its own ``lm_head``.
+    """
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__(cfg)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied LM head: ``hidden`` ``[..., hidden]`` -> logits ``[..., vocab]``."""

@@ -1,0 +1,280 @@
+"""The talker: a causal LM over codec frames whose inputs sum a text track and a codec track.
+
+Each input position is ``text_track + codec_track`` (both ``[hidden]``). The talker's final
+hidden state scores codebook 0 (``codec_head``); the :class:`CodePredictor` fills codebooks
+1..K-1 of the same frame; the next input is the sum of all K code embeddings of that frame
+plus the next text-track vector. Generation is split into :meth:`Talker.sample_frame` (choose
+the frame) and :meth:`Talker.advance` (feed it back with a text item), so a scheduler can
+decide which text enters after seeing each frame, e.g. while an LLM is still writing the text.
+
+Module names equal the released keys under ``talker.`` (Qwen3-TTS and Qwen3-Omni).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnispeech.checkpoint import (
+    CheckpointFolder,
+    build_on_meta,
+    load_state,
+    resolve_folder,
+    save_folder,
+)
+from omnispeech.config import FrozenConfig
+from omnispeech.core import DecoderCache, DecoderStack
+from omnispeech.core.sampling import SamplingConfig, sample
+from omnispeech.errors import CheckpointError, InputError
+from omnispeech.talker.code_predictor import CodePredictor
+from omnispeech.talker.config import (
+    TalkerSpec,
+    qwen3_tts_config,
+    spec_from_qwen3_omni,
+    spec_from_qwen3_tts,
+)
+from omnispeech.talker.moe import SharedExpertMoE
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationConfig(FrozenConfig):
+    """Sampling of codebook 0 (talker) and of the residual codebooks (code predictor).
+
+    Defaults are the released Qwen3-TTS ``generation_config.json`` values. ``min_frames``
+    frames are produced before end-of-speech may be chosen.
+    """
+
+    talker: SamplingConfig = SamplingConfig(repetition_penalty=1.05)
+    code_predictor: SamplingConfig = SamplingConfig()
+    min_frames: int = 2
+
+    @classmethod
+    def greedy(cls) -> GenerationConfig:
+        """Arg-max everywhere (the parity setting), released repetition penalty kept."""
+        return cls(SamplingConfig(do_sample=False, repetition_penalty=1.05), SamplingConfig(False))
+
+
+class ResizeMLP(nn.Module):
+    """``fc2(silu(fc1(x)))`` with biases: text/Thinker width -> talker width."""
+
+    def __init__(self, in_size: int, mid_size: int, out_size: int) -> None:
+        super().__init__()
+        self.linear_fc1 = nn.Linear(in_size, mid_size, bias=True)
+        self.linear_fc2 = nn.Linear(mid_size, out_size, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_fc2(F.silu(self.linear_fc1(x)))
+
+
+class TalkerModel(DecoderStack):
+    """Decoder layers (dense or mixture of experts), ``codec_embedding`` and, for Qwen3-TTS,
+    ``text_embedding``."""
+
+    def __init__(self, spec: TalkerSpec) -> None:
+        t = spec.talker
+        factory = None
+        if t.num_experts:
+
+            def factory() -> nn.Module:
+                return SharedExpertMoE(
+                    t.hidden_size,
+                    t.num_experts,
+                    t.num_experts_per_tok,
+                    t.moe_intermediate_size,
+                    t.shared_expert_intermediate_size,
+                    t.norm_topk_prob,
+                )
+
+        super().__init__(t.decoder(), factory)
+        self.codec_embedding = nn.Embedding(t.vocab_size, t.hidden_size)
+        if t.text_vocab_size:
+            self.text_embedding = nn.Embedding(t.text_vocab_size, t.text_hidden_size)
+
+
+@dataclasses.dataclass
+class TalkerState:
+    """Where one generation stands: cache, last hidden state, codebook-0 history."""
+
+    cache: DecoderCache
+    hidden: torch.Tensor  # [B, hidden] final-normed state of the last input position
+    history: torch.Tensor  # [B, N] codebook-0 codes generated so far (repetition penalty)
+    done: torch.Tensor  # [B] bool: end-of-speech chosen
+
+    @property
+    def frames(self) -> int:
+        return self.history.shape[1]
+
+
+class Talker(nn.Module):
+    """Qwen3-TTS talker (dense) or Qwen3-Omni talker (mixture of experts) with its MTP.
+
+    Args:
+        spec: shapes, code predictor and special ids (see :mod:`omnispeech.talker.config`).
+    """
+
+    def __init__(self, spec: TalkerSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        t = spec.talker
+        self.model = TalkerModel(spec)
+        self.text_projection = ResizeMLP(t.text_hidden_size, t.projection_size, t.hidden_size)
+        if t.hidden_projection:
+            self.hidden_projection = ResizeMLP(t.text_hidden_size, t.projection_size, t.hidden_size)
+        self.codec_head = nn.Linear(t.hidden_size, t.vocab_size, bias=False)
+        self.code_predictor = CodePredictor(spec.code_predictor)
+        # Ids from vocab-1024 on are control tokens, never generated; end-of-speech is the
+        # exception (the released generation suppresses exactly this set).
+        suppress = torch.zeros(t.vocab_size, dtype=torch.bool, device="cpu")
+        suppress[t.vocab_size - 1024 :] = True
+        suppress[spec.tokens.codec_eos] = False
+        self.register_buffer("suppress", suppress, persistent=False)
+
+    @property
+    def num_code_groups(self) -> int:
+        return self.spec.talker.num_code_groups
+
+    # -- loading ------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> Talker:
+        """Load ``talker.*`` from a Qwen3-TTS or Qwen3-Omni folder (nothing else is read).
+
+        Raises:
+            CheckpointError: not a talker checkpoint, or mismatched keys.
+        """
+        folder = CheckpointFolder(resolve_folder(name_or_path))
+        spec = read_spec(folder)
+        if not folder.has_prefix("talker."):
+            raise CheckpointError(
+                f"{folder.path}: the config describes a talker but no tensor starts with "
+                "'talker.' (an incomplete download, or a model without speech output?)"
+            )
+        model = build_on_meta(lambda: cls(spec))
+        load_state(model, folder.read("talker.", dtype), f"{folder.path} (talker)")
+        return model.to(device=device, dtype=dtype).eval()
+
+    def save_pretrained(self, path: str | Path, extra_config: dict | None = None) -> None:
+        """Write a Qwen3-TTS-layout folder (``talker.*`` keys) that :meth:`from_pretrained`
+        and the reference both read."""
+        if self.spec.family != "qwen3_tts":
+            raise CheckpointError("only Qwen3-TTS talkers are saved; Omni talkers stay in place")
+        tensors = {f"talker.{k}": v for k, v in self.state_dict().items()}
+        save_folder(path, qwen3_tts_config(self.spec, extra_config), tensors)
+
+    # -- embeddings -----------------------------------------------------------------------------
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """Text-track vectors of text token ids ``[B, L]`` -> ``[B, L, hidden]``."""
+        if not hasattr(self.model, "text_embedding"):
+            raise InputError(
+                "this talker has no text embedding (Qwen3-Omni): pass Thinker states "
+                "through embed_thinker instead"
+            )
+        return self.text_projection(self.model.text_embedding(ids))
+
+    def embed_thinker(self, states: torch.Tensor, multimodal: bool = False) -> torch.Tensor:
+        """Text-track vectors of Thinker states ``[B, L, thinker_hidden]`` -> ``[B, L, hidden]``.
+
+        Text positions pass the Thinker's input embeddings through ``text_projection``;
+        audio/image positions its mid-layer states through ``hidden_projection``.
+        """
+        projection = self.hidden_projection if multimodal else self.text_projection
+        return projection(states)
+
+    def embed_codec(self, ids: torch.Tensor) -> torch.Tensor:
+        """Codec-track vectors of talker ids ``[...]`` (codes or control ids) -> ``[..., hidden]``."""
+        return self.model.codec_embedding(ids)
+
+    def embed_frames(self, codes: torch.Tensor) -> torch.Tensor:
+        """Sum of all K code embeddings per frame: codes ``[B, K, T]`` -> ``[B, T, hidden]``."""
+        out = self.model.codec_embedding(codes[:, 0])
+        for j, table in enumerate(self.code_predictor.model.codec_embedding):
+            out = out + table(codes[:, j + 1])
+        return out
+
+    # -- running --------------------------------------------------------------------------------
+    def forward(
+        self, inputs_embeds: torch.Tensor, cache: DecoderCache | None = None
+    ) -> torch.Tensor:
+        """``inputs_embeds`` ``[B, L, hidden]`` -> codebook-0 logits ``[B, L, vocab]``."""
+        return self.codec_head(self.model(inputs_embeds, cache))
+
+    @torch.inference_mode()
+    def start(self, prompt: torch.Tensor, capacity: int) -> TalkerState:
+        """Prefill ``prompt`` ``[B, L, hidden]``; reserve a cache for ``capacity`` positions."""
+        B, L, _ = prompt.shape
+        if capacity < L + 1:
+            raise InputError(f"capacity {capacity} cannot hold a prompt of {L} positions")
+        cache = self.model.new_cache(B, capacity, prompt.device, prompt.dtype)
+        hidden = self.model(prompt, cache)[:, -1]
+        empty = torch.empty(B, 0, dtype=torch.long, device=prompt.device)
+        done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
+        return TalkerState(cache, hidden, empty, done)
+
+    @torch.inference_mode()
+    def sample_frame(
+        self,
+        state: TalkerState,
+        gen: GenerationConfig,
+        generator: torch.Generator | None = None,
+        allow_end: bool = True,
+    ) -> torch.Tensor:
+        """Choose the next frame's codes ``[B, K]`` from the state (does not advance it).
+
+        Rows whose codebook 0 is end-of-speech get ``codec_eos`` there and -1 in codebooks
+        1..K-1; they are marked ``done``. ``allow_end`` False forbids ending (besides the
+        ``min_frames`` rule), e.g. while more text is known to come.
+        """
+        logits = self.codec_head(state.hidden)
+        suppress = self.suppress
+        if state.frames < gen.min_frames or not allow_end:
+            suppress = suppress.clone()
+            suppress[self.spec.tokens.codec_eos] = True
+        code0 = sample(logits, gen.talker, generator, state.history, suppress)
+        ended = code0 == self.spec.tokens.codec_eos
+        if ended.all():
+            # The end-of-speech frame has no residual codes: skip the predictor entirely.
+            residual = code0.new_full((code0.shape[0], self.num_code_groups - 1), -1)
+        else:
+            residual, _ = self.code_predictor.predict(
+                state.hidden, self.embed_codec(code0), gen.code_predictor, generator
+            )
+            residual[ended] = -1
+        state.done |= ended
+        state.history = torch.cat((state.history, code0[:, None]), dim=1)
+        return torch.cat((code0[:, None], residual), dim=1)
+
+    @torch.inference_mode()
+    def advance(self, state: TalkerState, codes: torch.Tensor, text: torch.Tensor) -> None:
+        """Feed frame ``codes`` ``[B, K]`` plus text-track vector ``text`` ``[B, hidden]``."""
+        safe = codes.clamp_min(0)  # ended rows carry -1; their output is ignored anyway
+        x = self.embed_frames(safe[:, :, None])[:, 0] + text
+        state.hidden = self.model(x[:, None], state.cache)[:, -1]
+
+
+def read_spec(folder: CheckpointFolder) -> TalkerSpec:
+    """The talker description of a Qwen3-TTS or Qwen3-Omni folder.
+
+    Raises:
+        CheckpointError: the folder holds no talker (e.g. an ASR model or a tokenizer).
+    """
+    cfg = folder.config
+    model_type = cfg.get("model_type", "")
+    if model_type == "qwen3_tts" or (
+        isinstance(cfg.get("talker_config"), dict) and "code_predictor_config" in cfg["talker_config"]
+        and "text_config" not in cfg["talker_config"]
+    ):
+        return spec_from_qwen3_tts(cfg)
+    if isinstance(cfg.get("talker_config"), dict) and "text_config" in cfg["talker_config"]:
+        return spec_from_qwen3_omni(cfg)
+    raise CheckpointError(
+        f"{folder.path}: no talker here (model_type {model_type!r}); expected a Qwen3-TTS or "
+        "Qwen3-Omni checkpoint folder"
+    )
