@@ -78,7 +78,12 @@ class CodePredictor(nn.Module):
     def _frame_cache(self, batch: int, like: torch.Tensor) -> DecoderCache:
         cache = self._cache
         ref = cache.layers[0].keys if cache is not None else None
-        if ref is None or ref.shape[0] != batch or ref.dtype != like.dtype or ref.device != like.device:
+        if (
+            ref is None
+            or ref.shape[0] != batch
+            or ref.dtype != like.dtype
+            or ref.device != like.device
+        ):
             cache = self.model.new_cache(batch, self.cfg.num_code_groups, like.device, like.dtype)
             self._cache = cache
         cache.truncate(0)

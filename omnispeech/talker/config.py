@@ -203,7 +203,9 @@ def spec_from_qwen3_tts(cfg: dict[str, Any]) -> TalkerSpec:
         )
         cp = CodePredictorConfig.from_released(t["code_predictor_config"], t["hidden_size"])
         dialects = {
-            k.lower(): v for k, v in (t.get("spk_is_dialect") or {}).items() if v not in (False, None)
+            k.lower(): v
+            for k, v in (t.get("spk_is_dialect") or {}).items()
+            if v not in (False, None)
         }
         tokens = TalkerTokens(
             codec_pad=t["codec_pad_id"],
@@ -223,7 +225,9 @@ def spec_from_qwen3_tts(cfg: dict[str, Any]) -> TalkerSpec:
             dialects=dialects,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"not a Qwen3-TTS talker config ({exc.__class__.__name__}: {exc})") from exc
+        raise ConfigError(
+            f"not a Qwen3-TTS talker config ({exc.__class__.__name__}: {exc})"
+        ) from exc
     return TalkerSpec(talker, cp, tokens, "qwen3_tts")
 
 
@@ -267,7 +271,9 @@ def spec_from_qwen3_omni(cfg: dict[str, Any]) -> TalkerSpec:
             speakers=_speaker_ids(top.get("speaker_id")),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"not a Qwen3-Omni talker config ({exc.__class__.__name__}: {exc})") from exc
+        raise ConfigError(
+            f"not a Qwen3-Omni talker config ({exc.__class__.__name__}: {exc})"
+        ) from exc
     return TalkerSpec(talker, cp, tokens, "qwen3_omni")
 
 

@@ -189,7 +189,7 @@ class Talker(nn.Module):
         return projection(states)
 
     def embed_codec(self, ids: torch.Tensor) -> torch.Tensor:
-        """Codec-track vectors of talker ids ``[...]`` (codes or control ids) -> ``[..., hidden]``."""
+        """Codec-track vectors of talker ids (codes or control ids) ``[...]`` -> ``[..., H]``."""
         return self.model.codec_embedding(ids)
 
     def embed_frames(self, codes: torch.Tensor) -> torch.Tensor:
@@ -268,7 +268,8 @@ def read_spec(folder: CheckpointFolder) -> TalkerSpec:
     cfg = folder.config
     model_type = cfg.get("model_type", "")
     if model_type == "qwen3_tts" or (
-        isinstance(cfg.get("talker_config"), dict) and "code_predictor_config" in cfg["talker_config"]
+        isinstance(cfg.get("talker_config"), dict)
+        and "code_predictor_config" in cfg["talker_config"]
         and "text_config" not in cfg["talker_config"]
     ):
         return spec_from_qwen3_tts(cfg)

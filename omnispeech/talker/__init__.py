@@ -1,0 +1,21 @@
+"""The talker: the codec-frame LM of Qwen3-TTS / Qwen3-Omni, its multi-token predictor of the
+residual codebooks, and the speaker encoder used for voice cloning."""
+
+from omnispeech.talker.code_predictor import CodePredictor
+from omnispeech.talker.config import CodePredictorConfig, TalkerConfig, TalkerSpec, TalkerTokens
+from omnispeech.talker.model import GenerationConfig, Talker, TalkerState, read_spec
+from omnispeech.talker.speaker import SpeakerEncoder, SpeakerEncoderConfig
+
+__all__ = [
+    "CodePredictor",
+    "CodePredictorConfig",
+    "GenerationConfig",
+    "SpeakerEncoder",
+    "SpeakerEncoderConfig",
+    "Talker",
+    "TalkerConfig",
+    "TalkerSpec",
+    "TalkerState",
+    "TalkerTokens",
+    "read_spec",
+]
