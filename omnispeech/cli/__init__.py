@@ -13,6 +13,7 @@ from omnispeech.cli.codec import codec
 from omnispeech.cli.data import data
 from omnispeech.cli.eval import eval_
 from omnispeech.cli.train import train
+from omnispeech.cli.tts import tts
 from omnispeech.cli.vocode import vocode
 
 
@@ -25,6 +26,7 @@ def main() -> None:
     Examples:
       omnispeech asr talk.wav --model ./Qwen3-ASR-0.6B
       omnispeech asr a.flac b.ogg --model ./Qwen3-ASR-0.6B --language en --format json
+      omnispeech tts "Hello there." --clone me.wav -o hello.wav --model ./Qwen3-TTS-12Hz-0.6B-Base
       omnispeech codec encode voice.wav -o voice.npz --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech train codec --config recipes/codec/cpu_demo.json --out runs/codec
@@ -35,6 +37,7 @@ def main() -> None:
 
 
 main.add_command(asr)
+main.add_command(tts)
 main.add_command(codec)
 main.add_command(vocode)
 main.add_command(train)

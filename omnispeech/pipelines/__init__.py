@@ -1,9 +1,11 @@
-"""Pipelines: where components meet (ASR and the codec now; TTS later)."""
+"""Pipelines: where components meet (ASR, the codec, TTS with voice cloning)."""
 
 from omnispeech.pipelines.asr import ASR, ASRConfig
 from omnispeech.pipelines.asr_prompt import LANGUAGES, Transcription
 from omnispeech.pipelines.asr_stream import ASRStream, PartialTranscript
 from omnispeech.pipelines.codec import Codec
+from omnispeech.pipelines.tts import TTS, TTSOptions
+from omnispeech.pipelines.tts_prompt import VoicePrompt
 
 __all__ = [
     "ASR",
@@ -12,5 +14,8 @@ __all__ = [
     "LANGUAGES",
     "Codec",
     "PartialTranscript",
+    "TTS",
+    "TTSOptions",
     "Transcription",
+    "VoicePrompt",
 ]

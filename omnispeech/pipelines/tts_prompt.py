@@ -27,6 +27,7 @@ import dataclasses
 import torch
 
 from omnispeech.errors import InputError
+from omnispeech.interleave import ItemKind, TextItem
 from omnispeech.talker import Talker
 
 ARRANGEMENTS = ("stream", "full")
@@ -90,6 +91,105 @@ def language_tag(talker: Talker, language: str, speaker_id: str | None) -> int |
     return tag
 
 
+class TextTrack:
+    """Text-track vectors ``[hidden]`` of a Qwen3-TTS talker: tokens and the control items."""
+
+    def __init__(self, talker: Talker) -> None:
+        self.talker = talker
+        ids = talker.spec.tokens
+        self.device = talker.codec_head.weight.device
+        specials = self.tokens([ids.tts_pad, ids.tts_bos, ids.tts_eos])
+        self.pad, self.bos, self.eos = specials[0], specials[1], specials[2]
+
+    def tokens(self, token_ids: list[int]) -> torch.Tensor:
+        """``[len(token_ids), hidden]``."""
+        return self.talker.embed_text(torch.tensor([token_ids], device=self.device))[0]
+
+    def item(self, item: TextItem) -> torch.Tensor:
+        """The vector of one scheduler item (token, text end or pad) -> ``[hidden]``."""
+        if item.kind is ItemKind.TOKEN:
+            return self.tokens([item.token])[0]
+        if item.kind is ItemKind.TEXT_END:
+            return self.eos
+        if item.kind is ItemKind.PAD:
+            return self.pad
+        raise ValueError(f"no vector for {item!r}")
+
+    def codec(self, codec_ids: list[int]) -> torch.Tensor:
+        """Codec-track vectors of talker ids -> ``[len(codec_ids), hidden]``."""
+        return self.talker.embed_codec(torch.tensor(codec_ids, device=self.device))
+
+
+def control_prefix(
+    track: TextTrack, role_ids: list[int], language: str, voice: VoicePrompt
+) -> torch.Tensor:
+    """Role header + control prefix (items 1-2 of the module docstring) -> ``[L, hidden]``.
+
+    Raises:
+        InputError: an unknown language or built-in speaker.
+    """
+    talker = track.talker
+    ids = talker.spec.tokens
+    tag = language_tag(talker, language, voice.speaker_id)
+    control = (
+        [ids.codec_nothink, ids.codec_think_bos, ids.codec_think_eos]
+        if tag is None
+        else [ids.codec_think, ids.codec_think_bos, tag, ids.codec_think_eos]
+    )
+    codec_prefix = [track.codec(control)]
+    if voice.speaker is not None:
+        codec_prefix.append(voice.speaker.to(track.pad)[None])
+    elif voice.speaker_id is not None:
+        name = voice.speaker_id.lower()
+        if name not in ids.speakers:
+            known = ", ".join(sorted(ids.speakers)) or "none"
+            raise InputError(f"unknown speaker {voice.speaker_id!r}; built-in speakers: {known}")
+        codec_prefix.append(track.codec([ids.speakers[name]]))
+    codec_prefix.append(track.codec([ids.codec_pad]))
+    codec_track = torch.cat(codec_prefix)
+    n = codec_track.shape[0]
+    text_track = torch.cat((track.pad.expand(n - 1, -1), track.bos[None]))
+    return torch.cat((track.tokens(role_ids), text_track + codec_track))
+
+
+def reference_overlay(
+    track: TextTrack, voice: VoicePrompt, text_ids: list[int], closed: bool, arrangement: str
+) -> tuple[torch.Tensor, list[int], bool]:
+    """The in-context cloning block: reference transcript + text over the reference frames.
+
+    Args:
+        track: the talker's text track.
+        voice: a voice with reference codes and transcript.
+        text_ids: the target text known so far.
+        closed: no more text follows (``tts_eos`` may be placed).
+        arrangement: ``stream`` or ``full`` (``full`` needs ``closed``).
+
+    Returns:
+        ``(embeds [L, hidden], trailing ids, end_in_prompt)``: positions to append to the
+        control prefix, the text ids still to feed one per frame, and whether ``tts_eos``
+        already entered.
+    """
+    if not voice.ref_text_ids:
+        raise InputError("in-context cloning needs the reference transcript (ref_text)")
+    ids = track.talker.spec.tokens
+    frames = track.talker.embed_frames(voice.ref_codes.to(track.device)[None])[0]
+    speech = torch.cat((track.codec([ids.codec_bos]), frames))
+    words_ids = voice.ref_text_ids + text_ids
+    words = track.tokens(words_ids)
+    if closed:
+        words = torch.cat((words, track.eos[None]))
+    if arrangement == "full":
+        if not closed:
+            raise ValueError("the full arrangement needs the whole text")
+        pad_codec = track.codec([ids.codec_pad])
+        return torch.cat((words + pad_codec, speech + track.pad)), [], True
+    k = min(len(words), len(speech))
+    text = torch.cat((words[:k], track.pad.expand(len(speech) - k, -1)))
+    # With more text than reference frames the surplus enters one token per frame, followed
+    # by tts_eos; otherwise tts_eos is already inside the overlay.
+    return text + speech, words_ids[k:], closed and k == len(words)
+
+
 def build_prompt(
     talker: Talker,
     role_ids: list[int],
@@ -98,11 +198,11 @@ def build_prompt(
     voice: VoicePrompt,
     arrangement: str = "stream",
 ) -> TalkerPrompt:
-    """Arrange the prompt of one utterance.
+    """Arrange the whole prompt of one utterance whose text is known.
 
     Args:
         talker: a Qwen3-TTS talker (owns the text embedding).
-        role_ids: the 3 ids of ``<|im_start|>assistant\\n``.
+        role_ids: the ids of ``<|im_start|>assistant\n``.
         text_ids: the text to speak (at least one token).
         language: a language name of the checkpoint or ``auto``.
         voice: speaker vector / built-in speaker / reference codes and transcript.
@@ -113,61 +213,16 @@ def build_prompt(
         raise InputError(f"arrangement must be one of {ARRANGEMENTS}, got {arrangement!r}")
     if not text_ids:
         raise InputError("nothing to say: the text is empty")
+    track = TextTrack(talker)
     ids = talker.spec.tokens
-    ref = talker.codec_head.weight
-    device = ref.device
-
-    def text(tokens: list[int]) -> torch.Tensor:
-        return talker.embed_text(torch.tensor([tokens], device=device))[0]
-
-    def codec(tokens: list[int]) -> torch.Tensor:
-        return talker.embed_codec(torch.tensor(tokens, device=device))
-
-    tag = language_tag(talker, language, voice.speaker_id)
-    control = (
-        [ids.codec_nothink, ids.codec_think_bos, ids.codec_think_eos]
-        if tag is None
-        else [ids.codec_think, ids.codec_think_bos, tag, ids.codec_think_eos]
-    )
-    codec_prefix = [codec(control)]
-    if voice.speaker is not None:
-        codec_prefix.append(voice.speaker.to(ref)[None])
-    elif voice.speaker_id is not None:
-        name = voice.speaker_id.lower()
-        if name not in ids.speakers:
-            known = ", ".join(sorted(ids.speakers)) or "none"
-            raise InputError(f"unknown speaker {voice.speaker_id!r}; built-in speakers: {known}")
-        codec_prefix.append(codec([ids.speakers[name]]))
-    codec_prefix.append(codec([ids.codec_pad]))
-    codec_track = torch.cat(codec_prefix)
-    n = codec_track.shape[0]
-    text_track = text([ids.tts_pad] * (n - 1) + [ids.tts_bos])
-    parts = [text(role_ids), text_track + codec_track]
-    bos = codec([ids.codec_bos])
-    pad_vec, eos_vec = text([ids.tts_pad]), text([ids.tts_eos])
-    trailing: list[int] = []
-    end_in_prompt = arrangement == "full"
-
+    prefix = control_prefix(track, role_ids, language, voice)
     if voice.in_context:
-        if not voice.ref_text_ids:
-            raise InputError("in-context cloning needs the reference transcript (ref_text)")
-        frames = talker.embed_frames(voice.ref_codes.to(device)[None])[0]
-        speech = torch.cat((bos, frames))
-        words = torch.cat((text(voice.ref_text_ids + text_ids), eos_vec))
-        if arrangement == "full":
-            parts += [words + codec([ids.codec_pad]), speech + pad_vec]
-        else:
-            k = min(len(words), len(speech))
-            pad = pad_vec.expand(len(speech) - k, -1)
-            parts.append(torch.cat((words[:k], pad)) + speech)
-            all_ids = voice.ref_text_ids + text_ids
-            trailing = all_ids[k:]
-            # tts_eos is the last text-track item; if it already entered the overlay, the
-            # trailing text is empty and generation continues on tts_pad only.
-            end_in_prompt = k == len(words)
-    elif arrangement == "full":
-        parts += [torch.cat((text(text_ids), eos_vec)) + codec([ids.codec_pad]), pad_vec + bos]
-    else:
-        parts.append(text(text_ids[:1]) + bos)
-        trailing = text_ids[1:]
-    return TalkerPrompt(torch.cat(parts)[None], trailing, end_in_prompt)
+        block, trailing, end = reference_overlay(track, voice, text_ids, True, arrangement)
+        return TalkerPrompt(torch.cat((prefix, block))[None], trailing, end)
+    bos = track.codec([ids.codec_bos])
+    if arrangement == "full":
+        words = torch.cat((track.tokens(text_ids), track.eos[None]))
+        block = torch.cat((words + track.codec([ids.codec_pad]), track.pad[None] + bos))
+        return TalkerPrompt(torch.cat((prefix, block))[None], [], True)
+    block = track.tokens(text_ids[:1]) + bos
+    return TalkerPrompt(torch.cat((prefix, block))[None], text_ids[1:], False)

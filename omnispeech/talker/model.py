@@ -28,6 +28,7 @@ from omnispeech.checkpoint import (
 )
 from omnispeech.config import FrozenConfig
 from omnispeech.core import DecoderCache, DecoderStack
+from omnispeech.core.quant import Int8Linear, quantize_linears_
 from omnispeech.core.sampling import SamplingConfig, sample
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.talker.code_predictor import CodePredictor
@@ -169,6 +170,19 @@ class Talker(nn.Module):
         tensors = {f"talker.{k}": v for k, v in self.state_dict().items()}
         save_folder(path, qwen3_tts_config(self.spec, extra_config), tensors)
 
+    def quantize_int8(self) -> int:
+        """Store the weights read at every frame as int8 rows (weight-only, per-row scales).
+
+        Covers the decoder layers, the codec head and the whole code predictor; embeddings and
+        the text projection (used for prompts only) stay in floating point. Activations keep
+        the model's dtype; on the CPU use bfloat16 or float16 for the fused kernel (see
+        :mod:`omnispeech.core.quant`). Returns the number of layers converted.
+        """
+        dtype = self.model.norm.weight.dtype
+        count = quantize_linears_(self.model, dtype) + quantize_linears_(self.code_predictor, dtype)
+        self.codec_head = Int8Linear.from_linear(self.codec_head, dtype)
+        return count + 1
+
     # -- embeddings -----------------------------------------------------------------------------
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
         """Text-track vectors of text token ids ``[B, L]`` -> ``[B, L, hidden]``."""
@@ -207,12 +221,27 @@ class Talker(nn.Module):
         return self.codec_head(self.model(inputs_embeds, cache))
 
     @torch.inference_mode()
-    def start(self, prompt: torch.Tensor, capacity: int) -> TalkerState:
-        """Prefill ``prompt`` ``[B, L, hidden]``; reserve a cache for ``capacity`` positions."""
+    def start(
+        self, prompt: torch.Tensor, capacity: int, cache: DecoderCache | None = None
+    ) -> TalkerState:
+        """Prefill ``prompt`` ``[B, L, hidden]`` with room for ``capacity`` positions in all.
+
+        ``cache`` (from an earlier state) is reused when it is large enough, so consecutive
+        utterances do not reallocate it.
+        """
         B, L, _ = prompt.shape
         if capacity < L + 1:
             raise InputError(f"capacity {capacity} cannot hold a prompt of {L} positions")
-        cache = self.model.new_cache(B, capacity, prompt.device, prompt.dtype)
+        keys = cache.layers[0].keys if cache is not None else None
+        if (
+            keys is None
+            or keys.shape[0] != B
+            or keys.shape[2] < capacity
+            or keys.dtype != prompt.dtype
+            or keys.device != prompt.device
+        ):
+            cache = self.model.new_cache(B, capacity, prompt.device, prompt.dtype)
+        cache.truncate(0)
         hidden = self.model(prompt, cache)[:, -1]
         empty = torch.empty(B, 0, dtype=torch.long, device=prompt.device)
         done = torch.zeros(B, dtype=torch.bool, device=prompt.device)

@@ -1,0 +1,220 @@
+"""``omnispeech tts``: text to speech with voice cloning, offline or streamed."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def _stdin_pieces(lines: bool):
+    """Standard input, a line at a time (``--stream``: text is spoken as it arrives)."""
+    if lines:
+        yield from iter(sys.stdin.readline, "")
+    else:
+        yield sys.stdin.read()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("text")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    envvar="OMNISPEECH_TTS_MODEL",
+    metavar="FOLDER",
+    help="Qwen3-TTS model folder, e.g. Qwen3-TTS-12Hz-0.6B-Base ($OMNISPEECH_TTS_MODEL).",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Audio file to write (.wav, .flac, .ogg); '-' writes raw 16-bit 24 kHz mono PCM to "
+    "standard output (pipe it into a player).",
+)
+@click.option(
+    "--clone",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="REF",
+    help="Reference clip whose voice to clone (1-30 s; 3-15 s of clean speech works best).",
+)
+@click.option(
+    "--ref-text",
+    metavar="TEXT",
+    help="Transcript of the --clone clip: enables in-context cloning (closest imitation). "
+    "Without it only the speaker vector is used.",
+)
+@click.option("--speaker", metavar="NAME", help="A built-in speaker (CustomVoice models).")
+@click.option(
+    "--language",
+    "-l",
+    default="auto",
+    show_default=True,
+    help="Language of the text (english, chinese, german, ... or auto).",
+)
+@click.option("--seed", type=int, help="Sampling seed: the same seed gives the same audio.")
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Text feed speed (< 1 slower); 1 is how the released models were trained.",
+)
+@click.option(
+    "--stream/--no-stream",
+    default=False,
+    help="Write audio as it is generated (the first packet after the first frame) and read "
+    "TEXT '-' line by line as it arrives.",
+)
+@click.option(
+    "--arrangement",
+    type=click.Choice(["stream", "full"]),
+    default="stream",
+    show_default=True,
+    help="stream: text enters one token per frame; full: all text in the prompt first.",
+)
+@click.option("--greedy", is_flag=True, help="No sampling: always the most likely codes.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def tts(  # noqa: PLR0913 - one argument per option
+    text: str,
+    model: str,
+    output: Path,
+    clone: Path | None,
+    ref_text: str | None,
+    speaker: str | None,
+    language: str,
+    seed: int | None,
+    speed: float,
+    stream: bool,
+    arrangement: str,
+    greedy: bool,
+    device: str,
+) -> None:
+    """Speak TEXT ('-' reads standard input) and write it to --output.
+
+    Long text is split into utterances at sentence ends, never truncated. The seed used is
+    printed, so a good take can be reproduced.
+
+    \b
+    Examples:
+      omnispeech tts "Hello there." --clone me.wav -o hello.wav -m ./Qwen3-TTS-12Hz-0.6B-Base
+      omnispeech tts "Hello." --clone me.wav --ref-text "What I say in me.wav" -o out.wav -m M
+      omnispeech tts - --stream --clone me.wav -o - -m M < story.txt | aplay -f S16_LE -r 24000 -c 1
+      omnispeech tts "Bonjour." --speaker vivian --language french -o b.wav -m ./CustomVoice
+    """
+    import warnings
+
+    from tqdm import tqdm
+
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.pipelines.tts import TTS
+    from omnispeech.pipelines.tts_loop import GenerationWarning
+    from omnispeech.talker import GenerationConfig
+
+    if not text.strip():
+        raise click.UsageError("TEXT is empty: nothing to say")
+    if ref_text is not None and clone is None:
+        raise click.UsageError("--ref-text needs --clone (the clip it transcribes)")
+    if clone is not None and speaker is not None:
+        raise click.UsageError("give --clone or --speaker, not both")
+    if str(output) != "-":
+        if output.suffix.lower() not in AUDIO_SUFFIXES:
+            raise click.UsageError(f"{output}: write .wav, .flac or .ogg (or '-' for raw PCM)")
+        if not output.parent.is_dir():
+            raise click.UsageError(f"{output}: the folder {output.parent} does not exist")
+    try:
+        start = time.perf_counter()
+        model_ = TTS.from_pretrained(model, device=device)
+        voice = None
+        if clone is not None or speaker is not None:
+            voice = model_.voice(clone, ref_text=ref_text, speaker=speaker)
+        pieces = _stdin_pieces(stream) if text == "-" else text
+        gen = GenerationConfig.greedy() if greedy else None
+        chunks = model_.stream(
+            pieces,
+            voice,
+            language=language,
+            seed=seed,
+            speed=speed,
+            arrangement=arrangement,
+            generation=gen,
+        )
+        rate = model_.sample_rate
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            _Sink(output, rate, stream) as sink,
+            tqdm(unit="s", desc="speech", leave=False, disable=not sys.stderr.isatty()) as bar,
+        ):
+            warnings.simplefilter("always", GenerationWarning)
+            begun = time.perf_counter()
+            first = None
+            for chunk in chunks:
+                if first is None:
+                    first = time.perf_counter() - begun
+                sink.write(chunk)
+                bar.update(round(len(chunk) / rate, 2))
+            total = sink.samples
+        if total == 0:
+            raise OmnispeechError("no speech was generated: the text is empty")
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in caught:
+        if issubclass(warning.category, GenerationWarning):
+            click.echo(f"Warning: {warning.message}", err=True)
+    took = time.perf_counter() - start
+    click.echo(
+        f"{output}\t{total / rate:.2f} s of speech, seed {model_.last_seed}, "
+        f"first audio after {first:.2f} s, {took:.1f} s in all",
+        err=True,
+    )
+
+
+class _Sink:
+    """Audio chunks to a file (at the end, or as they come with ``stream``) or to stdout."""
+
+    def __init__(self, path: Path, rate: int, stream: bool) -> None:
+        self.path, self.rate, self.stream = path, rate, stream
+        self.samples = 0
+        self._parts: list = []
+        self._file = None
+
+    def __enter__(self) -> _Sink:
+        import soundfile as sf
+
+        from omnispeech.errors import AudioFileError
+
+        if str(self.path) != "-" and self.stream:
+            try:
+                self._file = sf.SoundFile(str(self.path), "w", self.rate, 1)
+            except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as err:
+                raise AudioFileError(f"{self.path}: cannot write audio: {err}") from None
+        return self
+
+    def write(self, chunk) -> None:
+        import numpy as np
+
+        self.samples += len(chunk)
+        if str(self.path) == "-":
+            pcm = (np.clip(chunk, -1.0, 1.0) * 32767.0).astype("<i2")
+            sys.stdout.buffer.write(pcm.tobytes())
+            sys.stdout.buffer.flush()
+        elif self._file is not None:
+            self._file.write(np.clip(chunk, -1.0, 1.0))
+            self._file.flush()
+        else:
+            self._parts.append(chunk)
+
+    def __exit__(self, *exc) -> None:
+        import numpy as np
+
+        from omnispeech.audio import save_audio
+
+        if self._file is not None:
+            self._file.close()
+        elif self._parts and exc[0] is None:
+            save_audio(self.path, np.concatenate(self._parts), self.rate)

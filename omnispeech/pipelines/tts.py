@@ -1,0 +1,398 @@
+"""Text to speech with voice cloning: talker + MTP -> streaming Code2Wav.
+
+One Qwen3-TTS folder holds everything: ``config.json`` + safetensors (``talker.*`` and, for
+Base models, ``speaker_encoder.*``), the Qwen tokenizer files, ``speech_tokenizer/`` (the
+12 Hz codec: encoder for reference clips, Code2Wav for output) and ``generation_config.json``.
+
+Usage::
+
+    tts = TTS.from_pretrained("Qwen3-TTS-12Hz-0.6B-Base")
+    voice = tts.voice("sample.wav", ref_text="what the sample says")   # in-context cloning
+    wav = tts.synthesize("Hello there.", voice, seed=0)                 # [S] float32, 24 kHz
+    for chunk in tts.stream(llm_text_pieces, voice, seed=0):            # first chunk after
+        play(chunk)                                                     # the first frame
+
+``stream`` and ``synthesize`` give the same samples for the same seed. Text arrives whole or in
+pieces (a string or any iterable of strings); it is split into utterances of at most
+``max_segment_tokens`` tokens at sentence ends (see :mod:`omnispeech.pipelines.tts_text`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from omnispeech.audio import load_audio, prepare_audio
+from omnispeech.checkpoint import CheckpointFolder, resolve_folder, save_folder
+from omnispeech.core.sampling import SamplingConfig
+from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
+from omnispeech.interleave import RatePolicy
+from omnispeech.pipelines.codec import Codec
+from omnispeech.pipelines.tokenizer import load_tokenizer
+from omnispeech.pipelines.tts_loop import SynthesisRequest, frames
+from omnispeech.pipelines.tts_prompt import ARRANGEMENTS, VoicePrompt
+from omnispeech.pipelines.tts_text import TextFeed
+from omnispeech.talker import GenerationConfig, SpeakerEncoder, Talker
+from omnispeech.talker.config import qwen3_tts_config
+
+# Reference clips: shorter ones carry too little voice (the speaker encoder needs 1 s); the
+# released models were trained on clips of a few seconds, and users report drift beyond ~20 s.
+MIN_REFERENCE_SECONDS = 1.0
+MAX_REFERENCE_SECONDS = 30.0
+SILENCE_PEAK = 1e-4  # -80 dBFS: nothing to hear, nothing to clone
+
+
+@dataclasses.dataclass
+class TTSOptions:
+    """Per-call settings of :meth:`TTS.synthesize` / :meth:`TTS.stream`.
+
+    Attributes:
+        language: a language of the checkpoint (``TTS.languages``) or ``auto``.
+        seed: sampling seed (None draws one; :attr:`TTS.last_seed` tells which).
+        speed: speech speed control for the text feed (> 1 faster, < 1 slower; 1 = as
+            trained). With the released models, text already enters at the fastest rate the
+            arrangement allows, so values above 1 change nothing there.
+        arrangement: ``stream`` (text enters one token per frame, as released for cloning)
+            or ``full`` (all text in the prompt first).
+        generation: sampling settings (default: the checkpoint's).
+    """
+
+    language: str = "auto"
+    seed: int | None = None
+    speed: float = 1.0
+    arrangement: str = "stream"
+    generation: GenerationConfig | None = None
+
+
+class TTS:
+    """Talker + code predictor + codec, with voice cloning.
+
+    Args:
+        talker: a Qwen3-TTS talker with its code predictor.
+        codec: the 12 Hz speech codec (reference clips in, audio out).
+        tokenizer: the Qwen text tokenizer.
+        speaker_encoder: the ECAPA speaker encoder (Base models), or None.
+        generation: default sampling settings.
+        max_segment_tokens: most text tokens per utterance; longer text is split.
+    """
+
+    def __init__(  # noqa: PLR0913 - the pipeline's parts
+        self,
+        talker: Talker,
+        codec: Codec,
+        tokenizer,
+        speaker_encoder: SpeakerEncoder | None = None,
+        generation: GenerationConfig | None = None,
+        max_segment_tokens: int = 150,
+    ) -> None:
+        if talker.spec.family != "qwen3_tts":
+            raise CheckpointError(
+                "this is a Qwen3-Omni talker: it speaks Thinker states, not text; "
+                "use a Qwen3-TTS checkpoint for text to speech"
+            )
+        if codec.decoder.cfg.num_quantizers != talker.num_code_groups:
+            raise CheckpointError(
+                f"the talker makes {talker.num_code_groups} codebooks per frame but the codec "
+                f"decodes {codec.decoder.cfg.num_quantizers}"
+            )
+        self.talker = talker
+        self.codec = codec
+        self.tokenizer = tokenizer
+        self.speaker_encoder = speaker_encoder
+        self.generation = generation or GenerationConfig()
+        self.max_segment_tokens = max_segment_tokens
+        self.role_ids = tokenizer.encode("<|im_start|>assistant\n").ids
+        self.last_seed: int | None = None
+        self._source: Path | None = None
+
+    # -- loading ------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        quantize: str | None = None,
+    ) -> TTS:
+        """Load a Qwen3-TTS folder (or one written by :meth:`save_pretrained`).
+
+        Args:
+            name_or_path: the model folder.
+            dtype: talker and speaker-encoder dtype (the codec always runs in float32).
+            device: where the models run.
+            quantize: ``"int8"`` stores the talker's per-frame weights as int8 (about 4x
+                fewer bytes to read per frame); it computes in bfloat16 when ``dtype`` is
+                float32, because the fused int8 kernel takes 16-bit activations.
+
+        Raises:
+            CheckpointError: missing parts (tokenizer, ``speech_tokenizer/``) or wrong kind.
+            InputError: an unknown ``quantize`` value.
+        """
+        if quantize not in (None, "int8"):
+            raise InputError(f"quantize must be None or 'int8', got {quantize!r}")
+        if quantize == "int8" and dtype == torch.float32:
+            dtype = torch.bfloat16
+        path = resolve_folder(name_or_path)
+        folder = CheckpointFolder(path)
+        talker = Talker.from_pretrained(path, dtype=dtype, device=device)
+        if quantize == "int8":
+            talker.quantize_int8()
+        codec_dir = path / "speech_tokenizer"
+        if not (codec_dir / "config.json").is_file():
+            raise CheckpointError(f"{path}: no speech_tokenizer/ folder (the 12 Hz codec)")
+        codec = Codec.from_pretrained(codec_dir, dtype=torch.float32, device=device)
+        speaker = None
+        if folder.has_prefix("speaker_encoder."):
+            speaker = SpeakerEncoder.from_pretrained(path, dtype=dtype, device=device)
+        generation = _read_generation(path / "generation_config.json")
+        tts = cls(talker, codec, load_tokenizer(path), speaker, generation)
+        tts._source = path
+        return tts
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write a Qwen3-TTS-layout folder: weights, config, tokenizer, codec, sampling."""
+        out = Path(path)
+        tensors = {f"talker.{k}": v for k, v in self.talker.state_dict().items()}
+        extra: dict = {"tts_model_type": "custom_voice"}
+        if self.speaker_encoder is not None:
+            tensors.update(
+                {f"speaker_encoder.{k}": v for k, v in self.speaker_encoder.state_dict().items()}
+            )
+            extra = {
+                "tts_model_type": "base",
+                "speaker_encoder_config": self.speaker_encoder.cfg.to_dict(),
+            }
+        extra["tokenizer_type"] = "qwen3_tts_tokenizer_12hz"
+        save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
+        self.tokenizer.save(str(out / "tokenizer.json"))
+        if self._source is None or not (self._source / "speech_tokenizer").is_dir():
+            raise CheckpointError("the codec folder this model was loaded with is unknown")
+        if (out / "speech_tokenizer").resolve() != (self._source / "speech_tokenizer").resolve():
+            shutil.copytree(self._source / "speech_tokenizer", out / "speech_tokenizer")
+        _write_generation(out / "generation_config.json", self.generation)
+
+    # -- what the model knows -------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        """Output samples per second (24000)."""
+        return self.codec.sample_rate
+
+    @property
+    def languages(self) -> list[str]:
+        """Languages for ``language=`` (plus ``auto``); dialects come with their speakers."""
+        names = self.talker.spec.tokens.languages
+        return ["auto", *sorted(k for k in names if "dialect" not in k)]
+
+    @property
+    def speakers(self) -> list[str]:
+        """Built-in speakers (CustomVoice models; empty for Base models)."""
+        return sorted(self.talker.spec.tokens.speakers)
+
+    # -- voices ---------------------------------------------------------------------------------
+    def voice(
+        self,
+        ref_audio: str | Path | np.ndarray | torch.Tensor | None = None,
+        ref_text: str | None = None,
+        sample_rate: int | None = None,
+        speaker: str | None = None,
+    ) -> VoicePrompt:
+        """A reusable voice from a reference clip, or a built-in speaker.
+
+        With ``ref_text`` (the clip's transcript) the clip's codes join the prompt (in-context
+        cloning, the closest imitation); without it only its speaker vector does.
+
+        Args:
+            ref_audio: a file, or samples at ``sample_rate``.
+            ref_text: transcript of the clip for in-context cloning.
+            sample_rate: rate of in-memory samples (Hz).
+            speaker: a built-in speaker name instead of a clip.
+
+        Raises:
+            InputError: neither or both of a clip and a speaker; cloning with a model that
+                has no speaker encoder; an empty transcript.
+            EmptyAudioError: a clip shorter than 1 s or silent.
+        """
+        if (ref_audio is None) == (speaker is None):
+            raise InputError("give either a reference clip or a built-in speaker name")
+        if speaker is not None:
+            if speaker.lower() not in self.talker.spec.tokens.speakers:
+                known = ", ".join(self.speakers) or "none (this is a cloning model)"
+                raise InputError(f"unknown speaker {speaker!r}; built-in speakers: {known}")
+            return VoicePrompt(speaker_id=speaker)
+        if self.speaker_encoder is None:
+            raise InputError("this model cannot clone voices (no speaker encoder)")
+        rate = self.sample_rate
+        if isinstance(ref_audio, str | Path):
+            wav = load_audio(ref_audio, rate)
+        else:
+            if sample_rate is None:
+                raise InputError("in-memory reference audio needs its sample_rate (Hz)")
+            wav = prepare_audio(ref_audio, sample_rate, rate)
+        seconds = len(wav) / rate
+        if seconds < MIN_REFERENCE_SECONDS:
+            raise EmptyAudioError(
+                f"reference clip too short: {seconds:.2f} s; give at least "
+                f"{MIN_REFERENCE_SECONDS:g} s (3-15 s of clean speech works best)"
+            )
+        if seconds > MAX_REFERENCE_SECONDS:
+            raise InputError(
+                f"reference clip too long: {seconds:.1f} s; cut it to at most "
+                f"{MAX_REFERENCE_SECONDS:g} s (3-15 s of clean speech works best)"
+            )
+        if float(np.max(np.abs(wav))) < SILENCE_PEAK:
+            raise EmptyAudioError("the reference clip is silent: it has no voice to clone")
+        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+        with torch.inference_mode():
+            vector = self.speaker_encoder.embed(x)[0]
+        if ref_text is None:
+            return VoicePrompt(speaker=vector)
+        ids = self.tokenizer.encode(ref_text.strip(), add_special_tokens=False).ids
+        if not ids:
+            raise InputError("the reference transcript is empty; omit it for x-vector cloning")
+        with torch.inference_mode():
+            codes, n = self.codec.encode(x[None, None])
+        return VoicePrompt(speaker=vector, ref_codes=codes[0, :, : int(n[0])], ref_text_ids=ids)
+
+    # -- synthesis ------------------------------------------------------------------------------
+    def _request(
+        self, text: str | Iterable[str], voice: VoicePrompt | None, options: TTSOptions
+    ) -> SynthesisRequest:
+        if options.arrangement not in ARRANGEMENTS:
+            raise InputError(f"arrangement must be one of {ARRANGEMENTS}")
+        if not options.speed > 0:
+            raise InputError(f"speed must be > 0, got {options.speed}")
+        if isinstance(text, str) and not text.strip():
+            raise InputError("nothing to say: the text is empty")
+        pieces = [text] if isinstance(text, str) else text
+        seed = options.seed if options.seed is not None else secrets.randbits(63)
+        self.last_seed = seed
+        device = self.talker.codec_head.weight.device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        policy = RatePolicy.released(streaming_text=options.arrangement == "stream")
+        policy = dataclasses.replace(policy, speed=options.speed)
+        feed = TextFeed(
+            lambda s: self.tokenizer.encode(s, add_special_tokens=False).ids,
+            self.max_segment_tokens,
+        )
+        return SynthesisRequest(
+            talker=self.talker,
+            role_ids=self.role_ids,
+            feed=feed,
+            pieces=iter(pieces),
+            voice=voice or VoicePrompt(),
+            language=options.language,
+            policy=policy,
+            arrangement=options.arrangement,
+            generation=options.generation or self.generation,
+            generator=generator,
+        )
+
+    def codes(
+        self, text: str | Iterable[str], voice: VoicePrompt | None = None, **options
+    ) -> torch.Tensor:
+        """Generate the codes ``[K, T]`` (int64) of the speech only (no reference frames)."""
+        request = self._request(text, voice, TTSOptions(**options))
+        out = [f for f in frames(request)]
+        if not out:
+            raise InputError("nothing to say: the text is empty")
+        return torch.stack(out, dim=1).cpu()
+
+    def synthesize(
+        self, text: str | Iterable[str], voice: VoicePrompt | None = None, **options
+    ) -> np.ndarray:
+        """Speech for ``text`` -> ``[S]`` float32 samples at :attr:`sample_rate`.
+
+        Keyword options are the fields of :class:`TTSOptions`.
+        """
+        codes = self.codes(text, voice, **options)
+        ref = voice.ref_codes if voice is not None and voice.in_context else None
+        if ref is not None:
+            # The reference frames give the vocoder the voice's context; their audio is cut.
+            codes = torch.cat((ref.to(codes), codes), dim=1)
+        with torch.inference_mode():
+            audio = self.codec.decode(codes[None])
+        skip = 0 if ref is None else ref.shape[1] * self.codec.decoder.hop_length
+        return audio.wav[0, 0, skip : int(audio.lengths[0])].numpy()
+
+    def stream(
+        self, text: str | Iterable[str], voice: VoicePrompt | None = None, **options
+    ) -> Iterator[np.ndarray]:
+        """Speech for ``text`` as it is generated: ``[n]`` float32 chunks at 24 kHz.
+
+        The first chunk follows the first frame. Text may be an iterable of pieces that is
+        read only as far as the speech needs it. Concatenated, the chunks equal
+        :meth:`synthesize` for the same seed.
+        """
+        request = self._request(text, voice, TTSOptions(**options))
+        ref = voice.ref_codes if voice is not None and voice.in_context else None
+        return _stream_audio(self.codec.decoder, request, ref)
+
+
+@torch.inference_mode()
+def _stream_audio(decoder, request: SynthesisRequest, ref: torch.Tensor | None):
+    """Frames through the streaming vocoder; the reference frames' own audio is dropped."""
+    device = next(decoder.parameters()).device
+    with decoder.streaming(1):
+        skip = 0
+        if ref is not None:
+            skip = ref.shape[1] * decoder.hop_length
+            _, skip = _cut(decoder.push(ref[None].to(device)), skip)
+        for frame in frames(request):
+            wav, skip = _cut(decoder.push(frame[None, :, None].to(device)), skip)
+            if wav.size:
+                yield wav
+        wav, skip = _cut(decoder.flush(), skip)
+        if wav.size:
+            yield wav
+
+
+def _cut(chunk, skip: int) -> tuple[np.ndarray, int]:
+    """Drop the first ``skip`` samples of the stream (the reference's audio)."""
+    wav = chunk.wav[0, 0, : int(chunk.lengths[0])].numpy()
+    if skip >= len(wav):
+        return wav[:0], skip - len(wav)
+    return wav[skip:], 0
+
+
+def _read_generation(path: Path) -> GenerationConfig:
+    """Sampling settings of ``generation_config.json`` (released defaults when absent)."""
+    if not path.is_file():
+        return GenerationConfig()
+    data = json.loads(path.read_text())
+    talker = SamplingConfig(
+        do_sample=data.get("do_sample", True),
+        temperature=data.get("temperature", 0.9),
+        top_k=data.get("top_k", 50),
+        top_p=data.get("top_p", 1.0),
+        repetition_penalty=data.get("repetition_penalty", 1.05),
+    )
+    predictor = SamplingConfig(
+        do_sample=data.get("subtalker_dosample", True),
+        temperature=data.get("subtalker_temperature", 0.9),
+        top_k=data.get("subtalker_top_k", 50),
+        top_p=data.get("subtalker_top_p", 1.0),
+    )
+    return GenerationConfig(talker, predictor)
+
+
+def _write_generation(path: Path, gen: GenerationConfig) -> None:
+    t, p = gen.talker, gen.code_predictor
+    data = {
+        "do_sample": t.do_sample,
+        "temperature": t.temperature,
+        "top_k": t.top_k,
+        "top_p": t.top_p,
+        "repetition_penalty": t.repetition_penalty,
+        "subtalker_dosample": p.do_sample,
+        "subtalker_temperature": p.temperature,
+        "subtalker_top_k": p.top_k,
+        "subtalker_top_p": p.top_p,
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")

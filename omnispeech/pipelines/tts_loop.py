@@ -1,0 +1,197 @@
+"""The frame loop of text to speech: text feed -> ARIA scheduler -> talker + MTP -> codes.
+
+Text is pulled from the caller's pieces only when the speech needs it: the scheduler answers
+``WAIT`` when the text item due at the next position has not arrived, and only then is the
+next piece read. Each segment of the text (see :mod:`omnispeech.pipelines.tts_text`) is one
+utterance: a fresh prompt with the same voice, the talker's cache reused.
+
+A duration guard ends an utterance that never chooses end-of-speech: at most
+``GUARD_SECONDS + GUARD_SECONDS_PER_TOKEN * tokens`` of speech per utterance (slowed down by
+``speed`` < 1), with a :class:`GenerationWarning`. Released models say about 3-5 tokens per
+second, so the guard only catches runaways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Iterator
+
+import torch
+
+from omnispeech.errors import InputError
+from omnispeech.interleave import RatePolicy, Scheduler
+from omnispeech.pipelines.tts_prompt import (
+    TextTrack,
+    VoicePrompt,
+    control_prefix,
+    reference_overlay,
+)
+from omnispeech.pipelines.tts_text import SEGMENT_END, TextFeed
+from omnispeech.talker import GenerationConfig, Talker
+from omnispeech.talker.model import TalkerState
+
+GUARD_SECONDS = 3.0
+GUARD_SECONDS_PER_TOKEN = 0.6
+FRAME_RATE = 12.5  # codec frames per second of the 12 Hz models
+
+_EXHAUSTED = object()  # no text left at all
+
+
+class GenerationWarning(UserWarning):
+    """Generation ended differently than the model intended (duration guard, early end)."""
+
+
+@dataclasses.dataclass
+class SynthesisRequest:
+    """Everything one synthesis needs (built by :class:`omnispeech.pipelines.tts.TTS`)."""
+
+    talker: Talker
+    role_ids: list[int]
+    feed: TextFeed
+    pieces: Iterator[str]
+    voice: VoicePrompt
+    language: str
+    policy: RatePolicy
+    arrangement: str
+    generation: GenerationConfig
+    generator: torch.Generator
+
+    def pull(self) -> list[int] | None | object:
+        """Next tokens of the current segment, ``SEGMENT_END``, or ``_EXHAUSTED``; reads
+        pieces from the caller only when nothing is ready."""
+        while True:
+            out = self.feed.take()
+            if out is SEGMENT_END or out:
+                return out
+            if self.feed.finished:
+                return _EXHAUSTED
+            piece = next(self.pieces, None)
+            if piece is None:
+                self.feed.finish()
+            elif not isinstance(piece, str):
+                raise InputError(f"text pieces must be str, got {type(piece).__name__}")
+            else:
+                self.feed.add(piece)
+
+    def guard(self, tokens: int) -> int:
+        """Most frames of an utterance of ``tokens`` text tokens."""
+        seconds = GUARD_SECONDS + GUARD_SECONDS_PER_TOKEN * tokens
+        return math.ceil(seconds * FRAME_RATE / min(1.0, self.policy.speed))
+
+
+@torch.inference_mode()
+def frames(request: SynthesisRequest) -> Iterator[torch.Tensor]:
+    """Generate codes frame by frame, ``[K]`` int64 each, over every segment of the text."""
+    track = TextTrack(request.talker)
+    cache_holder: list = [None]
+    while True:
+        first = request.pull()
+        if first is _EXHAUSTED:
+            return
+        if first is SEGMENT_END:
+            continue
+        yield from _utterance(request, track, list(first), cache_holder)
+
+
+def _utterance(
+    request: SynthesisRequest, track: TextTrack, first: list[int], cache_holder: list
+) -> Iterator[torch.Tensor]:
+    talker, voice = request.talker, request.voice
+    ids = talker.spec.tokens
+    prefix = control_prefix(track, request.role_ids, request.language, voice)
+    sched = Scheduler(request.policy)
+    tokens = list(first)
+
+    def more() -> None:
+        got = request.pull()
+        if got is SEGMENT_END or got is _EXHAUSTED:
+            sched.close()
+        else:
+            sched.push(got)
+            tokens.extend(got)
+
+    if voice.in_context:
+        # The overlay needs the text that fits over the reference frames (all of it for the
+        # full arrangement); then the rest enters one token per frame.
+        room = voice.ref_codes.shape[1] + 1 - len(voice.ref_text_ids)
+        closed = False
+        while not closed and (request.arrangement == "full" or len(tokens) < room):
+            got = request.pull()
+            if got is SEGMENT_END or got is _EXHAUSTED:
+                closed = True
+            else:
+                tokens.extend(got)
+        block, trailing, end_in_prompt = reference_overlay(
+            track, voice, tokens, closed, request.arrangement
+        )
+        sched.push(trailing)
+        if closed:
+            sched.close()
+        prompt = torch.cat((prefix, block))
+    else:
+        sched.push(first)
+        end_in_prompt = False
+        lead = []
+        while True:
+            pos = sched.next()
+            if pos.is_wait:
+                more()
+                continue
+            if pos.is_lead_in:
+                lead.append(track.item(pos.text) + track.codec([ids.codec_pad])[0])
+                continue
+            lead.append(track.item(pos.text) + track.codec([ids.codec_bos])[0])
+            break
+        prompt = torch.cat((prefix, torch.stack(lead)))
+
+    capacity = min(
+        talker.spec.talker.max_positions,
+        prompt.shape[0] + request.guard(request.feed.max_tokens) + 2,
+    )
+    state = talker.start(prompt[None], capacity, cache_holder[0])
+    cache_holder[0] = state.cache
+    made = 0
+    while True:
+        limit = request.guard(len(tokens))
+        if made >= limit or state.cache.length >= capacity:
+            warnings.warn(
+                f"speech did not end after {made} frames ({made / FRAME_RATE:.1f} s) for "
+                f"{len(tokens)} text tokens; cut by the duration guard",
+                GenerationWarning,
+                stacklevel=3,
+            )
+            break
+        codes = talker.sample_frame(state, request.generation, request.generator)
+        if bool(state.done.all()):
+            break
+        yield codes[0]
+        made += 1
+        _advance(talker, state, codes, track, sched, more, end_in_prompt)
+    # The model may end before all of the segment's text entered: drop the rest of it so the
+    # next segment starts where it should.
+    while not sched.closed:
+        more()
+    if not end_in_prompt and not sched.done:
+        warnings.warn(
+            "speech ended before all of its text was spoken", GenerationWarning, stacklevel=3
+        )
+
+
+def _advance(  # noqa: PLR0913 - the loop's state
+    talker: Talker,
+    state: TalkerState,
+    codes: torch.Tensor,
+    track: TextTrack,
+    sched: Scheduler,
+    more,
+    end_in_prompt: bool,
+) -> None:
+    if end_in_prompt:
+        text = track.pad
+    else:
+        while (pos := sched.next()).is_wait:
+            more()
+        text = track.item(pos.text)
+    talker.advance(state, codes, text[None])

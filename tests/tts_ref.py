@@ -1,0 +1,103 @@
+"""A tiny random Qwen3-TTS folder built by omnispeech itself (no network, a few seconds).
+
+Talker (16 code groups, 2048-entry codebooks so that its codes are valid for the codec), code
+predictor, ECAPA speaker encoder, a byte-level tokenizer with the Qwen/TTS special tokens and a
+tiny 12 Hz codec exported by the codec training code, all in the released folder layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from omnispeech.pipelines.codec import Codec
+from omnispeech.pipelines.tts import TTS
+from omnispeech.talker import (
+    CodePredictorConfig,
+    SpeakerEncoder,
+    SpeakerEncoderConfig,
+    Talker,
+    TalkerConfig,
+    TalkerSpec,
+    TalkerTokens,
+)
+from omnispeech.testing import tiny_tokenizer
+from omnispeech.training.codec_model import TrainableCodec
+from omnispeech.training.config import CodecModelConfig, CodecRunConfig
+
+TTS_SPECIALS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>",
+    "<|tts_pad|>", "<|tts_text_bos|>", "<|tts_text_eod|>",
+)  # fmt: skip
+HIDDEN = 32
+
+
+def tiny_codec(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    cfg = CodecModelConfig(
+        num_codebooks=16,
+        codebook_size=2048,
+        encoder_filters=4,
+        encoder_dim=32,
+        encoder_layers=1,
+        encoder_heads=2,
+        decoder_hidden=32,
+        decoder_layers=1,
+        decoder_heads=2,
+        decoder_latent=32,
+        decoder_dim=32,
+    )
+    return TrainableCodec(cfg, CodecRunConfig()).export(path)
+
+
+def tiny_tts(path: Path, seed: int = 0) -> Path:
+    """Write a tiny random Qwen3-TTS Base folder at ``path`` and return it."""
+    tok = tiny_tokenizer(TTS_SPECIALS)
+    sid = tok.token_to_id
+    tokens = TalkerTokens(
+        tts_pad=sid("<|tts_pad|>"),
+        tts_bos=sid("<|tts_text_bos|>"),
+        tts_eos=sid("<|tts_text_eod|>"),
+        im_start=sid("<|im_start|>"),
+        im_end=sid("<|im_end|>"),
+        languages={"english": 2050, "german": 2053, "chinese": 2055, "beijing_dialect": 2074},
+    )
+    talker_cfg = TalkerConfig(
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=8,
+        max_positions=4096,
+        text_vocab_size=tok.get_vocab_size(),
+        text_hidden_size=24,
+        projection_size=24,
+    )
+    predictor = CodePredictorConfig(
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_layers=1,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=8,
+        input_size=HIDDEN,
+    )
+    torch.manual_seed(seed)
+    talker = Talker(TalkerSpec(talker_cfg, predictor, tokens, "qwen3_tts")).eval()
+    speaker = SpeakerEncoder(
+        SpeakerEncoderConfig(
+            enc_dim=HIDDEN,
+            enc_channels=(16, 16, 16, 16, 48),
+            enc_attention_channels=8,
+            enc_res2net_scale=4,
+            enc_se_channels=8,
+        )
+    ).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    codec_dir = tiny_codec(path / "speech_tokenizer", seed)
+    tts = TTS(talker, Codec.from_pretrained(codec_dir), tok, speaker)
+    tts._source = path
+    tts.save_pretrained(path)
+    return path
