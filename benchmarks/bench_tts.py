@@ -1,0 +1,267 @@
+"""Talker + code predictor at the Qwen3-TTS-12Hz-0.6B shapes: omnispeech against qwen-tts.
+
+CPU, random weights shared by both implementations (the reference's, loaded into omnispeech's
+``Talker``), voice cloning with a speaker vector, streaming-text arrangement, sampling on
+(the released settings), 2 threads. Measured in one run:
+
+1. per-frame latency of talker + MTP (codebook 0 and the 15 residual codebooks of one frame):
+   the difference between generating ``long`` and ``short`` frames after the same prompt,
+   divided by the extra frames, so the prompt's cost cancels out. float32 and bfloat16 for
+   both; float16 and int8 weight-only (bfloat16 activations) for omnispeech only;
+2. first-packet latency of an utterance of ``packet_frames`` frames: qwen-tts returns audio
+   only after generating every frame and decoding them all; omnispeech streams, so its first
+   packet is the prompt, one frame and one streaming Code2Wav step. Both decoders are the
+   released 12 Hz tokenizer's decoder (random weights);
+3. omnispeech's steady streaming cost per frame: talker + MTP + one Code2Wav push.
+
+End-of-speech is made impossible in the shared weights (its codec-head row is zeroed, below
+every top-50 logit), so both generate exactly the requested number of frames.
+
+Side environment: the one of ``bench_codec.py`` (qwen-tts 0.1.1, transformers 4.57.3,
+omnispeech installed with ``--no-deps``). Run from the repository root::
+
+    /tmp/venv-qwentts/bin/python -m benchmarks.bench_tts          # writes the tts section
+    /tmp/venv-qwentts/bin/python -m benchmarks.bench_tts --quick  # smoke run, prints only
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import importlib.metadata
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import (
+    machine_info,
+    machine_line,
+    print_json,
+    set_threads,
+    sig3,
+    time_call,
+    today,
+    write_section,
+)
+from benchmarks.qwen_tts_ref import build_models
+from benchmarks.qwen_tts_talker_ref import TalkerPair, tts_model_06b
+
+THREADS = 2
+FRAME_SECONDS = 0.08
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    short: int  # frames of the shorter generation
+    long: int  # frames of the longer one
+    repeats: int
+    packet_frames: int  # utterance length for the first-packet comparison
+    text_tokens: int
+
+
+FULL = Settings(short=2, long=10, repeats=2, packet_frames=40, text_tokens=24)
+QUICK = Settings(short=1, long=3, repeats=1, packet_frames=4, text_tokens=8)
+
+
+def _ref_generate(ref: Any, prompt: dict[str, Any], frames: int) -> torch.Tensor:
+    """qwen-tts ``generate`` for ``frames`` whole frames -> codes ``[frames, 16]``."""
+    codes, _ = ref.generate(**prompt, max_new_tokens=frames + 1)
+    out = codes[0]
+    if out.shape[0] != frames:
+        raise RuntimeError(f"the reference made {out.shape[0]} frames, not {frames}")
+    return out
+
+
+def _ours_generate(talker: Any, prompt: Any, frames: int, seed: int = 0) -> torch.Tensor:
+    from omnispeech.talker import GenerationConfig
+
+    gen = GenerationConfig()
+    generator = torch.Generator().manual_seed(seed)
+    state = talker.start(prompt.embeds, prompt.embeds.shape[1] + frames + 2)
+    text = talker.embed_text(torch.tensor([prompt.trailing[:1] or [0]]))[:, 0]
+    out = []
+    for _ in range(frames):
+        codes = talker.sample_frame(state, gen, generator)
+        out.append(codes)
+        talker.advance(state, codes, text)
+    return torch.cat(out)
+
+
+def _frame_cost(generate: Callable[[int], object], s: Settings, warmup: int) -> float:
+    """Seconds per extra frame: ``generate(long)`` minus ``generate(short)``, medians."""
+    short = time_call(lambda: generate(s.short), s.repeats, warmup=warmup)
+    long = time_call(lambda: generate(s.long), s.repeats, warmup=warmup)
+    return (long.median - short.median) / (s.long - s.short)
+
+
+def bench_frames(pair: TalkerPair, s: Settings) -> dict[str, Any]:
+    """Per-frame talker + MTP latency for each dtype (and int8 for omnispeech)."""
+    ref, ours = pair.ref, pair.ours
+    out: dict[str, Any] = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        ref.to(dtype)
+        ours.to(dtype)
+        rp, op = pair.ref_prompt(dtype), pair.our_prompt(dtype)
+        print(f"  {name}: reference ...", file=sys.stderr)
+        rf = _frame_cost(functools.partial(_ref_generate, ref, rp), s, warmup=0)
+        print(f"  {name}: omnispeech ...", file=sys.stderr)
+        of = _frame_cost(functools.partial(_ours_generate, ours, op), s, warmup=1)
+        out[name] = {"reference_s": rf, "omnispeech_s": of, "speedup": rf / of}
+    for name, dtype, quant in (
+        ("float16", torch.float16, False),
+        ("int8+bfloat16", torch.bfloat16, True),
+    ):
+        ours.to(dtype)
+        if quant:
+            ours.quantize_int8()
+        print(f"  {name}: omnispeech ...", file=sys.stderr)
+        of = _frame_cost(functools.partial(_ours_generate, ours, pair.our_prompt(dtype)), s, 1)
+        out[name] = {
+            "omnispeech_s": of,
+            "speedup_vs_reference_float32": out["float32"]["reference_s"] / of,
+            "speedup_vs_reference_bfloat16": out["bfloat16"]["reference_s"] / of,
+        }
+    ref.to(torch.float32)
+    return out
+
+
+def bench_first_packet(pair: TalkerPair, codec: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """Seconds until the first audio exists, float32, utterance of ``packet_frames`` frames."""
+    from omnispeech.talker import GenerationConfig
+
+    ref, ours = pair.ref, pair.ours
+    rp = pair.ref_prompt(torch.float32)
+    ref_decoder, our_decoder = codec["reference"], codec["omnispeech"]
+
+    def reference() -> None:
+        codes = _ref_generate(ref, rp, s.packet_frames)
+        ref_decoder.decode(codes[None])
+
+    def omnispeech() -> None:
+        op = pair.our_prompt(torch.float32)
+        state = ours.start(op.embeds, op.embeds.shape[1] + s.packet_frames + 2)
+        frame = ours.sample_frame(state, GenerationConfig(), torch.Generator().manual_seed(0))
+        with our_decoder.streaming(1):
+            chunk = our_decoder.push(frame[:, :, None])
+        assert int(chunk.lengths[0]) > 0
+
+    print("  first packet: reference ...", file=sys.stderr)
+    r = time_call(reference, s.repeats, warmup=0)
+    print("  first packet: omnispeech ...", file=sys.stderr)
+    o = time_call(omnispeech, s.repeats)
+    return {
+        "frames": s.packet_frames,
+        "reference_s": r.median,
+        "omnispeech_s": o.median,
+        "speedup": r.median / o.median,
+    }
+
+
+def bench_stream_step(pair: TalkerPair, codec: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """omnispeech float32: one streamed frame = talker + MTP + one Code2Wav push."""
+    from omnispeech.talker import GenerationConfig
+
+    ours, decoder = pair.ours, codec["omnispeech"]
+    op = pair.our_prompt(torch.float32)
+    gen, g = GenerationConfig(), torch.Generator().manual_seed(0)
+    text = ours.embed_text(torch.tensor([[0]]))[:, 0]
+    steps = s.long
+    with torch.inference_mode(), decoder.streaming(1):
+        state = ours.start(op.embeds, op.embeds.shape[1] + steps + 4)
+
+        def step() -> None:
+            codes = ours.sample_frame(state, gen, g)
+            decoder.push(codes[:, :, None])
+            ours.advance(state, codes, text)
+
+        t = time_call(step, steps)
+    return {"seconds_per_frame": t.median, "real_time_factor": t.median / FRAME_SECONDS}
+
+
+def markdown(res: dict[str, Any]) -> str:
+    f = res["frames"]
+    p = res["first_packet"]
+    st = res["stream_step"]
+    lines = [
+        "## TTS talker + MTP (Qwen3-TTS-12Hz-0.6B shapes)",
+        "",
+        f"{res['date']}; {machine_line(res['machine'])}; qwen-tts {res['versions']['qwen-tts']} "
+        f"with transformers {res['versions']['transformers']}. Random weights shared by both "
+        "(the reference's state dict loaded into omnispeech's Talker), x-vector cloning, "
+        "streaming-text arrangement, sampling with the released settings. "
+        "Script: `benchmarks/bench_tts.py`.",
+        "",
+        "Per-frame latency of talker + MTP (one 80 ms frame: codebook 0 and the 15 residual "
+        "codebooks), from the difference of two generation lengths after the same prompt:",
+        "",
+        "| weights / activations | qwen-tts | omnispeech | speed-up |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in ("float32", "bfloat16"):
+        r = f[name]
+        lines.append(
+            f"| {name} | {sig3(r['reference_s'])} s | {sig3(r['omnispeech_s'])} s | "
+            f"{r['speedup']:.1f}x |"
+        )
+    for name in ("float16", "int8+bfloat16"):
+        r = f[name]
+        lines.append(
+            f"| {name} (omnispeech only) | - | {sig3(r['omnispeech_s'])} s | "
+            f"{r['speedup_vs_reference_float32']:.1f}x vs qwen-tts float32, "
+            f"{r['speedup_vs_reference_bfloat16']:.1f}x vs bfloat16 |"
+        )
+    lines += [
+        "",
+        f"First-packet latency, float32, an utterance of {p['frames']} frames "
+        f"({p['frames'] * FRAME_SECONDS:.1f} s): qwen-tts returns audio after generating and "
+        f"decoding all of it, {sig3(p['reference_s'])} s; omnispeech streams its first packet "
+        f"(prompt, one frame, one Code2Wav step) after {sig3(p['omnispeech_s'])} s: "
+        f"**{p['speedup']:.0f}x** sooner (the gap grows with the utterance).",
+        "",
+        f"omnispeech streaming, float32: {sig3(st['seconds_per_frame'])} s per 80 ms frame "
+        f"(talker + MTP + Code2Wav push), real-time factor {st['real_time_factor']:.2f}.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run; no RESULTS.md")
+    args = parser.parse_args(argv)
+    s = QUICK if args.quick else FULL
+    threads = set_threads(THREADS)
+    print(f"torch.set_num_threads({THREADS}) -> {threads} threads", file=sys.stderr)
+    results: dict[str, Any] = {
+        "benchmark": "tts",
+        "date": today(),
+        "machine": machine_info(),
+        "versions": {
+            d: importlib.metadata.version(d) for d in ("qwen-tts", "transformers", "omnispeech")
+        },
+        "settings": {**dataclasses.asdict(s), "quick": args.quick},
+    }
+    t0 = time.perf_counter()
+    pair = tts_model_06b(s.text_tokens)
+    with tempfile.TemporaryDirectory() as tmp:
+        from omnispeech.vocoder import Code2Wav
+
+        ref_codec, _ = build_models(Path(tmp))
+        codec = {"reference": ref_codec, "omnispeech": Code2Wav.from_pretrained(tmp)}
+    print(f"models built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    results["first_packet"] = bench_first_packet(pair, codec, s)
+    results["stream_step"] = bench_stream_step(pair, codec, s)
+    results["frames"] = bench_frames(pair, s)
+    results["total_s"] = time.perf_counter() - t0
+    print_json(results)
+    if not args.quick:
+        write_section("tts", markdown(results))
+
+
+if __name__ == "__main__":
+    main()
