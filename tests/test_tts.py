@@ -148,6 +148,24 @@ def test_save_and_load_round_trip(tts, tmp_path):
     assert (tmp_path / "speech_tokenizer" / "config.json").is_file()
 
 
+def test_saved_voice_gives_the_same_speech(tts, clip, tmp_path):
+    from omnispeech.pipelines import VoicePrompt
+
+    voice = tts.voice(clip, "a short clip", sample_rate=RATE)
+    voice.save(tmp_path / "me.voice")
+    again = VoicePrompt.load(tmp_path / "me.voice")
+    assert torch.equal(tts.codes("Hi.", again, seed=3), tts.codes("Hi.", voice, seed=3))
+    (tmp_path / "bad.voice").write_bytes(b"not a voice")
+    with pytest.raises(InputError, match="not a saved voice"):
+        VoicePrompt.load(tmp_path / "bad.voice")
+    wrong = VoicePrompt(speaker=torch.zeros(7))
+    with pytest.raises(InputError, match="another model"):
+        tts.codes("Hi.", wrong)
+    wrong = VoicePrompt(speaker=voice.speaker, ref_codes=voice.ref_codes[:8], ref_text_ids=[5])
+    with pytest.raises(InputError, match="reference codes"):
+        tts.codes("Hi.", wrong)
+
+
 def test_bad_input_errors(tts, clip):
     with pytest.raises(InputError, match="empty"):
         tts.synthesize("   ")
@@ -202,6 +220,14 @@ def test_cli_writes_speech_and_reports_errors_in_one_line(folder, tmp_path):
     wav, rate = sf.read(out)
     assert rate == RATE and len(wav) > RATE
     assert "seed 3" in result.output
+    saved = tmp_path / "me.voice"
+    result = runner.invoke(main, [*args, "--seed", "3", "--save-voice", str(saved)])
+    assert result.exit_code == 0 and saved.is_file()
+    reused = tmp_path / "reused.wav"
+    result = runner.invoke(
+        main, ["tts", "Hello.", "--voice", str(saved), "-o", str(reused), "-m", str(folder)]
+    )
+    assert result.exit_code == 0, result.output
     streamed = tmp_path / "streamed.wav"
     result = runner.invoke(
         main,

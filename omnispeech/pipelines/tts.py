@@ -59,15 +59,16 @@ class TTSOptions:
         speed: speech speed control for the text feed (> 1 faster, < 1 slower; 1 = as
             trained). With the released models, text already enters at the fastest rate the
             arrangement allows, so values above 1 change nothing there.
-        arrangement: ``stream`` (text enters one token per frame, as released for cloning)
-            or ``full`` (all text in the prompt first).
+        arrangement: ``stream`` (text enters one token per frame) or ``full`` (all text in
+            the prompt first); None follows the released wrappers: ``full`` for built-in
+            speakers, ``stream`` for cloned voices.
         generation: sampling settings (default: the checkpoint's).
     """
 
     language: str = "auto"
     seed: int | None = None
     speed: float = 1.0
-    arrangement: str = "stream"
+    arrangement: str | None = None
     generation: GenerationConfig | None = None
 
 
@@ -264,8 +265,12 @@ class TTS:
     def _request(
         self, text: str | Iterable[str], voice: VoicePrompt | None, options: TTSOptions
     ) -> SynthesisRequest:
-        if options.arrangement not in ARRANGEMENTS:
-            raise InputError(f"arrangement must be one of {ARRANGEMENTS}")
+        voice = voice or VoicePrompt()
+        arrangement = options.arrangement
+        if arrangement is None:
+            arrangement = "full" if voice.speaker_id is not None else "stream"
+        if arrangement not in ARRANGEMENTS:
+            raise InputError(f"arrangement must be one of {ARRANGEMENTS}, got {arrangement!r}")
         if not options.speed > 0:
             raise InputError(f"speed must be > 0, got {options.speed}")
         if isinstance(text, str) and not text.strip():
@@ -275,7 +280,7 @@ class TTS:
         self.last_seed = seed
         device = self.talker.codec_head.weight.device
         generator = torch.Generator(device=device).manual_seed(seed)
-        policy = RatePolicy.released(streaming_text=options.arrangement == "stream")
+        policy = RatePolicy.released(streaming_text=arrangement == "stream")
         policy = dataclasses.replace(policy, speed=options.speed)
         feed = TextFeed(
             lambda s: self.tokenizer.encode(s, add_special_tokens=False).ids,
@@ -286,10 +291,10 @@ class TTS:
             role_ids=self.role_ids,
             feed=feed,
             pieces=iter(pieces),
-            voice=voice or VoicePrompt(),
+            voice=voice,
             language=options.language,
             policy=policy,
-            arrangement=options.arrangement,
+            arrangement=arrangement,
             generation=options.generation or self.generation,
             generator=generator,
         )

@@ -23,14 +23,18 @@ Generated frames then receive the trailing text one per frame and ``tts_pad`` af
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from omnispeech.errors import InputError
 from omnispeech.interleave import ItemKind, TextItem
 from omnispeech.talker import Talker
 
 ARRANGEMENTS = ("stream", "full")
+VOICE_FORMAT = "omnispeech-voice-1"
 
 
 @dataclasses.dataclass
@@ -52,6 +56,40 @@ class VoicePrompt:
     @property
     def in_context(self) -> bool:
         return self.ref_codes is not None
+
+    def save(self, path: str | Path) -> None:
+        """Write the voice to a safetensors file (reuse it without the reference clip)."""
+        tensors = {}
+        if self.speaker is not None:
+            tensors["speaker"] = self.speaker.detach().float().cpu().contiguous()
+        if self.ref_codes is not None:
+            tensors["ref_codes"] = self.ref_codes.detach().long().cpu().contiguous()
+            tensors["ref_text_ids"] = torch.tensor(self.ref_text_ids or [], dtype=torch.long)
+        meta = {"format": VOICE_FORMAT, "speaker_id": self.speaker_id or ""}
+        save_file(tensors, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> VoicePrompt:
+        """Read a voice written by :meth:`save`.
+
+        Raises:
+            InputError: a missing file, or one that is not a saved voice.
+        """
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+        except (OSError, SafetensorError) as exc:
+            raise InputError(f"{path}: not a saved voice ({exc})") from None
+        if meta.get("format") != VOICE_FORMAT:
+            raise InputError(f"{path}: not a saved voice (no {VOICE_FORMAT} marker)")
+        ids = tensors.get("ref_text_ids")
+        return cls(
+            speaker=tensors.get("speaker"),
+            ref_codes=tensors.get("ref_codes"),
+            ref_text_ids=ids.tolist() if ids is not None else None,
+            speaker_id=meta.get("speaker_id") or None,
+        )
 
 
 @dataclasses.dataclass
@@ -138,6 +176,11 @@ def control_prefix(
     )
     codec_prefix = [track.codec(control)]
     if voice.speaker is not None:
+        if voice.speaker.shape != track.pad.shape:
+            raise InputError(
+                f"the voice's speaker vector has {voice.speaker.shape[-1]} values but this "
+                f"model's talker takes {track.pad.shape[-1]}: it was made with another model"
+            )
         codec_prefix.append(voice.speaker.to(track.pad)[None])
     elif voice.speaker_id is not None:
         name = voice.speaker_id.lower()
@@ -172,7 +215,21 @@ def reference_overlay(
     if not voice.ref_text_ids:
         raise InputError("in-context cloning needs the reference transcript (ref_text)")
     ids = track.talker.spec.tokens
-    frames = track.talker.embed_frames(voice.ref_codes.to(track.device)[None])[0]
+    talker = track.talker
+    codes = voice.ref_codes
+    if codes.ndim != 2 or codes.shape[0] != talker.num_code_groups or codes.shape[1] == 0:
+        raise InputError(
+            f"reference codes must be [{talker.num_code_groups}, T], got {tuple(codes.shape)}"
+        )
+    # Codebook 0 lives below the talker's control ids; the others in the predictor's tables.
+    first = talker.spec.talker.vocab_size - 1024
+    rest = talker.spec.code_predictor.vocab_size
+    if int(codes.min()) < 0 or int(codes[0].max()) >= first or int(codes[1:].max()) >= rest:
+        raise InputError(
+            f"reference codes out of range (codebook 0 < {first}, others < {rest}): "
+            "made with another codec?"
+        )
+    frames = talker.embed_frames(codes.to(track.device)[None])[0]
     speech = torch.cat((track.codec([ids.codec_bos]), frames))
     words_ids = voice.ref_text_ids + text_ids
     words = track.tokens(words_ids)
