@@ -62,3 +62,14 @@ def test_bad_settings_are_refused():
     for bad in ({"temperature": 0}, {"top_k": -1}, {"top_p": 0.0}, {"repetition_penalty": 0}):
         with pytest.raises(ValueError):
             SamplingConfig(**bad)
+
+
+def test_generation_config_round_trips_through_json(tmp_path):
+    import json
+
+    from omnispeech.talker import GenerationConfig
+
+    cfg = GenerationConfig.greedy()
+    path = tmp_path / "gen.json"
+    cfg.to_json(path)
+    assert GenerationConfig.from_dict(json.loads(path.read_text())) == cfg

@@ -58,6 +58,22 @@ class GenerationConfig(FrozenConfig):
         """Arg-max everywhere (the parity setting), released repetition penalty kept."""
         return cls(SamplingConfig(do_sample=False, repetition_penalty=1.05), SamplingConfig(False))
 
+    @classmethod
+    def from_dict(cls, data: dict) -> GenerationConfig:
+        """Nested dicts for ``talker`` / ``code_predictor`` (strict, like every config)."""
+        data = dict(data)
+        for name in ("talker", "code_predictor"):
+            if isinstance(data.get(name), dict):
+                data[name] = SamplingConfig.from_dict(data[name])
+        return super().from_dict(data)
+
+    def to_dict(self) -> dict:
+        return {
+            "talker": self.talker.to_dict(),
+            "code_predictor": self.code_predictor.to_dict(),
+            "min_frames": self.min_frames,
+        }
+
 
 class ResizeMLP(nn.Module):
     """``fc2(silu(fc1(x)))`` with biases: text/Thinker width -> talker width."""
@@ -179,7 +195,9 @@ class Talker(nn.Module):
         :mod:`omnispeech.core.quant`). Returns the number of layers converted.
         """
         dtype = self.model.norm.weight.dtype
-        count = quantize_linears_(self.model, dtype) + quantize_linears_(self.code_predictor, dtype)
+        # The MoE router ("gate") stays exact: a rounding error there would switch experts.
+        count = quantize_linears_(self.model, dtype, skip=("gate",))
+        count += quantize_linears_(self.code_predictor, dtype)
         self.codec_head = Int8Linear.from_linear(self.codec_head, dtype)
         return count + 1
 
