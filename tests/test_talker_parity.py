@@ -169,3 +169,38 @@ def test_save_load_round_trip(tts_golden, tmp_path):
     x = torch.from_numpy(cases["talker_inputs"])
     assert torch.equal(again(x), talker(x))
     assert again.spec == talker.spec
+
+
+@pytest.mark.parametrize("in_context", [False, True])
+@pytest.mark.parametrize("arrangement", ["stream", "full"])
+def test_prompt_follows_the_aria_arrangement(tts_golden, in_context, arrangement):
+    """The pipeline's prompt has the positions and trailing text of ARIA's description of the
+    released arrangement (whose own tests pin it to the reference's counts)."""
+    from omnispeech.interleave import (
+        ItemKind,
+        tts_icl,
+        tts_non_streaming,
+        tts_prefix_positions,
+        tts_streaming,
+    )
+
+    talker, cases = tts_golden
+    target, ref_text = cases["target"].tolist(), cases["ref_text"].tolist()
+    ref_codes = torch.from_numpy(cases["ref_code"]).T
+    streaming = arrangement == "stream"
+    if in_context:
+        voice = VoicePrompt(speaker=torch.from_numpy(cases["speaker"]), ref_codes=ref_codes,
+                            ref_text_ids=ref_text)  # fmt: skip
+        aria = tts_icl(ref_text, target, ref_codes.shape[1], streaming=streaming)
+    else:
+        voice = VoicePrompt(speaker=torch.from_numpy(cases["speaker"]))
+        aria = (tts_streaming if streaming else tts_non_streaming)(target)
+    prompt = build_prompt(talker, ROLE, target, "english", voice, arrangement)
+    prefix = tts_prefix_positions(language=True, speaker=True)
+    assert prompt.embeds.shape[1] == prefix + len(aria.prefill)
+    tokens = [item.token for item in aria.trailing if item.kind is ItemKind.TOKEN]
+    assert prompt.trailing == tokens
+    kinds = [item.kind for item in aria.trailing]
+    # tts_eos either entered in the prompt, or is the last trailing item.
+    assert prompt.end_in_prompt == (ItemKind.TEXT_END not in kinds)
+    assert prompt.end_in_prompt or kinds[-1] is ItemKind.TEXT_END
