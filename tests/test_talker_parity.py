@@ -204,3 +204,17 @@ def test_prompt_follows_the_aria_arrangement(tts_golden, in_context, arrangement
     # tts_eos either entered in the prompt, or is the last trailing item.
     assert prompt.end_in_prompt == (ItemKind.TEXT_END not in kinds)
     assert prompt.end_in_prompt or kinds[-1] is ItemKind.TEXT_END
+
+
+def test_code_predictor_loads_alone(tts_golden, tmp_path):
+    from omnispeech.talker import CodePredictor
+
+    _, cases = tts_golden
+    alone = CodePredictor.from_pretrained(GOLDEN)
+    got = alone.logits(torch.from_numpy(cases["predictor_inputs"]), 0)
+    assert np.abs(got.detach().numpy() - cases["predictor_logits"]).max() < 1e-5
+    alone.save_pretrained(tmp_path)
+    again = CodePredictor.from_pretrained(tmp_path)
+    x = torch.from_numpy(cases["predictor_inputs"])
+    assert torch.equal(again.logits(x, 2), alone.logits(x, 2))
+    assert again.cfg == alone.cfg

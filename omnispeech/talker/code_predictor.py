@@ -13,12 +13,25 @@ Module names equal the checkpoint keys under ``talker.code_predictor.``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
+from omnispeech.checkpoint import (
+    CheckpointFolder,
+    build_on_meta,
+    load_state,
+    resolve_folder,
+    save_folder,
+)
 from omnispeech.core import DecoderCache, DecoderStack
 from omnispeech.core.sampling import SamplingConfig, sample
-from omnispeech.talker.config import CodePredictorConfig
+from omnispeech.errors import CheckpointError
+from omnispeech.talker.config import CodePredictorConfig, read_spec
+
+PREFIX = "talker.code_predictor."
+OWN_MODEL_TYPE = "omnispeech_code_predictor"
 
 
 class CodePredictorModel(DecoderStack):
@@ -55,6 +68,36 @@ class CodePredictor(nn.Module):
     @property
     def num_code_groups(self) -> int:
         return self.cfg.num_code_groups
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> CodePredictor:
+        """Load ``talker.code_predictor.*`` from a Qwen3-TTS or Qwen3-Omni folder, or a folder
+        written by :meth:`save_pretrained`; nothing else is read.
+
+        Raises:
+            CheckpointError: no code predictor in the folder, or mismatched keys.
+        """
+        folder = CheckpointFolder(resolve_folder(name_or_path))
+        if folder.config.get("model_type") == OWN_MODEL_TYPE:
+            cfg = CodePredictorConfig.from_dict(folder.config["code_predictor"])
+        else:
+            cfg = read_spec(folder).code_predictor
+        if not folder.has_prefix(PREFIX):
+            raise CheckpointError(f"{folder.path}: no {PREFIX}* tensors in the weights")
+        model = build_on_meta(lambda: cls(cfg))
+        load_state(model, folder.read(PREFIX, dtype), f"{folder.path} (code predictor)")
+        return model.to(device=device, dtype=dtype).eval()
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``config.json`` + ``model.safetensors`` with the released names under
+        ``talker.code_predictor.``."""
+        config = {"model_type": OWN_MODEL_TYPE, "code_predictor": self.cfg.to_dict()}
+        save_folder(path, config, {PREFIX + k: v for k, v in self.state_dict().items()})
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         return self.small_to_mtp_projection(x)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from omnispeech.checkpoint import CheckpointFolder
 from omnispeech.config import FrozenConfig
 from omnispeech.core import DecoderConfig
-from omnispeech.errors import ConfigError
+from omnispeech.errors import CheckpointError, ConfigError
 
 
 def _theta(section: dict[str, Any]) -> float:
@@ -330,3 +331,25 @@ def qwen3_tts_config(spec: TalkerSpec, extra: dict[str, Any] | None = None) -> d
     }
     out.update(extra or {})
     return out
+
+
+def read_spec(folder: CheckpointFolder) -> TalkerSpec:
+    """The talker description of a Qwen3-TTS or Qwen3-Omni folder.
+
+    Raises:
+        CheckpointError: the folder holds no talker (e.g. an ASR model or a tokenizer).
+    """
+    cfg = folder.config
+    model_type = cfg.get("model_type", "")
+    if model_type == "qwen3_tts" or (
+        isinstance(cfg.get("talker_config"), dict)
+        and "code_predictor_config" in cfg["talker_config"]
+        and "text_config" not in cfg["talker_config"]
+    ):
+        return spec_from_qwen3_tts(cfg)
+    if isinstance(cfg.get("talker_config"), dict) and "text_config" in cfg["talker_config"]:
+        return spec_from_qwen3_omni(cfg)
+    raise CheckpointError(
+        f"{folder.path}: no talker here (model_type {model_type!r}); expected a Qwen3-TTS or "
+        "Qwen3-Omni checkpoint folder"
+    )

@@ -32,12 +32,7 @@ from omnispeech.core.quant import Int8Linear, quantize_linears_
 from omnispeech.core.sampling import SamplingConfig, sample
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.talker.code_predictor import CodePredictor
-from omnispeech.talker.config import (
-    TalkerSpec,
-    qwen3_tts_config,
-    spec_from_qwen3_omni,
-    spec_from_qwen3_tts,
-)
+from omnispeech.talker.config import TalkerSpec, qwen3_tts_config, read_spec
 from omnispeech.talker.moe import SharedExpertMoE
 
 
@@ -304,25 +299,3 @@ class Talker(nn.Module):
         safe = codes.clamp_min(0)  # ended rows carry -1; their output is ignored anyway
         x = self.embed_frames(safe[:, :, None])[:, 0] + text
         state.hidden = self.model(x[:, None], state.cache)[:, -1]
-
-
-def read_spec(folder: CheckpointFolder) -> TalkerSpec:
-    """The talker description of a Qwen3-TTS or Qwen3-Omni folder.
-
-    Raises:
-        CheckpointError: the folder holds no talker (e.g. an ASR model or a tokenizer).
-    """
-    cfg = folder.config
-    model_type = cfg.get("model_type", "")
-    if model_type == "qwen3_tts" or (
-        isinstance(cfg.get("talker_config"), dict)
-        and "code_predictor_config" in cfg["talker_config"]
-        and "text_config" not in cfg["talker_config"]
-    ):
-        return spec_from_qwen3_tts(cfg)
-    if isinstance(cfg.get("talker_config"), dict) and "text_config" in cfg["talker_config"]:
-        return spec_from_qwen3_omni(cfg)
-    raise CheckpointError(
-        f"{folder.path}: no talker here (model_type {model_type!r}); expected a Qwen3-TTS or "
-        "Qwen3-Omni checkpoint folder"
-    )
