@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from omnispeech.audio import load_audio, prepare_audio
 from omnispeech.checkpoint import CheckpointFolder, resolve_folder, save_folder
@@ -88,7 +89,7 @@ class TTS:
         self,
         talker: Talker,
         codec: Codec,
-        tokenizer,
+        tokenizer: Tokenizer,
         speaker_encoder: SpeakerEncoder | None = None,
         generation: GenerationConfig | None = None,
         max_segment_tokens: int = 150,
@@ -102,6 +103,11 @@ class TTS:
             raise CheckpointError(
                 f"the talker makes {talker.num_code_groups} codebooks per frame but the codec "
                 f"decodes {codec.decoder.cfg.num_quantizers}"
+            )
+        if tokenizer.get_vocab_size() > talker.spec.talker.text_vocab_size:
+            raise CheckpointError(
+                f"the tokenizer has {tokenizer.get_vocab_size()} tokens but the talker embeds "
+                f"only {talker.spec.talker.text_vocab_size}: tokenizer and model do not match"
             )
         self.talker = talker
         self.codec = codec
