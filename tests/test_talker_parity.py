@@ -117,10 +117,16 @@ def test_qwen_tts_logits_match_golden(tts_golden):
 
 
 def _greedy(
-    talker: Talker, voice: VoicePrompt, language: str, arrangement: str, cases
+    talker: Talker,
+    voice: VoicePrompt,
+    language: str,
+    arrangement: str,
+    cases,
+    instruct: list[int] | None = None,
 ) -> np.ndarray:
     ids = talker.spec.tokens
-    prompt = build_prompt(talker, ROLE, cases["target"].tolist(), language, voice, arrangement)
+    target = cases["target"].tolist()
+    prompt = build_prompt(talker, ROLE, target, language, voice, arrangement, instruct)
     feed = prompt.trailing + ([] if prompt.end_in_prompt else [ids.tts_eos])
     state = talker.start(prompt.embeds, 128)
     frames = []
@@ -142,6 +148,8 @@ def _greedy(
         ("icl_auto_stream", "icl", "auto", "stream"),
         ("icl_english_nonstream", "icl", "english", "full"),
         ("speaker_dylan_chinese_nonstream", "dylan", "chinese", "full"),
+        ("design_english_nonstream", "design", "english", "full"),
+        ("design_auto_stream", "design", "auto", "stream"),
     ],
 )
 def test_qwen_tts_generation_matches_golden(tts_golden, case, mode, language, arrangement):
@@ -155,8 +163,11 @@ def test_qwen_tts_generation_matches_golden(tts_golden, case, mode, language, ar
             ref_text_ids=cases["ref_text"].tolist(),
         ),
         "dylan": VoicePrompt(speaker_id="Dylan"),
+        "design": VoicePrompt(),  # VoiceDesign: no speaker slot, an instruction instead
     }[mode]
-    got = _greedy(talker, voice, language, arrangement, cases)
+    # <|im_start|> user \n {instruction} <|im_end|> \n with the golden model's small ids
+    instruct = [1004, 78, 10, *cases["instruct"].tolist(), 1005, 10] if mode == "design" else None
+    got = _greedy(talker, voice, language, arrangement, cases, instruct)
     want = cases[f"case_{case}"]
     assert got.shape == want.shape
     assert np.array_equal(got, want)

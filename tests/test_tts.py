@@ -95,6 +95,13 @@ def test_arrangements_and_speed_change_the_prompt_not_the_contract(tts):
     assert slow.shape[1] > b.shape[1]
 
 
+def test_instruction_turn(tts):
+    plain = tts.codes("Hello.", seed=1, language="english")
+    assert torch.equal(tts.codes("Hello.", seed=1, language="english", instruct="  "), plain)
+    styled = tts.codes("Hello.", seed=1, language="english", instruct="a calm low voice")
+    assert not torch.equal(styled, plain)
+
+
 def test_long_text_is_split_into_utterances(folder, monkeypatch):
     tts = TTS.from_pretrained(folder)
     tts.max_segment_tokens = 12

@@ -68,6 +68,12 @@ def _stdin_pieces(lines: bool):
     show_default=True,
     help="Language of the text (english, chinese, german, ... or auto).",
 )
+@click.option(
+    "--instruct",
+    metavar="TEXT",
+    help="Style or voice description (1.7B CustomVoice / VoiceDesign models), e.g. "
+    "'a calm, low male voice'.",
+)
 @click.option("--seed", type=int, help="Sampling seed: the same seed gives the same audio.")
 @click.option(
     "--speed",
@@ -113,6 +119,7 @@ def tts(  # noqa: PLR0913 - one argument per option
     voice_file: Path | None,
     save_voice: Path | None,
     language: str,
+    instruct: str | None,
     seed: int | None,
     speed: float,
     stream: bool,
@@ -180,6 +187,7 @@ def tts(  # noqa: PLR0913 - one argument per option
             speed=speed,
             arrangement=arrangement,
             generation=gen,
+            instruct=instruct,
         )
         rate = model_.sample_rate
         with (

@@ -64,6 +64,8 @@ class TTSOptions:
             the prompt first); None follows the released wrappers: ``full`` for built-in
             speakers, ``stream`` for cloned voices.
         generation: sampling settings (default: the checkpoint's).
+        instruct: a style or voice description for models trained to follow one (1.7B
+            CustomVoice and VoiceDesign); other models were not trained with it.
     """
 
     language: str = "auto"
@@ -71,6 +73,7 @@ class TTSOptions:
     speed: float = 1.0
     arrangement: str | None = None
     generation: GenerationConfig | None = None
+    instruct: str | None = None
 
 
 class TTS:
@@ -303,7 +306,13 @@ class TTS:
             arrangement=arrangement,
             generation=options.generation or self.generation,
             generator=generator,
+            instruct_ids=self._instruct_ids(options.instruct),
         )
+
+    def _instruct_ids(self, instruct: str | None) -> list[int] | None:
+        if instruct is None or not instruct.strip():
+            return None  # an empty instruction means none, as in the released wrapper
+        return self.tokenizer.encode(f"<|im_start|>user\n{instruct.strip()}<|im_end|>\n").ids
 
     def codes(
         self, text: str | Iterable[str], voice: VoicePrompt | None = None, **options

@@ -57,6 +57,7 @@ class SynthesisRequest:
     arrangement: str
     generation: GenerationConfig
     generator: torch.Generator
+    instruct_ids: list[int] | None = None
 
     def pull(self) -> list[int] | None | object:
         """Next tokens of the current segment, ``SEGMENT_END``, or ``_EXHAUSTED``; reads
@@ -100,7 +101,7 @@ def _utterance(
 ) -> Iterator[torch.Tensor]:
     talker, voice = request.talker, request.voice
     ids = talker.spec.tokens
-    prefix = control_prefix(track, request.role_ids, request.language, voice)
+    prefix = control_prefix(track, request.role_ids, request.language, voice, request.instruct_ids)
     sched = Scheduler(request.policy)
     tokens = list(first)
 

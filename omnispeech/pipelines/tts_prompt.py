@@ -2,6 +2,7 @@
 
 Every prompt position sums a text-track vector and a codec-track vector (dual track):
 
+0. optionally an instruction turn ``<|im_start|>user\\n{instruction}<|im_end|>\\n``: text only;
 1. role header ``<|im_start|>assistant\\n``: text only;
 2. control prefix on the codec track: ``[think, think_bos, language, think_eos]`` (or
    ``[nothink, think_bos, think_eos]`` for automatic language), the speaker slot (a speaker
@@ -159,9 +160,18 @@ class TextTrack:
 
 
 def control_prefix(
-    track: TextTrack, role_ids: list[int], language: str, voice: VoicePrompt
+    track: TextTrack,
+    role_ids: list[int],
+    language: str,
+    voice: VoicePrompt,
+    instruct_ids: list[int] | None = None,
 ) -> torch.Tensor:
-    """Role header + control prefix (items 1-2 of the module docstring) -> ``[L, hidden]``.
+    """[Instruction turn +] role header + control prefix (items 1-2 of the module docstring)
+    -> ``[L, hidden]``.
+
+    ``instruct_ids`` are the ids of ``<|im_start|>user\n{instruction}<|im_end|>\n``, placed
+    first on the text track only (how the 1.7B CustomVoice / VoiceDesign models take style and
+    voice descriptions).
 
     Raises:
         InputError: an unknown language or built-in speaker.
@@ -192,7 +202,10 @@ def control_prefix(
     codec_track = torch.cat(codec_prefix)
     n = codec_track.shape[0]
     text_track = torch.cat((track.pad.expand(n - 1, -1), track.bos[None]))
-    return torch.cat((track.tokens(role_ids), text_track + codec_track))
+    parts = [track.tokens(role_ids), text_track + codec_track]
+    if instruct_ids:
+        parts.insert(0, track.tokens(instruct_ids))
+    return torch.cat(parts)
 
 
 def reference_overlay(
@@ -254,6 +267,7 @@ def build_prompt(
     language: str,
     voice: VoicePrompt,
     arrangement: str = "stream",
+    instruct_ids: list[int] | None = None,
 ) -> TalkerPrompt:
     """Arrange the whole prompt of one utterance whose text is known.
 
@@ -265,6 +279,7 @@ def build_prompt(
         voice: speaker vector / built-in speaker / reference codes and transcript.
         arrangement: ``stream`` (text enters one token per frame) or ``full`` (all text in
             the prompt).
+        instruct_ids: optional instruction turn (see :func:`control_prefix`).
     """
     if arrangement not in ARRANGEMENTS:
         raise InputError(f"arrangement must be one of {ARRANGEMENTS}, got {arrangement!r}")
@@ -272,7 +287,7 @@ def build_prompt(
         raise InputError("nothing to say: the text is empty")
     track = TextTrack(talker)
     ids = talker.spec.tokens
-    prefix = control_prefix(track, role_ids, language, voice)
+    prefix = control_prefix(track, role_ids, language, voice, instruct_ids)
     if voice.in_context:
         block, trailing, end = reference_overlay(track, voice, text_ids, True, arrangement)
         return TalkerPrompt(torch.cat((prefix, block))[None], trailing, end)

@@ -50,7 +50,7 @@ TEXT_IDS = {
     "tts_bos_token_id": 1002,
     "tts_eos_token_id": 1003,
 }
-ASSISTANT, NEWLINE = 77, 10
+ASSISTANT, USER, NEWLINE = 77, 78, 10
 
 TALKER = {
     "vocab_size": 3072,
@@ -163,6 +163,12 @@ def ref_ids(text: list[int]) -> torch.Tensor:
     return torch.tensor([[s, ASSISTANT, NEWLINE, *text, e, NEWLINE]])
 
 
+def instruct_ids(text: list[int]) -> torch.Tensor:
+    """``<|im_start|>user\n{instruct}<|im_end|>\n`` as ids [1, L]."""
+    s, e = TEXT_IDS["im_start_token_id"], TEXT_IDS["im_end_token_id"]
+    return torch.tensor([[s, USER, NEWLINE, *text, e, NEWLINE]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -231,6 +237,18 @@ def main() -> None:
         **greedy,
     )
     arrays["case_speaker_dylan_chinese_nonstream"] = codes[0].numpy()
+    # VoiceDesign style: no speaker slot, an instruction turn before the role header.
+    instruct = [int(t) for t in np.random.default_rng(8).integers(20, 1000, size=6)]
+    arrays["instruct"] = np.array(instruct)
+    for name, non_streaming in (("design_english_nonstream", True), ("design_auto_stream", False)):
+        codes, _ = model.generate(
+            input_ids=[prompt_ids(target)],
+            instruct_ids=[instruct_ids(instruct)],
+            languages=["english" if non_streaming else "auto"],
+            non_streaming_mode=non_streaming,
+            **greedy,
+        )
+        arrays[f"case_{name}"] = codes[0].numpy()
 
     out_dir = args.out
     if out_dir.exists():
