@@ -266,8 +266,9 @@ class TTS:
         ids = self.tokenizer.encode(ref_text.strip(), add_special_tokens=False).ids
         if not ids:
             raise InputError("the reference transcript is empty; omit it for x-vector cloning")
+        device = next(self.codec.encoder.parameters()).device
         with torch.inference_mode():
-            codes, n = self.codec.encode(x[None, None])
+            codes, n = self.codec.encode(x[None, None].to(device))
         return VoicePrompt(speaker=vector, ref_codes=codes[0, :, : int(n[0])], ref_text_ids=ids)
 
     # -- synthesis ------------------------------------------------------------------------------
@@ -339,7 +340,7 @@ class TTS:
         with torch.inference_mode():
             audio = self.codec.decode(codes[None])
         skip = 0 if ref is None else ref.shape[1] * self.codec.decoder.hop_length
-        return audio.wav[0, 0, skip : int(audio.lengths[0])].numpy()
+        return audio.wav[0, 0, skip : int(audio.lengths[0])].cpu().numpy()
 
     def stream(
         self, text: str | Iterable[str], voice: VoicePrompt | None = None, **options
@@ -375,7 +376,7 @@ def _stream_audio(decoder, request: SynthesisRequest, ref: torch.Tensor | None):
 
 def _cut(chunk, skip: int) -> tuple[np.ndarray, int]:
     """Drop the first ``skip`` samples of the stream (the reference's audio)."""
-    wav = chunk.wav[0, 0, : int(chunk.lengths[0])].numpy()
+    wav = chunk.wav[0, 0, : int(chunk.lengths[0])].cpu().numpy()
     if skip >= len(wav):
         return wav[:0], skip - len(wav)
     return wav[skip:], 0
