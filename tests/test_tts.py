@@ -95,6 +95,12 @@ def test_arrangements_and_speed_change_the_prompt_not_the_contract(tts):
     assert slow.shape[1] > b.shape[1]
 
 
+def test_language_codes_and_names(tts):
+    a = tts.codes("Hi.", seed=1, language="en")
+    assert torch.equal(a, tts.codes("Hi.", seed=1, language="English"))
+    assert not torch.equal(a, tts.codes("Hi.", seed=1, language="de"))
+
+
 def test_instruction_turn(tts):
     plain = tts.codes("Hello.", seed=1, language="english")
     assert torch.equal(tts.codes("Hello.", seed=1, language="english", instruct="  "), plain)

@@ -36,6 +36,11 @@ from omnispeech.talker import Talker
 
 ARRANGEMENTS = ("stream", "full")
 VOICE_FORMAT = "omnispeech-voice-1"
+# ISO 639-1 codes of the released models' languages, accepted as well as their names.
+LANGUAGE_CODES = {
+    "zh": "chinese", "en": "english", "ja": "japanese", "ko": "korean", "de": "german",
+    "fr": "french", "ru": "russian", "pt": "portuguese", "es": "spanish", "it": "italian",
+}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -110,13 +115,15 @@ class TalkerPrompt:
 
 
 def language_tag(talker: Talker, language: str, speaker_id: str | None) -> int | None:
-    """The codec language tag for ``language`` (None for ``auto``).
+    """The codec language tag for ``language`` (a name such as ``english`` or an ISO code such
+    as ``en``; None for ``auto``).
 
     Raises:
         InputError: the checkpoint knows no such language.
     """
     ids = talker.spec.tokens
-    name = language.lower()
+    name = language.strip().lower()
+    name = LANGUAGE_CODES.get(name, name)
     tag = None
     if name != "auto":
         if name not in ids.languages:
