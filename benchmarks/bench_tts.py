@@ -82,9 +82,10 @@ def _ours_generate(talker: Any, prompt: Any, frames: int, seed: int = 0) -> torc
     from omnispeech.talker import GenerationConfig
 
     gen = GenerationConfig()
-    generator = torch.Generator().manual_seed(seed)
+    device = prompt.embeds.device
+    generator = torch.Generator(device).manual_seed(seed)
     state = talker.start(prompt.embeds, prompt.embeds.shape[1] + frames + 2)
-    text = talker.embed_text(torch.tensor([prompt.trailing[:1] or [0]]))[:, 0]
+    text = talker.embed_text(torch.tensor([prompt.trailing[:1] or [0]], device=device))[:, 0]
     out = []
     for _ in range(frames):
         codes = talker.sample_frame(state, gen, generator)
@@ -184,6 +185,57 @@ def bench_stream_step(pair: TalkerPair, codec: dict[str, Any], s: Settings) -> d
     return {"seconds_per_frame": t.median, "real_time_factor": t.median / FRAME_SECONDS}
 
 
+def bench_gpu(pair: TalkerPair, s: Settings) -> dict[str, Any]:
+    """On a CUDA GPU, bfloat16: per-frame latency of the reference, of omnispeech's reference
+    loop, and of omnispeech's fixed-shape step replayed as CUDA graphs."""
+    from omnispeech.talker import GenerationConfig
+    from omnispeech.talker.graph import GraphSession
+
+    dtype, frames = torch.bfloat16, 50
+    ref, ours = pair.ref.to("cuda", dtype), pair.ours.to("cuda", dtype)
+    rp = pair.ref_prompt(dtype)
+    rp["voice_clone_prompt"]["ref_spk_embedding"] = [
+        e.cuda() for e in rp["voice_clone_prompt"]["ref_spk_embedding"]
+    ]
+    rp["input_ids"] = [i.cuda() for i in rp["input_ids"]]
+
+    def synced(fn: Callable[[int], object]) -> Callable[[int], object]:
+        def run(n: int) -> object:
+            out = fn(n)
+            torch.cuda.synchronize()
+            return out
+
+        return run
+
+    ref_s = _frame_cost(synced(functools.partial(_ref_generate, ref, rp)), s, warmup=1)
+    op = pair.our_prompt(dtype)  # built on the talker's device
+    eager_s = _frame_cost(synced(functools.partial(_ours_generate, ours, op)), s, warmup=1)
+    gen = GenerationConfig()
+    g = torch.Generator("cuda").manual_seed(0)
+    with torch.inference_mode():
+        state = ours.start(op.embeds, op.embeds.shape[1] + frames + 8)
+        session = GraphSession(ours, state, gen)
+        times = []
+        for _ in range(frames):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            session.fill_noise(g)
+            codes = session.sample()
+            session.advance()
+            int(codes[0, 0])  # the host reads the frame, as a streaming caller does
+            times.append(time.perf_counter() - start)
+    graph_s = sorted(times[5:])[len(times[5:]) // 2]
+    ours.to("cpu", torch.float32)
+    ref.to("cpu", torch.float32)
+    return {
+        "device": torch.cuda.get_device_name(),
+        "reference_s": ref_s,
+        "omnispeech_eager_s": eager_s,
+        "omnispeech_graph_s": graph_s,
+        "speedup_graph": ref_s / graph_s,
+    }
+
+
 def weights_per_frame(talker: Any) -> dict[str, int]:
     """Weights read per generated frame: talker layers + codec head once, the code predictor's
     layers and one head for each of its steps."""
@@ -248,6 +300,19 @@ def markdown(res: dict[str, Any]) -> str:
         "int8: a quarter). Streaming is where the large gain is: audio starts after one frame "
         "instead of after the whole utterance.",
     ]
+    gpu = res.get("gpu")
+    if gpu is None:
+        lines += ["", "GPU: not measured (no CUDA device in this run)."]
+    elif "error" in gpu:
+        lines += ["", f"GPU: failed ({gpu['error']})."]
+    else:
+        lines += [
+            "",
+            f"GPU ({gpu['device']}, bfloat16), per-frame latency: qwen-tts "
+            f"{sig3(gpu['reference_s'] * 1e3)} ms, omnispeech eager "
+            f"{sig3(gpu['omnispeech_eager_s'] * 1e3)} ms, omnispeech CUDA graphs "
+            f"{sig3(gpu['omnispeech_graph_s'] * 1e3)} ms ({gpu['speedup_graph']:.1f}x).",
+        ]
     return "\n".join(lines)
 
 
@@ -278,6 +343,12 @@ def main(argv: list[str] | None = None) -> None:
     results["weights"] = weights_per_frame(pair.ours)
     results["first_packet"] = bench_first_packet(pair, codec, s)
     results["stream_step"] = bench_stream_step(pair, codec, s)
+    if torch.cuda.is_available():
+        print("GPU ...", file=sys.stderr)
+        try:
+            results["gpu"] = bench_gpu(pair, s)
+        except Exception as exc:  # noqa: BLE001 - keep the CPU results whatever happens here
+            results["gpu"] = {"error": f"{type(exc).__name__}: {exc}"}
     results["frames"] = bench_frames(pair, s)
     results["total_s"] = time.perf_counter() - t0
     print_json(results)

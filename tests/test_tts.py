@@ -77,6 +77,18 @@ def test_in_context_stream_equals_offline(tts, clip):
     assert len(offline) == codes.shape[1] * 1920
 
 
+def test_fixed_shape_step_gives_the_same_greedy_speech(folder):
+    from omnispeech.talker import GenerationConfig
+
+    tts = TTS.from_pretrained(folder)
+    assert tts.step == "eager"  # CUDA graphs only on a GPU
+    want = tts.codes(TEXT, seed=0, generation=GenerationConfig.greedy())
+    tts.step = "static"
+    assert torch.equal(tts.codes(TEXT, seed=0, generation=GenerationConfig.greedy()), want)
+    sampled = tts.codes(TEXT, seed=0)
+    assert torch.equal(tts.codes(TEXT, seed=0), sampled)  # seeded through the noise buffers
+
+
 def test_seed_controls_sampling(tts):
     a = tts.codes("Hello.", seed=1)
     assert torch.equal(a, tts.codes("Hello.", seed=1))

@@ -120,6 +120,11 @@ class TTS:
         self.max_segment_tokens = max_segment_tokens
         self.role_ids = tokenizer.encode("<|im_start|>assistant\n").ids
         self.last_seed: int | None = None
+        # How frames are stepped: the reference loop, or on a CUDA GPU the fixed-shape step
+        # replayed as CUDA graphs (dense talkers); "static" runs that step eagerly.
+        dense = talker.spec.talker.num_experts == 0
+        on_gpu = talker.codec_head.weight.device.type == "cuda"
+        self.step = "graph" if dense and on_gpu else "eager"
         self._source: Path | None = None
 
     # -- loading ------------------------------------------------------------------------------
@@ -308,6 +313,7 @@ class TTS:
             generation=options.generation or self.generation,
             generator=generator,
             instruct_ids=self._instruct_ids(options.instruct),
+            step=self.step,
         )
 
     def _instruct_ids(self, instruct: str | None) -> list[int] | None:

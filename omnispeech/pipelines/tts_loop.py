@@ -31,6 +31,7 @@ from omnispeech.pipelines.tts_prompt import (
 from omnispeech.pipelines.tts_text import SEGMENT_END, TextFeed
 from omnispeech.talker import GenerationConfig, Talker
 from omnispeech.talker.model import TalkerState
+from omnispeech.talker.static import StaticSession
 
 GUARD_SECONDS = 3.0
 GUARD_SECONDS_PER_TOKEN = 0.6
@@ -58,6 +59,7 @@ class SynthesisRequest:
     generation: GenerationConfig
     generator: torch.Generator
     instruct_ids: list[int] | None = None
+    step: str = "eager"  # "eager", "static" (fixed shapes) or "graph" (CUDA graphs)
 
     def pull(self) -> list[int] | None | object:
         """Next tokens of the current segment, ``SEGMENT_END``, or ``_EXHAUSTED``; reads
@@ -153,6 +155,7 @@ def _utterance(
     )
     state = talker.start(prompt[None], capacity, cache_holder[0])
     cache_holder[0] = state.cache
+    stepper = _Stepper(request, state)
     made = 0
     while True:
         limit = request.guard(len(tokens))
@@ -164,12 +167,18 @@ def _utterance(
                 stacklevel=3,
             )
             break
-        codes = talker.sample_frame(state, request.generation, request.generator)
-        if bool(state.done.all()):
+        codes = stepper.sample()
+        if codes is None:
             break
         yield codes[0]
         made += 1
-        _advance(talker, state, codes, track, sched, more, end_in_prompt)
+        if end_in_prompt:
+            text = track.pad
+        else:
+            while (pos := sched.next()).is_wait:
+                more()
+            text = track.item(pos.text)
+        stepper.advance(codes, text)
     # The model may end before all of the segment's text entered: drop the rest of it so the
     # next segment starts where it should.
     while not sched.closed:
@@ -180,19 +189,34 @@ def _utterance(
         )
 
 
-def _advance(  # noqa: PLR0913 - the loop's state
-    talker: Talker,
-    state: TalkerState,
-    codes: torch.Tensor,
-    track: TextTrack,
-    sched: Scheduler,
-    more,
-    end_in_prompt: bool,
-) -> None:
-    if end_in_prompt:
-        text = track.pad
-    else:
-        while (pos := sched.next()).is_wait:
-            more()
-        text = track.item(pos.text)
-    talker.advance(state, codes, text[None])
+class _Stepper:
+    """One frame at a time: the reference loop, or the fixed-shape step (eager or replayed
+    as CUDA graphs, see :mod:`omnispeech.talker.static`)."""
+
+    def __init__(self, request: SynthesisRequest, state: TalkerState) -> None:
+        self.request, self.state = request, state
+        self.session: StaticSession | None = None
+        if request.step == "static":
+            self.session = StaticSession(request.talker, state, request.generation)
+        elif request.step == "graph":
+            from omnispeech.talker.graph import GraphSession
+
+            self.session = GraphSession(request.talker, state, request.generation)
+
+    def sample(self) -> torch.Tensor | None:
+        """The next frame's codes ``[1, K]``, or None at end-of-speech."""
+        request = self.request
+        if self.session is None:
+            codes = request.talker.sample_frame(self.state, request.generation, request.generator)
+            return None if bool(self.state.done.all()) else codes
+        if request.generation.talker.do_sample or request.generation.code_predictor.do_sample:
+            self.session.fill_noise(request.generator)
+        codes = self.session.sample().clone()
+        return None if int(codes[0, 0]) == request.talker.spec.tokens.codec_eos else codes
+
+    def advance(self, codes: torch.Tensor, text: torch.Tensor) -> None:
+        if self.session is None:
+            self.request.talker.advance(self.state, codes, text[None])
+        else:
+            self.session.text.copy_(text[None])
+            self.session.advance()
