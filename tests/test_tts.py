@@ -223,6 +223,19 @@ def test_resampled_reference_clip(tts, clip):
     assert torch.isfinite(voice.speaker).all()
 
 
+def test_bad_generation_config_is_one_error(folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    (copy / "generation_config.json").write_text('{"temperature": 0}')
+    with pytest.raises(CheckpointError, match="sampling settings"):
+        TTS.from_pretrained(copy)
+    (copy / "generation_config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="sampling settings"):
+        TTS.from_pretrained(copy)
+
+
 def test_omni_folder_is_refused_for_text_to_speech(tmp_path):
     from tests.tiny import tiny_omni_model
 

@@ -392,7 +392,13 @@ def _read_generation(path: Path) -> GenerationConfig:
     """Sampling settings of ``generation_config.json`` (released defaults when absent)."""
     if not path.is_file():
         return GenerationConfig()
-    data = json.loads(path.read_text())
+    try:
+        return _generation_from(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: unusable sampling settings ({exc})") from None
+
+
+def _generation_from(data: dict) -> GenerationConfig:
     talker = SamplingConfig(
         do_sample=data.get("do_sample", True),
         temperature=data.get("temperature", 0.9),
