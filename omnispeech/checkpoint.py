@@ -150,6 +150,30 @@ def load_state(
     module.load_state_dict(state, strict=True, assign=True)
 
 
+def load_module(  # noqa: PLR0913 - where from, what to build, and where to put it
+    folder: CheckpointFolder,
+    factory: Callable[[], M],
+    prefix: str,
+    dtype: torch.dtype,
+    device: str | torch.device,
+    what: str,
+) -> M:
+    """Build ``factory()`` on the meta device, fill it strictly with the tensors under
+    ``prefix`` (read lazily, cast to ``dtype``) and return it on ``device`` in eval mode.
+
+    Raises:
+        CheckpointError: no tensor starts with ``prefix``, or the keys do not match.
+    """
+    if not folder.has_prefix(prefix):
+        raise CheckpointError(
+            f"{folder.path}: no {prefix}* tensors in the weights, though the config describes "
+            f"a {what} (an incomplete download, or a model without one?)"
+        )
+    module = build_on_meta(factory)
+    load_state(module, folder.read(prefix, dtype), f"{folder.path} ({what})")
+    return module.to(device=device, dtype=dtype).eval()
+
+
 def _clip(names: list[str], limit: int = 8) -> str:
     shown = ", ".join(names[:limit])
     more = f" (+{len(names) - limit} more)" if len(names) > limit else ""

@@ -18,16 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from omnispeech.checkpoint import (
-    CheckpointFolder,
-    build_on_meta,
-    load_state,
-    resolve_folder,
-    save_folder,
-)
+from omnispeech.checkpoint import CheckpointFolder, load_module, resolve_folder, save_folder
 from omnispeech.core import DecoderCache, DecoderStack
 from omnispeech.core.sampling import SamplingConfig, sample
-from omnispeech.errors import CheckpointError
 from omnispeech.talker.config import CodePredictorConfig, read_spec
 
 PREFIX = "talker.code_predictor."
@@ -87,11 +80,7 @@ class CodePredictor(nn.Module):
             cfg = CodePredictorConfig.from_dict(folder.config["code_predictor"])
         else:
             cfg = read_spec(folder).code_predictor
-        if not folder.has_prefix(PREFIX):
-            raise CheckpointError(f"{folder.path}: no {PREFIX}* tensors in the weights")
-        model = build_on_meta(lambda: cls(cfg))
-        load_state(model, folder.read(PREFIX, dtype), f"{folder.path} (code predictor)")
-        return model.to(device=device, dtype=dtype).eval()
+        return load_module(folder, lambda: cls(cfg), PREFIX, dtype, device, "code predictor")
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` + ``model.safetensors`` with the released names under

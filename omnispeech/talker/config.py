@@ -19,13 +19,28 @@ from typing import Any
 
 from omnispeech.checkpoint import CheckpointFolder
 from omnispeech.config import FrozenConfig
-from omnispeech.core import DecoderConfig
+from omnispeech.core import DecoderConfig, decoder_config_from_released
 from omnispeech.errors import CheckpointError, ConfigError
 
+# The decoder-shape fields both configs share, named as in DecoderConfig.
+_SHAPE = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+    "num_kv_heads", "head_dim", "rope_theta", "rms_norm_eps",
+)  # fmt: skip
 
-def _theta(section: dict[str, Any]) -> float:
-    rope = section.get("rope_parameters") or section.get("rope_scaling") or {}
-    return float(section.get("rope_theta", rope.get("rope_theta", 10_000.0)))
+
+def _shape(section: dict[str, Any]) -> dict[str, Any]:
+    """The decoder shape of a released (Qwen3-style) config section, as DecoderConfig fields."""
+    dec = decoder_config_from_released(section)
+    return {name: getattr(dec, name) for name in _SHAPE}
+
+
+def _decoder(cfg: TalkerConfig | CodePredictorConfig, max_positions: int) -> DecoderConfig:
+    return DecoderConfig(
+        **{name: getattr(cfg, name) for name in _SHAPE},
+        max_positions=max_positions,
+        tie_word_embeddings=False,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,36 +69,13 @@ class CodePredictorConfig(FrozenConfig):
 
     def decoder(self) -> DecoderConfig:
         """The decoder shape (positions never exceed ``num_code_groups``)."""
-        return DecoderConfig(
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
-            num_layers=self.num_layers,
-            num_heads=self.num_heads,
-            num_kv_heads=self.num_kv_heads,
-            head_dim=self.head_dim,
-            rope_theta=self.rope_theta,
-            rms_norm_eps=self.rms_norm_eps,
-            max_positions=self.num_code_groups + 1,
-            tie_word_embeddings=False,
-        )
+        return _decoder(self, self.num_code_groups + 1)
 
     @classmethod
     def from_released(cls, section: dict[str, Any], input_size: int) -> CodePredictorConfig:
         """From a released ``code_predictor_config`` dict."""
-        heads = section.get("num_attention_heads", 16)
         return cls(
-            vocab_size=section.get("vocab_size", 2048),
-            hidden_size=section["hidden_size"],
-            intermediate_size=section["intermediate_size"],
-            num_layers=section["num_hidden_layers"],
-            num_heads=heads,
-            num_kv_heads=section.get("num_key_value_heads", heads),
-            head_dim=section.get("head_dim") or section["hidden_size"] // heads,
-            rope_theta=_theta(section),
-            rms_norm_eps=section.get("rms_norm_eps", 1e-6),
-            num_code_groups=section["num_code_groups"],
-            input_size=input_size,
+            **_shape(section), num_code_groups=section["num_code_groups"], input_size=input_size
         )
 
 
@@ -122,19 +114,7 @@ class TalkerConfig(FrozenConfig):
             raise ValueError("num_experts_per_tok must be in [1, num_experts]")
 
     def decoder(self) -> DecoderConfig:
-        return DecoderConfig(
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
-            num_layers=self.num_layers,
-            num_heads=self.num_heads,
-            num_kv_heads=self.num_kv_heads,
-            head_dim=self.head_dim,
-            rope_theta=self.rope_theta,
-            rms_norm_eps=self.rms_norm_eps,
-            max_positions=self.max_positions,
-            tie_word_embeddings=False,
-        )
+        return _decoder(self, self.max_positions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,17 +165,8 @@ def spec_from_qwen3_tts(cfg: dict[str, Any]) -> TalkerSpec:
     """Read a released Qwen3-TTS ``config.json`` (``model_type`` ``qwen3_tts``)."""
     try:
         t = cfg["talker_config"]
-        heads = t.get("num_attention_heads", 16)
         talker = TalkerConfig(
-            vocab_size=t["vocab_size"],
-            hidden_size=t["hidden_size"],
-            intermediate_size=t["intermediate_size"],
-            num_layers=t["num_hidden_layers"],
-            num_heads=heads,
-            num_kv_heads=t.get("num_key_value_heads", heads),
-            head_dim=t.get("head_dim") or t["hidden_size"] // heads,
-            rope_theta=_theta(t),
-            rms_norm_eps=t.get("rms_norm_eps", 1e-6),
+            **_shape(t),
             max_positions=t.get("max_position_embeddings", 32768),
             text_vocab_size=t.get("text_vocab_size", 151936),
             text_hidden_size=t.get("text_hidden_size", 2048),
@@ -237,17 +208,8 @@ def spec_from_qwen3_omni(cfg: dict[str, Any]) -> TalkerSpec:
     top = cfg.get("talker_config", cfg)
     try:
         t = top["text_config"]
-        heads = t.get("num_attention_heads", 16)
         talker = TalkerConfig(
-            vocab_size=t["vocab_size"],
-            hidden_size=t["hidden_size"],
-            intermediate_size=t["intermediate_size"],
-            num_layers=t["num_hidden_layers"],
-            num_heads=heads,
-            num_kv_heads=t.get("num_key_value_heads", heads),
-            head_dim=t.get("head_dim") or t["hidden_size"] // heads,
-            rope_theta=_theta(t),
-            rms_norm_eps=t.get("rms_norm_eps", 1e-6),
+            **_shape(t),
             max_positions=t.get("max_position_embeddings", 32768),
             text_vocab_size=0,
             text_hidden_size=top["thinker_hidden_size"],

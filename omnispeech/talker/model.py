@@ -19,13 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omnispeech.checkpoint import (
-    CheckpointFolder,
-    build_on_meta,
-    load_state,
-    resolve_folder,
-    save_folder,
-)
+from omnispeech.checkpoint import CheckpointFolder, load_module, resolve_folder, save_folder
 from omnispeech.config import FrozenConfig
 from omnispeech.core import DecoderCache, DecoderStack
 from omnispeech.core.quant import Int8Linear, quantize_linears_
@@ -164,14 +158,7 @@ class Talker(nn.Module):
         """
         folder = CheckpointFolder(resolve_folder(name_or_path))
         spec = read_spec(folder)
-        if not folder.has_prefix("talker."):
-            raise CheckpointError(
-                f"{folder.path}: the config describes a talker but no tensor starts with "
-                "'talker.' (an incomplete download, or a model without speech output?)"
-            )
-        model = build_on_meta(lambda: cls(spec))
-        load_state(model, folder.read("talker.", dtype), f"{folder.path} (talker)")
-        return model.to(device=device, dtype=dtype).eval()
+        return load_module(folder, lambda: cls(spec), "talker.", dtype, device, "talker")
 
     def save_pretrained(self, path: str | Path, extra_config: dict | None = None) -> None:
         """Write a Qwen3-TTS-layout folder (``talker.*`` keys) that :meth:`from_pretrained`

@@ -30,13 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from omnispeech.audio import load_audio, prepare_audio, slaney_mel_filters
-from omnispeech.checkpoint import (
-    CheckpointFolder,
-    build_on_meta,
-    load_state,
-    resolve_folder,
-    save_folder,
-)
+from omnispeech.checkpoint import CheckpointFolder, load_module, resolve_folder, save_folder
 from omnispeech.config import FrozenConfig
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError, InvalidAudioError
 from omnispeech.talker.ecapa import AttentiveStatsPool, SERes2NetBlock, TdnnBlock
@@ -323,13 +317,9 @@ class SpeakerEncoder(nn.Module):
                 f"{folder.path}: no speaker encoder here (tts_model_type {model_type!r}); only "
                 "Qwen3-TTS Base checkpoints carry one"
             )
-        if not folder.has_prefix("speaker_encoder."):
-            raise CheckpointError(f"{folder.path}: no speaker_encoder.* tensors in the weights")
         cfg = SpeakerEncoderConfig.from_released(released)
-        model = build_on_meta(lambda: cls(cfg))
-        source = f"{folder.path} (speaker encoder)"
-        load_state(model, folder.read("speaker_encoder.", dtype), source)
-        return model.to(device=device, dtype=dtype).eval()
+        prefix = "speaker_encoder."
+        return load_module(folder, lambda: cls(cfg), prefix, dtype, device, "speaker encoder")
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` (``speaker_encoder_config``) + ``model.safetensors`` with the

@@ -23,8 +23,7 @@ from torch import nn
 
 from omnispeech.checkpoint import (
     CheckpointFolder,
-    build_on_meta,
-    load_state,
+    load_module,
     resolve_folder,
     save_folder,
 )
@@ -160,10 +159,14 @@ class Code2Wav(StreamingModule[_Stream]):
         """
         folder = CheckpointFolder(resolve_folder(name_or_path))
         layout = detect_layout(folder)
-        model = build_on_meta(lambda: cls(layout.config, coarse_frames, fine_frames))
-        state = folder.read(layout.prefix, dtype)
-        load_state(model, state, f"{folder.path} ({layout.kind})")
-        return model.to(device=device, dtype=dtype).eval()
+        return load_module(
+            folder,
+            lambda: cls(layout.config, coarse_frames, fine_frames),
+            layout.prefix,
+            dtype,
+            device,
+            layout.kind,
+        )
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` + ``model.safetensors`` (released names under ``code2wav.``)."""
