@@ -16,27 +16,25 @@ repository root::
 
     /tmp/venv-qwentts/bin/python tests/golden/make_qwen_tts_talker.py
 
-The speech tokenizer import of the modeling module is answered by a stand-in module (the talker
-never uses it), and the package ``__init__`` files are not run, as in the tokenizer script.
+The reference modules are loaded as ``make_qwen_tts_speaker.py`` loads them (the speech tokenizer
+import of the modeling module answered by a stand-in, which the talker never uses; the package
+``__init__`` files not run).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import os
 import shutil
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_qwen_tts_speaker import load_reference  # noqa: E402
 from make_qwen_tts_tokenizer import _normal, save_npz  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -106,30 +104,6 @@ SPEAKER = {
     "sample_rate": 24000,
 }
 MAX_NEW = 14
-
-
-def load_reference():
-    """The qwen-tts Qwen3-TTS config and modeling modules, without the package ``__init__``s."""
-    spec = importlib.util.find_spec("qwen_tts")
-    if spec is None or spec.origin is None:
-        raise SystemExit("qwen-tts is not installed in this environment")
-    root = os.path.dirname(spec.origin)
-    for name, sub in (
-        ("qwen_tts", ""),
-        ("qwen_tts.core", "core"),
-        ("qwen_tts.core.models", os.path.join("core", "models")),
-        ("qwen_tts.inference", "inference"),
-    ):
-        if name not in sys.modules:
-            module = types.ModuleType(name)
-            module.__path__ = [os.path.join(root, sub)]
-            sys.modules[name] = module
-    stand_in = types.ModuleType("qwen_tts.inference.qwen3_tts_tokenizer")
-    stand_in.Qwen3TTSTokenizer = object  # the talker never touches the speech tokenizer
-    sys.modules[stand_in.__name__] = stand_in
-    cfg = importlib.import_module("qwen_tts.core.models.configuration_qwen3_tts")
-    mdl = importlib.import_module("qwen_tts.core.models.modeling_qwen3_tts")
-    return cfg, mdl
 
 
 def redraw(model: torch.nn.Module, gen: torch.Generator) -> None:
