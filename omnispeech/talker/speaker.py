@@ -243,14 +243,16 @@ class SpeakerEncoder(nn.Module):
             raise EmptyAudioError(
                 f"reference audio too short for a speaker embedding: {x.shape[1]} samples "
                 f"({x.shape[1] / self.sample_rate:.2f} s), need at least {MIN_SECONDS} s "
-                f"({min_samples} samples at {self.sample_rate} Hz)"
+                f"({min_samples} samples at {self.sample_rate} Hz; 3-15 s of clean speech "
+                "works best)"
             )
         peaks = x.abs().amax(dim=1)
         silent = [i for i, peak in enumerate(peaks.tolist()) if peak < SILENCE_PEAK]
         if silent:
+            where = f" in batch items {silent}" if x.shape[0] > 1 else ""
             raise EmptyAudioError(
-                f"reference audio is silent (peak under {SILENCE_PEAK:g}, -80 dBFS) in batch "
-                f"items {silent}; it has no voice to embed"
+                f"reference audio is silent (peak under {SILENCE_PEAK:g}, -80 dBFS){where}; "
+                "it has no voice to embed"
             )
         weight = self.fc.weight
         mels = speaker_log_mel(x.to(weight.device))
