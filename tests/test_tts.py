@@ -66,6 +66,19 @@ def test_incremental_text_gives_the_same_speech(tts, clip, in_context):
         assert torch.equal(tts.codes(iter(pieces), voice, seed=2), whole)
 
 
+def test_later_text_does_not_change_earlier_frames(tts):
+    """Causality of the streaming-text arrangement: frame n is made once text token n has
+    entered, so two texts sharing their first m tokens share their first m frames."""
+    a, b = "Hello there, the cat sat on the mat.", "Hello there, the dog ran far away."
+    ids_a = tts.tokenizer.encode(a, add_special_tokens=False).ids
+    ids_b = tts.tokenizer.encode(b, add_special_tokens=False).ids
+    m = next(i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=False)) if x != y)
+    assert m >= 5
+    codes_a, codes_b = tts.codes(a, seed=9), tts.codes(b, seed=9)
+    assert torch.equal(codes_a[:, :m], codes_b[:, :m])
+    assert not torch.equal(codes_a[:, m : m + 8], codes_b[:, m : m + 8])
+
+
 def test_in_context_stream_equals_offline(tts, clip):
     voice = tts.voice(clip, "a short clip", sample_rate=RATE)
     assert voice.in_context and voice.ref_codes.shape == (16, 32)  # 2.5 s at 12.5 Hz, rounded up
