@@ -136,6 +136,8 @@ def _utterance(
     else:
         sched.push(first)
         end_in_prompt = False
+        # Text-only lead-in positions carry codec_pad; the first speech position codec_bos.
+        codec_pad, codec_bos = track.codec([ids.codec_pad, ids.codec_bos])
         lead = []
         while True:
             pos = sched.next()
@@ -143,9 +145,9 @@ def _utterance(
                 more()
                 continue
             if pos.is_lead_in:
-                lead.append(track.item(pos.text) + track.codec([ids.codec_pad])[0])
+                lead.append(track.item(pos.text) + codec_pad)
                 continue
-            lead.append(track.item(pos.text) + track.codec([ids.codec_bos])[0])
+            lead.append(track.item(pos.text) + codec_bos)
             break
         prompt = torch.cat((prefix, torch.stack(lead)))
 
