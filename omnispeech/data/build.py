@@ -177,6 +177,27 @@ def _estimated_seconds(text: str, language: str) -> float:
     return len(text) / rate
 
 
+def split_sentences(
+    order: Sequence[Sentence], held: Sequence[str], dev_fraction: float
+) -> dict[str, str]:
+    """Sentence text -> split: ``dev_fraction`` of the (shuffled) sentences for each held-out
+    split in ``held`` that has voices in the language, the rest for train, so no sentence is
+    spoken in two splits.
+
+    A held-out split gets at least one sentence when the language has 10 or more, and never
+    so many that train is left with fewer than half of them.
+    """
+    texts = list(dict.fromkeys(s.text for s in order))
+    n_held = round(dev_fraction * len(texts)) if len(texts) >= 10 else 0
+    n_held = min(max(n_held, 1 if len(texts) >= 10 else 0), len(texts) // (2 * max(len(held), 1)))
+    split = {t: "train" for t in texts}
+    start = 0
+    for name in held:
+        split.update({t: name for t in texts[start : start + n_held]})
+        start += n_held
+    return split
+
+
 def plan_corpus(
     sentences: dict[str, list[Sentence]], voices: dict[str, list[Voice]], config: BuildConfig
 ) -> list[Utterance]:
@@ -184,8 +205,11 @@ def plan_corpus(
 
     Each language gets ``hours / len(languages)`` of estimated audio (at least
     ``min_sentences`` sentences); its sentences are used in a seeded shuffled order, each once
-    before any repeats. Engines take turns (so a language's few natural voices get as many
-    utterances as its many espeak-ng variants), and voices take turns within an engine.
+    before any repeats. Splits are by speaker *and* by sentence: every speaker belongs to one
+    split (the same in every language), every sentence of a language to one split, and a
+    sentence is spoken only by voices of its split. Within a split, engines take turns (so a
+    language's few natural voices get as many utterances as its many espeak-ng variants), and
+    voices take turns within an engine.
     """
     languages = sorted(set(sentences) & set(voices))
     if config.languages is not None:
@@ -201,18 +225,28 @@ def plan_corpus(
         rng = random.Random(f"{config.seed}:{lang}")
         order = list(sentences[lang])
         rng.shuffle(order)
-        groups: dict[str, list[Voice]] = {}
+        # split -> engine -> voices, each list in a seeded order.
+        groups: dict[str, dict[str, list[Voice]]] = {}
         for voice in voices[lang]:
-            groups.setdefault(voice.engine, []).append(voice)
-        engine_names = sorted(groups)
-        rng.shuffle(engine_names)
-        for name in engine_names:
-            rng.shuffle(groups[name])
+            groups.setdefault(splits[voice.speaker], {}).setdefault(voice.engine, []).append(voice)
+        engine_names = {name: sorted(g) for name, g in groups.items()}
+        for name in sorted(groups):
+            rng.shuffle(engine_names[name])
+            for engine in engine_names[name]:
+                rng.shuffle(groups[name][engine])
+        if "train" not in groups:
+            continue  # no training voice: the language is not planned (nothing to learn from)
+        held = [name for name in ("dev", "test") if name in groups]
+        sentence_split = split_sentences(order, held, config.dev_fraction)
+        turns: Counter[str] = Counter()  # utterances planned per split (voice rotation)
         total, i = 0.0, 0
         while total < per_language or (i < config.min_sentences and i < len(order)):
             sentence = order[i % len(order)]
-            group = groups[engine_names[i % len(engine_names)]]
-            voice = group[(i // len(engine_names)) % len(group)]
+            split = sentence_split[sentence.text]
+            names, turn = engine_names[split], turns[split]
+            group = groups[split][names[turn % len(names)]]
+            voice = group[(turn // len(names)) % len(group)]
+            turns[split] += 1
             plan.append(
                 Utterance(
                     id=f"{lang}-{i:06d}",
@@ -223,7 +257,7 @@ def plan_corpus(
                     text_licence=sentence.source.licence,
                     speed=round(rng.uniform(0.85, 1.15), 3),
                     pitch=round(rng.uniform(0.85, 1.15), 3),
-                    split=splits[voice.speaker],
+                    split=split,
                 )
             )
             total += _estimated_seconds(sentence.text, lang)

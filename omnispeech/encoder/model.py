@@ -48,8 +48,9 @@ class EncoderAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[W, L, D]``: W windows of L real tokens each, attended bidirectionally."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``[W, L, D]``: W windows of L tokens each, attended bidirectionally; ``mask``
+        ``[W, L]`` (True = a real token) hides padded keys, or None when all are real."""
         W, L, D = x.shape
         H = self.num_heads
 
@@ -57,7 +58,10 @@ class EncoderAttention(nn.Module):
             return t.view(W, L, H, D // H).transpose(1, 2)
 
         out = F.scaled_dot_product_attention(
-            heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+            heads(self.q_proj(x)),
+            heads(self.k_proj(x)),
+            heads(self.v_proj(x)),
+            attn_mask=None if mask is None else mask[:, None, None, :],
         )
         return self.out_proj(out.transpose(1, 2).reshape(W, L, D))
 
@@ -73,8 +77,8 @@ class EncoderLayer(nn.Module):
         self.fc2 = nn.Linear(ffn_dim, d_model)
         self.final_layer_norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.self_attn_layer_norm(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.self_attn_layer_norm(x), mask)
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
 
@@ -124,11 +128,12 @@ class AuT(nn.Module):
         x = self.conv_out(x.permute(0, 3, 1, 2).reshape(C, t, ch * f))
         return x + self.positions[:t].to(x.dtype)
 
-    def encode_windows(self, x: torch.Tensor) -> torch.Tensor:
-        """Transformer and output head on W attention windows of L real tokens each:
-        ``[W, L, d_model]`` -> ``[W, L, out_dim]``."""
+    def encode_windows(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Transformer and output head on W attention windows of L tokens each:
+        ``[W, L, d_model]`` -> ``[W, L, out_dim]``; ``mask`` ``[W, L]`` marks the real tokens
+        (None: all are real)."""
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, mask)
         x = self.ln_post(x)
         if self.cfg.output_dim is not None:
             x = self.proj2(F.gelu(self.proj1(x)))
@@ -189,6 +194,49 @@ class AuT(nn.Module):
         full = full.view(B, n_windows * cpw * t, -1)[:, : int(n_tok.max())]
         tok_ok = torch.arange(full.shape[1])[None, :] < n_tok[:, None]
         return full * tok_ok.to(full)[..., None]
+
+    def forward_masked(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The offline pass with every window padded to full length and masked, so that the
+        whole batch runs through the transformer in one call (training); equal to
+        :meth:`forward` on the valid tokens, which only spends work on real tokens.
+
+        Args:
+            features: log-mel ``[B, n_mels, T]``; frames at or past ``lengths`` are ignored.
+            lengths: valid frames per audio ``[B]`` (>= 1).
+
+        Returns:
+            ``[B, N_max, out_dim]``, zero past each audio's ``cfg.num_tokens(lengths[b])``.
+        """
+        cfg = self.cfg
+        B, M, T = features.shape
+        cf, cpw, dev = cfg.chunk_frames, cfg.chunks_per_window, features.device
+        lens = lengths.to(dev)
+        n_chunks = -(-lens // cf)
+        max_chunks = int(n_chunks.max())
+        n_windows = -(-max_chunks // cpw)
+        frame_ok = torch.arange(T, device=dev)[None, :] < lens[:, None]
+        x = features * frame_ok[:, None, :].to(features.dtype)
+        x = F.pad(x, (0, max(0, n_windows * cpw * cf - T)))[..., : n_windows * cpw * cf]
+        chunks = x.view(B, M, n_windows * cpw, cf).permute(0, 2, 1, 3)
+        chunk_ok = torch.arange(n_windows * cpw, device=dev)[None, :] < n_chunks[:, None]
+        emb = self.embed_chunks(chunks[chunk_ok])  # [C, t, D]: valid chunks only
+        t = emb.shape[1]
+        grid = emb.new_zeros(B, n_windows * cpw, t, emb.shape[-1])
+        grid = grid.index_put((chunk_ok.nonzero(as_tuple=True)), emb)
+        n_tok = torch.tensor([cfg.num_tokens(int(n)) for n in lengths.tolist()], device=dev)
+        tok_ok = torch.arange(n_windows * cpw * t, device=dev)[None, :] < n_tok[:, None]
+        windows = grid.view(B * n_windows, cpw * t, -1)
+        window_mask = tok_ok.view(B * n_windows, cpw * t)
+        used = window_mask.any(-1)  # windows past an audio's end are skipped
+        # Real tokens come first in every window: cut the padding none of them reaches.
+        width = int(window_mask.sum(-1).max())
+        encoded = self.encode_windows(windows[used, :width], window_mask[used, :width])
+        out = windows.new_zeros(B * n_windows, cpw * t, self.out_dim)
+        out = out.index_put(
+            (used.nonzero(as_tuple=True)), F.pad(encoded, (0, 0, 0, cpw * t - width))
+        )
+        out = out.view(B, n_windows * cpw * t, -1)[:, : int(n_tok.max())]
+        return out * tok_ok[:, : out.shape[1], None].to(out)
 
 
 def check_features(

@@ -66,6 +66,9 @@ class ASR(nn.Module):
         lm_head: output projection, or None when tied to the decoder's embeddings.
         tokenizer: the Qwen tokenizer (``tokenizers.Tokenizer``).
         config: end tokens and languages.
+        ctc_head: the CTC classifier on the encoder's tokens (vocabulary + blank, blank
+            last) that omnispeech's own models carry for timestamps and forced alignment;
+            None for the released checkpoints, which have none.
     """
 
     def __init__(  # noqa: PLR0913 - the parts of the pipeline, each needed
@@ -75,6 +78,7 @@ class ASR(nn.Module):
         lm_head: nn.Linear | None,
         tokenizer,
         config: ASRConfig,
+        ctc_head: nn.Linear | None = None,
     ) -> None:
         super().__init__()
         if encoder.out_dim != decoder.cfg.hidden_size:
@@ -86,6 +90,7 @@ class ASR(nn.Module):
         self.lm_head = lm_head
         self.tokenizer = tokenizer
         self.config = config
+        self.ctc_head = ctc_head
         self.audio_pad_id = special_id(tokenizer, "<|audio_pad|>")
 
     # -- loading ------------------------------------------------------------------------------
@@ -124,27 +129,44 @@ class ASR(nn.Module):
         decoder = build_on_meta(lambda: Decoder(dec_cfg))
         load_state(decoder, folder.read(text_prefix, dtype), f"{folder.path} (text decoder)")
         lm_head = None
-        # The checkpoint's tensors decide: a stored head is used; otherwise it is tied.
-        if head_key in folder.keys(head_key):
-            weight = folder.read(head_key, dtype)[""]
-            if not (
-                dec_cfg.tie_word_embeddings and torch.equal(weight, decoder.embed_tokens.weight)
-            ):
-                lm_head = build_on_meta(
-                    lambda: nn.Linear(dec_cfg.hidden_size, dec_cfg.vocab_size, bias=False)
+        # The config decides, as in the reference: with tie_word_embeddings the output head
+        # is the embedding, and a stored head (the released Qwen3-ASR folders hold one) is
+        # never used; otherwise the stored head is required.
+        if not dec_cfg.tie_word_embeddings:
+            if head_key not in folder.keys(head_key):
+                raise CheckpointError(
+                    f"{folder.path}: the config unties the output head but {head_key} is missing"
                 )
-                load_state(lm_head, {"weight": weight}, f"{folder.path} (lm head)")
+            lm_head = build_on_meta(
+                lambda: nn.Linear(dec_cfg.hidden_size, dec_cfg.vocab_size, bias=False)
+            )
+            load_state(
+                lm_head, {"weight": folder.read(head_key, dtype)[""]}, f"{folder.path} (lm head)"
+            )
+        ctc_head = None
+        ctc_prefix = "thinker.ctc_head."
+        if folder.keys(ctc_prefix):
+            ctc_state = folder.read(ctc_prefix, dtype)
+            classes, width = ctc_state["weight"].shape
+            ctc_head = build_on_meta(lambda: nn.Linear(width, classes))
+            load_state(ctc_head, ctc_state, f"{folder.path} (CTC head)")
         eos = cfg.get("eos_token_id") or cfg.get("thinker_config", {}).get("eos_token_id")
         gen_file = folder.path / "generation_config.json"
         if gen_file.is_file():
             eos = json.loads(gen_file.read_text()).get("eos_token_id", eos)
         eos_ids = tuple(eos) if isinstance(eos, list | tuple) else ((eos,) if eos else DEFAULT_EOS)
         config = ASRConfig(eos_token_ids=eos_ids, languages=tuple(cfg.get("support_languages", ())))
-        model = cls(encoder, decoder, lm_head, load_tokenizer(folder.path), config)
+        model = cls(encoder, decoder, lm_head, load_tokenizer(folder.path), config, ctc_head)
         return model.to(device=device, dtype=dtype).eval()
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write the original Qwen3-ASR layout (``thinker.*``) with tokenizer files."""
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Write the original Qwen3-ASR layout (``thinker.*``) with tokenizer files.
+
+        Args:
+            path: the folder (created).
+            dtype: store floating tensors in this type (e.g. ``torch.bfloat16``, as the
+                released checkpoints are); None keeps the modules' own.
+        """
         enc, dec = self.encoder.cfg, self.decoder.cfg
         audio = {k: v for k, v in enc.to_dict().items() if k != "pad_short_batches_to_longest"}
         text = {
@@ -176,6 +198,12 @@ class ASR(nn.Module):
         tensors.update({f"thinker.model.{k}": v for k, v in self.decoder.state_dict().items()})
         if self.lm_head is not None:
             tensors["thinker.lm_head.weight"] = self.lm_head.weight
+        if self.ctc_head is not None:
+            tensors.update(
+                {f"thinker.ctc_head.{k}": v for k, v in self.ctc_head.state_dict().items()}
+            )
+        if dtype is not None:
+            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
         save_folder(path, config, tensors)
         self.tokenizer.save(str(Path(path) / "tokenizer.json"))
 

@@ -17,6 +17,7 @@ import dataclasses
 import re
 
 from omnispeech.errors import InputError
+from omnispeech.pipelines.languages import LANGUAGE_NAMES
 
 # The 30 languages Qwen3-ASR was trained to name (its 22 Chinese dialects are reported as
 # Chinese); the names are the exact strings the model writes after "language ".
@@ -71,9 +72,13 @@ def resolve_language(language: str | None, supported: list[str] | None = None) -
     key = language.strip().lower()
     names = supported if supported else list(LANGUAGES.values())
     by_lower = {n.lower(): n for n in names}
-    name = by_lower.get(key) or by_lower.get(LANGUAGES.get(key, "").lower())
+    name = (
+        by_lower.get(key)
+        or by_lower.get(LANGUAGES.get(key, "").lower())
+        or by_lower.get(LANGUAGE_NAMES.get(key, "").lower())
+    )
     if name is None:
-        codes = {v: k for k, v in LANGUAGES.items()}
+        codes = {v: k for k, v in LANGUAGE_NAMES.items()}
         choices = ", ".join(f"{codes[n]}={n}" if n in codes else n for n in names)
         raise InputError(f"unsupported language {language!r}; choose one of: {choices}")
     return name

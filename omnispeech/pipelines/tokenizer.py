@@ -39,16 +39,7 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
         raise TokenizerError(
             f"{folder}: no tokenizer (expected tokenizer.json, or vocab.json and merges.txt)"
         )
-    bpe = models.BPE.from_file(str(vocab), str(merges), unk_token=None)
-    tok = Tokenizer(bpe)
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
+    tok = qwen_byte_level(models.BPE.from_file(str(vocab), str(merges), unk_token=None))
     config_file = folder / "tokenizer_config.json"
     if config_file.is_file():
         added = json.loads(config_file.read_text()).get("added_tokens_decoder", {})
@@ -64,6 +55,22 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
                     f"{config_file}: added token {entry['content']!r} should have id {token_id}, "
                     f"got {tok.token_to_id(entry['content'])}"
                 )
+    return tok
+
+
+def qwen_byte_level(model: models.Model) -> Tokenizer:
+    """A tokenizer around ``model`` (a byte-level BPE) with Qwen's NFC normalisation,
+    pre-tokenisation and byte-level decoding; used for the released vocabularies and for the
+    small ones omnispeech trains for its own models."""
+    tok = Tokenizer(model)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
     return tok
 
 

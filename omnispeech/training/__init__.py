@@ -1,4 +1,5 @@
-"""Training recipes: a codec of configurable size (sample rate, frame rate, codebooks).
+"""Training recipes: a codec of configurable size (sample rate, frame rate, codebooks), and a
+speech recogniser of the Qwen3-ASR architecture (:class:`ASRTrainer`).
 
 :class:`CodecTrainer` trains the Qwen3-TTS 12 Hz tokenizer architecture (causal SEANet encoder,
 split RVQ, Code2Wav decoder) with a multi-scale mel loss, period and STFT discriminators and
@@ -6,6 +7,16 @@ feature matching, on one process or many (``torchrun``), and exports a folder th
 ``omnispeech.Codec`` loads like the released tokenizer.
 """
 
+from omnispeech.training.asr_config import (
+    ASRDataConfig,
+    ASRModelConfig,
+    ASROptimConfig,
+    ASRRunConfig,
+    ASRTrainConfig,
+)
+from omnispeech.training.asr_model import TrainableASR
+from omnispeech.training.asr_trainer import ASRTrainer
+from omnispeech.training.augment import AugmentConfig
 from omnispeech.training.codec_model import TrainableCodec
 from omnispeech.training.config import (
     CodecDataConfig,
@@ -18,6 +29,14 @@ from omnispeech.training.config import (
 from omnispeech.training.trainer import CodecTrainer, Workers
 
 __all__ = [
+    "ASRDataConfig",
+    "ASRModelConfig",
+    "ASROptimConfig",
+    "ASRRunConfig",
+    "ASRTrainConfig",
+    "ASRTrainer",
+    "AugmentConfig",
+    "TrainableASR",
     "CodecDataConfig",
     "CodecLossConfig",
     "CodecModelConfig",

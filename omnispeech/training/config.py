@@ -168,26 +168,16 @@ class CodecRunConfig(FrozenConfig):
             raise ValueError("steps, save_every and log_every must be >= 1")
 
 
-@dataclasses.dataclass(frozen=True)
-class CodecTrainConfig:
-    """A whole training run: one section per concern."""
+class SectionedConfig:
+    """A training run read from one JSON object of named sections (``_SECTIONS``: name ->
+    :class:`FrozenConfig` class); subclasses are frozen dataclasses with one field per
+    section. Unknown sections or keys are refused; ``data.train`` / ``data.valid`` paths are
+    resolved against the config file's folder."""
 
-    model: CodecModelConfig = CodecModelConfig()
-    data: CodecDataConfig = CodecDataConfig()
-    optim: CodecOptimConfig = CodecOptimConfig()
-    loss: CodecLossConfig = CodecLossConfig()
-    run: CodecRunConfig = CodecRunConfig()
-
-    _SECTIONS = {
-        "model": CodecModelConfig,
-        "data": CodecDataConfig,
-        "optim": CodecOptimConfig,
-        "loss": CodecLossConfig,
-        "run": CodecRunConfig,
-    }
+    _SECTIONS: dict[str, type[FrozenConfig]] = {}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CodecTrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> Any:
         """From a dict of sections; unknown sections or keys raise :class:`ConfigError`."""
         unknown = sorted(set(data) - set(cls._SECTIONS))
         if unknown:
@@ -201,7 +191,7 @@ class CodecTrainConfig:
         return cls(**parts)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> CodecTrainConfig:
+    def from_file(cls, path: str | Path) -> Any:
         """Read a JSON config; relative data paths become relative to the file's folder.
 
         Raises:
@@ -218,13 +208,33 @@ class CodecTrainConfig:
             raise ConfigError(f"{path}: the config must be a JSON object")
         cfg = cls.from_dict(data)
         base = path.resolve().parent
-        fix = {k: str(base / v) for k in ("train", "valid") if (v := getattr(cfg.data, k))}
-        return cfg.replace(data=cfg.data.replace(**fix)) if fix else cfg
+        section = cfg.data  # type: ignore[attr-defined]
+        fix = {k: str(base / v) for k in ("train", "valid") if (v := getattr(section, k))}
+        return cfg.replace(data=section.replace(**fix)) if fix else cfg
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every section, the inverse of :meth:`from_dict`."""
         return {name: getattr(self, name).to_dict() for name in self._SECTIONS}
 
-    def replace(self, **changes: Any) -> CodecTrainConfig:
+    def replace(self, **changes: Any) -> Any:
         """A copy with some sections replaced."""
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecTrainConfig(SectionedConfig):
+    """A whole training run: one section per concern."""
+
+    model: CodecModelConfig = CodecModelConfig()
+    data: CodecDataConfig = CodecDataConfig()
+    optim: CodecOptimConfig = CodecOptimConfig()
+    loss: CodecLossConfig = CodecLossConfig()
+    run: CodecRunConfig = CodecRunConfig()
+
+    _SECTIONS = {
+        "model": CodecModelConfig,
+        "data": CodecDataConfig,
+        "optim": CodecOptimConfig,
+        "loss": CodecLossConfig,
+        "run": CodecRunConfig,
+    }

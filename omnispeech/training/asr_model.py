@@ -1,0 +1,108 @@
+"""The recogniser being trained: AuT encoder + projector, Qwen3 decoder, CTC head.
+
+The parts are the pipeline's own modules (:class:`~omnispeech.encoder.model.AuT`,
+:class:`~omnispeech.core.Decoder`), so the export is a Qwen3-ASR folder that
+:class:`~omnispeech.pipelines.ASR` loads through the same code as the released checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import nn
+
+from omnispeech.core import Decoder
+from omnispeech.encoder import AudioEncoder
+from omnispeech.pipelines.asr import ASR, ASRConfig
+from omnispeech.pipelines.languages import language_name
+from omnispeech.training.asr_config import ASRModelConfig
+from omnispeech.training.asr_data import IGNORE, ASRBatch
+
+
+class TrainableASR(nn.Module):
+    """Encoder, decoder and CTC head, with the training losses.
+
+    Args:
+        cfg: the model shape and loss weights.
+    """
+
+    def __init__(self, cfg: ASRModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = AudioEncoder(cfg.encoder_config())
+        self.decoder = Decoder(cfg.decoder_config())
+        # One class per vocabulary entry plus the blank, which is the last class.
+        self.ctc_head = nn.Linear(cfg.decoder_dim, cfg.vocab_size + 1)
+        self.apply(_init_weights)
+
+    @property
+    def blank_id(self) -> int:
+        return self.cfg.vocab_size
+
+    def forward(self, batch: ASRBatch) -> dict[str, torch.Tensor]:
+        """Losses of one batch: ``total``, ``attention`` (cross-entropy per answer token),
+        ``ctc`` (per target token) and ``accuracy`` (next-token, answer positions)."""
+        tokens = self.encoder.net.forward_masked(batch.features, batch.feature_lengths)
+        n_tok = torch.tensor(
+            [self.encoder.cfg.num_tokens(int(n)) for n in batch.feature_lengths.tolist()],
+            device=tokens.device,
+        )
+        valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < n_tok[:, None]
+        embeds = self.decoder.embed_tokens(batch.input_ids)
+        # Row-major order of both masks matches: audio placeholders of example b, in order,
+        # receive the valid encoder tokens of example b, in order.
+        embeds = embeds.masked_scatter(batch.audio_mask[..., None], tokens[valid].to(embeds))
+        hidden = self.decoder(embeds)
+        keep = batch.labels != IGNORE
+        logits = self.decoder.logits(hidden[keep])
+        targets = batch.labels[keep]
+        attention = F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
+        accuracy = (logits.argmax(-1) == targets).float().mean()
+        ctc = tokens.new_zeros(())
+        if self.cfg.ctc_weight > 0:
+            log_probs = F.log_softmax(self.ctc_head(tokens).float(), dim=-1)
+            ctc = F.ctc_loss(
+                log_probs.transpose(0, 1),
+                batch.ctc_targets,
+                n_tok,
+                batch.ctc_lengths,
+                blank=self.blank_id,
+                reduction="mean",
+                zero_infinity=True,  # a transcript longer than the audio's tokens: no gradient
+            )
+        total = attention + self.cfg.ctc_weight * ctc
+        return {"total": total, "attention": attention, "ctc": ctc, "accuracy": accuracy}
+
+    def to_pipeline(self, tokenizer: Tokenizer, languages: list[str]) -> ASR:
+        """An :class:`ASR` sharing these weights (for validation and export)."""
+        end = tokenizer.token_to_id("<|im_end|>")
+        eos = (tokenizer.token_to_id("<|endoftext|>"), end)
+        names = tuple(language_name(code) for code in languages)
+        return ASR(
+            self.encoder,
+            self.decoder,
+            None,
+            tokenizer,
+            ASRConfig(eos_token_ids=eos, languages=names),
+            ctc_head=self.ctc_head,
+        )
+
+    def export(self, folder: str | Path, tokenizer: Tokenizer, languages: list[str]) -> Path:
+        """Write a Qwen3-ASR folder (bfloat16 weights, as released) with the tokenizer."""
+        was_training = self.training
+        self.eval()
+        self.to_pipeline(tokenizer, languages).save_pretrained(folder, dtype=torch.bfloat16)
+        self.train(was_training)
+        return Path(folder)
+
+
+def _init_weights(module: nn.Module) -> None:
+    # Small normal initialisation, as the released models were trained from: the default
+    # (Kaiming uniform) makes a 4-layer decoder's first steps needlessly unstable.
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)

@@ -1,0 +1,268 @@
+"""The recognition training loop: one process or many (``torchrun``; gloo on CPU, NCCL on GPU).
+
+Each step: a batch of augmented utterances per process, the attention decoder's cross-entropy
+on the answer plus the weighted CTC loss on the encoder, gradients averaged by DDP, AdamW with
+warm-up and cosine decay. Resuming is exact: a checkpoint holds the weights, the optimizer, the
+step and every process's random state, and batches depend only on (seed, step, rank).
+
+Output folder::
+
+    OUT/tokenizer.json                 trained once, before the first step (kept on resume)
+    OUT/checkpoints/step-00001000.pt   training state (torch.save; read with weights_only)
+    OUT/model/                         the latest export: a Qwen3-ASR folder
+    OUT/log.jsonl                      losses per logged step, held-out error rates per save
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from omnispeech.errors import ConfigError
+from omnispeech.training.asr_config import ASRTrainConfig
+from omnispeech.training.asr_data import (
+    ASRBatcher,
+    Transcribed,
+    read_transcribed,
+    tokenizer_texts,
+    train_tokenizer,
+)
+from omnispeech.training.asr_model import TrainableASR
+from omnispeech.training.trainer import (
+    KEEP_CHECKPOINTS,
+    Workers,
+    _rng_state,
+    _set_rng_state,
+    _truncate_log,
+)
+
+LOSS_NAMES = ("total", "attention", "ctc", "accuracy")
+
+
+class ASRTrainer:
+    """Trains a recogniser described by an :class:`ASRTrainConfig` into ``out_dir``.
+
+    Args:
+        cfg: the run.
+        out_dir: tokenizer, checkpoints, exported model and log.
+        workers: this process's place (default: from the ``torchrun`` environment).
+    """
+
+    def __init__(
+        self, cfg: ASRTrainConfig, out_dir: str | Path, workers: Workers | None = None
+    ) -> None:
+        if not cfg.data.train:
+            raise ConfigError("no training data: pass --train MANIFEST (or set data.train)")
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.workers = workers or Workers.from_env()
+        dc = cfg.data
+        self.train_set, self.skipped = read_transcribed(
+            dc.train, dc.train_split, dc.languages, dc.max_seconds
+        )
+        self.languages = sorted({u.language for u in self.train_set})
+        self.valid_set: list[Transcribed] = []
+        if dc.valid:
+            held, _ = read_transcribed(dc.valid, dc.valid_split, self.languages, dc.max_seconds)
+            self.valid_set = _spread(held, dc.valid_utterances)
+        self.tokenizer = self._tokenizer()
+        if self.tokenizer.get_vocab_size() > cfg.model.vocab_size:
+            raise ConfigError(
+                f"the tokenizer has {self.tokenizer.get_vocab_size()} entries but "
+                f"model.vocab_size is {cfg.model.vocab_size}"
+            )
+        dev = self.workers.device
+        torch.manual_seed(cfg.run.seed)  # every process builds the same initial weights
+        self.model = TrainableASR(cfg.model).to(dev)
+        oc = cfg.optim
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": oc.weight_decay}, {"params": no_decay}],
+            lr=oc.lr,
+            betas=oc.betas,
+            weight_decay=0.0,
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
+        self.batcher = ASRBatcher(
+            self.train_set,
+            self.tokenizer,
+            cfg.augment,
+            dc.batch_seconds,
+            dc.max_batch,
+            cfg.run.seed,
+            self.model.encoder.cfg.num_tokens,
+        )
+        self.step = 0
+        torch.manual_seed(cfg.run.seed * 7919 + 1 + self.workers.rank)
+        self.ddp: nn.Module = (
+            DistributedDataParallel(self.model) if self.workers.world_size > 1 else self.model
+        )
+
+    def _lr_factor(self, step: int) -> float:
+        oc, total = self.cfg.optim, self.cfg.run.steps
+        if step < oc.warmup:
+            return (step + 1) / oc.warmup
+        progress = min(1.0, (step - oc.warmup) / max(1, total - oc.warmup))
+        return oc.min_lr_ratio + (1 - oc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _tokenizer(self) -> Tokenizer:
+        """The run's tokenizer: given, or trained once on the training transcripts by the
+        main process (the others wait and read the same file)."""
+        if self.cfg.data.tokenizer_vocab:
+            return Tokenizer.from_file(self.cfg.data.tokenizer_vocab)
+        path = self.out / "tokenizer.json"
+        if self.workers.is_main and not path.is_file():
+            self.out.mkdir(parents=True, exist_ok=True)
+            texts = tokenizer_texts(self.train_set, self.languages)
+            tok = train_tokenizer(texts, self.cfg.model.vocab_size)
+            tmp = path.with_suffix(".tmp")
+            tok.save(str(tmp))
+            tmp.replace(path)
+        self.workers.barrier()
+        return Tokenizer.from_file(str(path))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint in the output folder, if any."""
+        found = sorted(self.checkpoint_dir.glob("step-*.pt"))
+        return found[-1] if found else None
+
+    def export(self, folder: Path | None = None) -> Path:
+        """Write the current model as a Qwen3-ASR folder (default ``OUT/model``)."""
+        return self.model.export(folder or self.out / "model", self.tokenizer, self.languages)
+
+    def save(self) -> Path:
+        """Write the training state (all processes take part) and export the model."""
+        rng = self.workers.gather(_rng_state(self.workers.device).to(self.workers.device))
+        path = self.checkpoint_dir / f"step-{self.step:08d}.pt"
+        if self.workers.is_main:
+            state = {
+                "step": self.step,
+                "world_size": self.workers.world_size,
+                "config": self.cfg.to_dict(),
+                "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(),
+                "rng": [r.cpu() for r in rng],
+            }
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(state, tmp)
+            tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+            for old in sorted(self.checkpoint_dir.glob("step-*.pt"))[:-KEEP_CHECKPOINTS]:
+                old.unlink()
+            self.export()
+        self.workers.barrier()
+        return path
+
+    def load(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save` (same number of processes)."""
+        state = torch.load(path, map_location=self.workers.device, weights_only=True)
+        if state["world_size"] != self.workers.world_size:
+            raise ConfigError(
+                f"{path} was written by {state['world_size']} processes; resume with the "
+                f"same number (this run has {self.workers.world_size}) for an exact continuation"
+            )
+        if state["config"]["model"] != self.cfg.model.to_dict():
+            raise ConfigError(f"{path}: the model section of the config differs from this run's")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        _set_rng_state(state["rng"][self.workers.rank].cpu(), self.workers.device)
+        self.step = int(state["step"])
+
+    # -- one step ------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step; returns the losses averaged over processes."""
+        batch = self.batcher.batch(self.step, self.workers.rank).to(self.workers.device)
+        losses = self.ddp(batch)
+        self.opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        values = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
+        out = dict(zip(LOSS_NAMES, self.workers.mean(values).tolist(), strict=True))
+        out["seconds"] = batch.seconds
+        return out
+
+    def validate(self) -> dict[str, float]:
+        """Character and word error rates of greedy decoding on the held-out utterances."""
+        from omnispeech.eval.text import EditCounts, edit_counts
+
+        if not self.valid_set:
+            return {}
+        asr = self.model.to_pipeline(self.tokenizer, self.languages)
+        self.model.eval()
+        counts = []
+        with torch.inference_mode():
+            for utt in self.valid_set:
+                hyp = asr.transcribe(utt.path, language=utt.language).text
+                counts.append(edit_counts(utt.text, hyp))
+        self.model.train()
+        total = EditCounts.total(counts)
+        return {"valid_cer": total.cer, "valid_wer": total.wer}
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, steps: int | None = None, resume: bool = True, progress: bool = True) -> Path:
+        """Train until ``steps`` (default: the config's), saving every ``save_every`` steps and
+        at the end; returns the exported model folder."""
+        total = self.cfg.run.steps if steps is None else steps
+        latest = self.latest_checkpoint()
+        if latest is not None and not resume:
+            raise ConfigError(
+                f"{self.out} already holds checkpoints ({latest.name}); resume, or train "
+                "into another folder"
+            )
+        if latest is not None:
+            self.load(latest)
+        log = self.out / "log.jsonl"
+        if self.workers.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            _truncate_log(log, self.step)
+        bar = None
+        if progress and self.workers.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc="train asr", unit="step")
+        self.model.train()
+        while self.step < total:
+            losses = self.train_step()
+            record: dict[str, Any] = {"step": self.step, **losses}
+            saving = self.step % self.cfg.run.save_every == 0 or self.step == total
+            if saving:
+                self.save()
+                if self.workers.is_main:
+                    record.update(self.validate())
+                self.workers.barrier()
+            if self.workers.is_main:
+                if saving or self.step % self.cfg.run.log_every == 0:
+                    with log.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses['attention']:.3f}", ctc=f"{losses['ctc']:.2f}")
+        if bar is not None:
+            bar.close()
+        return self.out / "model"
+
+
+def _spread(items: list[Transcribed], count: int) -> list[Transcribed]:
+    """``count`` items spread evenly over the list (every language, when sorted by it)."""
+    ordered = sorted(items, key=lambda u: (u.language, str(u.path)))
+    if len(ordered) <= count:
+        return ordered
+    return [ordered[i * len(ordered) // count] for i in range(count)]

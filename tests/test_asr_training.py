@@ -1,0 +1,196 @@
+"""ASR training: manifests with bad entries, tokenizer, batches, masked encoder, augmentation,
+exact resume under torchrun, and an export that loads like a released Qwen3-ASR folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from omnispeech.errors import ConfigError
+from omnispeech.pipelines import ASR
+from omnispeech.training.asr_data import (
+    SPECIAL_TOKENS,
+    ASRBatcher,
+    read_transcribed,
+    tokenizer_texts,
+    train_tokenizer,
+)
+from omnispeech.training.augment import (
+    AugmentConfig,
+    add_noise,
+    augment,
+    change_speed,
+    shift_pitch,
+    telephone,
+)
+
+TINY = json.loads((Path(__file__).parents[1] / "recipes" / "asr" / "tiny.json").read_text())
+TEXTS = {
+    "en": ["open the file", "close the window now", "save it", "print the page please"],
+    "de": ["öffne die Datei", "schließe das Fenster", "speichere es jetzt"],
+}
+
+
+def _tone(seconds: float, f0: float, seed: int) -> np.ndarray:
+    t = np.arange(round(seconds * 16000)) / 16000
+    x = sum(0.2 / k * np.sin(2 * np.pi * k * f0 * t) for k in (1, 2, 3))
+    return (x + 0.01 * np.random.default_rng(seed).standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A manifest of tones standing in for speech: train and dev lines, plus one line whose
+    file is missing and one whose file is not audio."""
+    root = tmp_path_factory.mktemp("asr_corpus")
+    lines = []
+    n = 0
+    for lang, texts in TEXTS.items():
+        for i, text in enumerate(texts):
+            for split in ("train", "train", "dev"):
+                path = root / f"{lang}{n}.wav"
+                sf.write(path, _tone(0.6 + 0.1 * len(text) / 4, 100 + 13 * n, n), 16000)
+                lines.append({"path": path.name, "text": text, "language": lang, "split": split})
+                n += 1
+    (root / "broken.wav").write_bytes(b"not audio at all")
+    lines.append({"path": "broken.wav", "text": "x y", "language": "en", "split": "train"})
+    lines.append({"path": "gone.wav", "text": "x y", "language": "en", "split": "train"})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return root
+
+
+def test_manifest_skips_missing_and_corrupt_files_and_counts_them(corpus):
+    train, skipped = read_transcribed(corpus / "manifest.jsonl", "train")
+    assert len(train) == 2 * 7 and dict(skipped) == {"missing": 1, "unreadable": 1}
+    dev, _ = read_transcribed(corpus / "manifest.jsonl", "dev", languages=["de"])
+    assert len(dev) == 3 and {u.language for u in dev} == {"de"}
+
+
+def test_empty_manifest_and_no_usable_lines_are_one_error(tmp_path, corpus):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="no usable utterances"):
+        read_transcribed(empty)
+    bad = tmp_path / "bad.jsonl"
+    lines = (corpus / "manifest.jsonl").read_text().splitlines()[-2:]
+    bad.write_text("".join(f"{x}\n" for x in lines).replace('"broken', f'"{corpus}/broken'))
+    with pytest.raises(ConfigError, match="skipped: missing 1, unreadable 1"):
+        read_transcribed(bad)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(TINY))
+    cmd = [sys.executable, "-m", "omnispeech", "train", "asr", "-c", str(config)]
+    done = subprocess.run(
+        [*cmd, "--train", str(empty), "-o", str(tmp_path / "o")], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "no usable utterances" in done.stderr
+
+
+def test_tokenizer_has_the_prompt_tokens_and_encodes_any_text(corpus):
+    train, _ = read_transcribed(corpus / "manifest.jsonl", "train")
+    tok = train_tokenizer(tokenizer_texts(train, ["de", "en"]), 400)
+    assert 300 < tok.get_vocab_size() <= 400  # fewer when the text has no more merges
+    for special in SPECIAL_TOKENS:
+        assert tok.token_to_id(special) is not None
+    for text in ("schließe das Fenster", "Ελληνικά κείμενο", "日本語のテキスト"):
+        assert tok.decode(tok.encode(text).ids) == text  # unseen scripts fall back to bytes
+    # The answer prefix of a training language is a few merged tokens, not letters.
+    assert len(tok.encode("language German").ids) <= 3
+
+
+def test_batches_depend_only_on_seed_step_rank(corpus):
+    train, _ = read_transcribed(corpus / "manifest.jsonl", "train")
+    tok = train_tokenizer(tokenizer_texts(train, ["de", "en"]), 400)
+
+    def batcher():
+        return ASRBatcher(train, tok, AugmentConfig(), 3.0, 4, 7, lambda n: -(-n // 8))
+
+    a, b = batcher().batch(5, 0), batcher().batch(5, 0)
+    assert torch.equal(a.features, b.features) and torch.equal(a.input_ids, b.input_ids)
+    assert not torch.equal(batcher().batch(5, 1).features[0], a.features[0])
+    # Targets: the answer after the prompt, then the end token; the audio placeholders match
+    # the encoder's token count.
+    end = tok.token_to_id("<|im_end|>")
+    for i in range(a.input_ids.shape[0]):
+        labels = a.labels[i][a.labels[i] != -100].tolist()
+        text = tok.decode(labels, skip_special_tokens=False)
+        assert text.startswith("language ") and "<asr_text>" in text and labels[-1] == end
+        assert int(a.audio_mask[i].sum()) == -(-int(a.feature_lengths[i]) // 8)
+
+
+def test_augmentations_do_what_they_say():
+    rng = np.random.default_rng(0)
+    wav = _tone(2.0, 200.0, 0)
+    assert abs(change_speed(wav, 1.25).shape[0] - wav.shape[0] / 1.25) < 20
+    shifted = shift_pitch(wav, 12.0)  # an octave up, same duration
+    assert abs(shifted.shape[0] - wav.shape[0]) < 600
+    freqs = np.fft.rfftfreq(shifted.shape[0], 1 / 16000)
+    assert abs(freqs[np.argmax(np.abs(np.fft.rfft(shifted)))] - 400) < 10
+    narrow = telephone(wav + 0.2 * np.sin(2 * np.pi * 6000 * np.arange(wav.size) / 16000))
+    spec = np.abs(np.fft.rfft(narrow))
+    f = np.fft.rfftfreq(narrow.size, 1 / 16000)
+    assert spec[f > 4000].max() < 0.01 * spec.max()
+    noise = rng.standard_normal(wav.size).astype(np.float32)
+    mixed = add_noise(wav, noise, 10.0)
+    snr = 10 * np.log10(np.mean(wav**2) / np.mean((mixed - wav) ** 2))
+    assert abs(snr - 10.0) < 0.1
+    for seed in range(10):
+        out = augment(wav, np.random.default_rng(seed), AugmentConfig())
+        assert np.isfinite(out).all() and np.abs(out).max() <= 1.0 and out.size > 0
+    off = augment(wav, rng, AugmentConfig(enabled=False))
+    assert off is wav
+
+
+def _torchrun(config: Path, out: Path, steps: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "omnispeech", "train", "asr", "--config", str(config), "--out", str(out),
+        "--steps", str(steps), "--quiet",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _log(out: Path) -> dict[int, dict]:
+    lines = (out / "log.jsonl").read_text().splitlines()
+    return {r["step"]: r for r in map(json.loads, lines)}
+
+
+def test_two_process_training_resumes_exactly_and_exports_a_qwen3_asr_folder(corpus, tmp_path):
+    cfg = {
+        **TINY,
+        "data": {**TINY["data"], "train": "manifest.jsonl", "valid": "manifest.jsonl"},
+        "run": {"steps": 4, "save_every": 2, "log_every": 1},
+    }
+    config = corpus / "ddp.json"
+    config.write_text(json.dumps(cfg))
+    _torchrun(config, tmp_path / "straight", 4)
+    _torchrun(config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
+    _torchrun(config, tmp_path / "resumed", 4)  # ...and continues from it
+    straight, resumed = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    assert sorted(straight) == sorted(resumed) == [1, 2, 3, 4]
+    for step in (3, 4):
+        for name in ("total", "attention", "ctc", "valid_cer"):
+            if name in straight[step]:
+                assert resumed[step][name] == pytest.approx(straight[step][name], rel=1e-6)
+    assert straight[3]["total"] != straight[4]["total"]  # the losses do move
+    assert "valid_cer" in straight[4]
+    # The export is a Qwen3-ASR folder: the pipeline loads it like a released one, with the
+    # CTC head, the training languages and the tokenizer.
+    model = tmp_path / "resumed" / "model"
+    config_json = json.loads((model / "config.json").read_text())
+    assert config_json["model_type"] == "qwen3_asr"
+    assert config_json["support_languages"] == ["German", "English"]
+    asr = ASR.from_pretrained(model)
+    assert asr.ctc_head is not None and asr.ctc_head.out_features == TINY["model"]["vocab_size"] + 1
+    result = asr.transcribe(corpus / "en0.wav", language="en")
+    assert result.language == "English"
+    assert asr.transcribe(corpus / "de12.wav", language="German").language == "German"
