@@ -53,7 +53,7 @@ def corpus(tmp_path_factory) -> Path:
     lines = []
     n = 0
     for lang, texts in TEXTS.items():
-        for i, text in enumerate(texts):
+        for text in texts:
             for split in ("train", "train", "dev"):
                 path = root / f"{lang}{n}.wav"
                 sf.write(path, _tone(0.6 + 0.1 * len(text) / 4, 100 + 13 * n, n), 16000)

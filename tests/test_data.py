@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +308,25 @@ def test_web_language_and_markup() -> None:
     assert web_language("yue") == "yue" and web_language("pt-br") is None
     assert web_language("qqq") is None and web_language("en") is None
     assert strip_wiki_markup("''a'' [[P|b]] [[c]] '''d'''") == "a b c d"
+
+
+def test_plan_splits_the_spoken_sentences_by_voice_and_text() -> None:
+    # A language with far more text than the plan speaks: each split still gets its share of
+    # the spoken sentences, and every engine of a split takes turns.
+    from omnispeech.data.build import plan_corpus
+    from omnispeech.data.engines import Voice
+
+    voices = [
+        Voice("espeak-ng", f"en+v{i}", "en", f"espeak-v{i}", "GPL-3.0-or-later", True)
+        for i in range(20)
+    ] + [Voice("flite", n, "en", f"cmu-{n}", "BSD", True) for n in ("slt", "awb", "rms")]
+    sentences = {"en": [Sentence(f"sentence {i} of many", "en", BUILTIN) for i in range(5000)]}
+    config = BuildConfig(out=Path("unused"), hours=0.01, min_sentences=200, seed=3)
+    plan = plan_corpus(sentences, {"en": voices}, config)
+    assert len(plan) == 200 and len({u.text for u in plan}) == 200
+    counts = Counter(u.split for u in plan)
+    assert counts["dev"] == counts["test"] == 20 and counts["train"] == 160
+    train_engines = Counter(u.voice.engine for u in plan if u.split == "train")
+    if "flite" in train_engines:  # the natural voices share the turns with espeak-ng
+        assert train_engines["flite"] == train_engines["espeak-ng"]
+    assert len({u.voice.name for u in plan if u.split == "train"}) > 10

@@ -184,12 +184,12 @@ def split_sentences(
     split in ``held`` that has voices in the language, the rest for train, so no sentence is
     spoken in two splits.
 
-    A held-out split gets at least one sentence when the language has 10 or more, and never
-    so many that train is left with fewer than half of them.
+    A held-out split gets at least one sentence, but never so many that train is left with
+    fewer than half of them.
     """
     texts = list(dict.fromkeys(s.text for s in order))
-    n_held = round(dev_fraction * len(texts)) if len(texts) >= 10 else 0
-    n_held = min(max(n_held, 1 if len(texts) >= 10 else 0), len(texts) // (2 * max(len(held), 1)))
+    cap = len(texts) // (2 * max(len(held), 1))
+    n_held = min(max(round(dev_fraction * len(texts)), 1), cap)
     split = {t: "train" for t in texts}
     start = 0
     for name in held:
@@ -236,11 +236,12 @@ def plan_corpus(
                 rng.shuffle(groups[name][engine])
         if "train" not in groups:
             continue  # no training voice: the language is not planned (nothing to learn from)
+        count = _planned_count(order, lang, per_language, config.min_sentences)
+        # Only the sentences the plan speaks are split, so each split gets its share of them.
         held = [name for name in ("dev", "test") if name in groups]
-        sentence_split = split_sentences(order, held, config.dev_fraction)
+        sentence_split = split_sentences(order[:count], held, config.dev_fraction)
         turns: Counter[str] = Counter()  # utterances planned per split (voice rotation)
-        total, i = 0.0, 0
-        while total < per_language or (i < config.min_sentences and i < len(order)):
+        for i in range(count):
             sentence = order[i % len(order)]
             split = sentence_split[sentence.text]
             names, turn = engine_names[split], turns[split]
@@ -260,9 +261,17 @@ def plan_corpus(
                     split=split,
                 )
             )
-            total += _estimated_seconds(sentence.text, lang)
-            i += 1
     return plan
+
+
+def _planned_count(order: Sequence[Sentence], lang: str, seconds: float, min_sentences: int) -> int:
+    """Utterances a language gets: enough for ``seconds`` of estimated audio (sentences
+    reused in order when there are too few), and at least ``min_sentences`` where it has them."""
+    total, count = 0.0, 0
+    while total < seconds or (count < min_sentences and count < len(order)):
+        total += _estimated_seconds(order[count % len(order)].text, lang)
+        count += 1
+    return count
 
 
 def trim_and_normalise(wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -345,7 +354,10 @@ def render(utt: Utterance, engine: Engine, config: BuildConfig) -> tuple[dict, b
         for target in config.sample_rates:
             rel = _relative(target, utt)
             (config.out / rel).parent.mkdir(parents=True, exist_ok=True)
-            save_audio(config.out / rel, prepare_audio(wav, rate, target), target)
+            out = prepare_audio(wav, rate, target)
+            # Resampling can overshoot the limited peak by a few percent: limit it again.
+            out *= min(1.0, 10 ** (_PEAK_DB / 20) / max(float(np.abs(out).max()), 1e-9))
+            save_audio(config.out / rel, out, target)
             paths[str(target)] = rel
         v = utt.voice
         record = {
