@@ -193,12 +193,18 @@ def save_folder(path: str | Path, config: dict[str, Any], tensors: dict[str, tor
 
 
 def resolve_folder(name_or_path: str | Path) -> Path:
-    """A local folder as is; otherwise a hub repository name, downloaded when the optional
+    """A local folder as is; the name of a bundled model (:mod:`omnispeech.bundled`); otherwise
+    a hub repository name, downloaded when the optional
     ``huggingface_hub`` is installed and the network allows (never needed by omnispeech itself).
     """
     path = Path(name_or_path)
     if path.is_dir():
         return path
+    from omnispeech.bundled import bundled_folder
+
+    bundled = bundled_folder(str(name_or_path))
+    if bundled is not None:  # a model shipped inside the package, by name
+        return bundled
     text = str(name_or_path)
     if path.exists() or text.count("/") != 1 or text.startswith((".", "/")):
         raise CheckpointError(f"{text}: no such checkpoint folder")

@@ -111,3 +111,61 @@ def test_save_pretrained_round_trip(hf_folder, tmp_path):
         a.transcribe(wav, max_new_tokens=10).token_ids
         == b.transcribe(wav, max_new_tokens=10).token_ids
     )
+
+
+def _last_logits(asr: ASR, ref, seconds: float = 2.37) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next-token logits after the forced-English prompt: omnispeech's and the reference's."""
+    wav = np.random.default_rng(5).standard_normal(int(seconds * 16000)) * 0.1
+    feats = log_mel_spectrogram(torch.from_numpy(wav.astype(np.float32)))
+    with torch.no_grad():
+        tokens = asr.encoder(feats[None]).tokens[0]
+        prompt = asr.prompt_ids(tokens.shape[0], "English")
+        embeds = asr.decoder.embed_tokens(torch.tensor(prompt))
+        embeds[torch.tensor(prompt) == asr.audio_pad_id] = tokens
+        mine = asr._logits(asr.decoder(embeds[None]))[0, -1]
+        ids = torch.tensor([prompt])
+        t_pad = -(-feats.shape[-1] // 100) * 100
+        theirs = ref(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            input_features=torch.nn.functional.pad(feats, (0, t_pad - feats.shape[-1]))[None],
+            input_features_mask=(torch.arange(t_pad) < feats.shape[-1]).long()[None],
+        ).logits[0, -1]
+    return mine, theirs
+
+
+def test_a_stored_head_follows_each_layouts_reference(hf_folder, tmp_path):
+    """The released Qwen3-ASR folders set tie_word_embeddings and still store an output head.
+    Original layout: the reference ties the head to the embedding after loading, so the
+    stored one is never used. -hf layout: transformers keeps a stored head that differs."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from transformers import Qwen3ASRForConditionalGeneration
+
+    ref, tok, folder = hf_folder
+    out = tmp_path / "stored_head"
+    shutil.copytree(folder, out)
+    tensors = load_file(out / "model.safetensors")
+    head = torch.randn_like(tensors["model.language_model.embed_tokens.weight"])
+    tensors["lm_head.weight"] = head
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    theirs = Qwen3ASRForConditionalGeneration.from_pretrained(out, attn_implementation="eager")
+    assert torch.equal(theirs.lm_head.weight, head)  # transformers keeps the stored head
+    hf = ASR.from_pretrained(out)
+    mine, ref_logits = _last_logits(hf, theirs.eval())
+    assert torch.allclose(mine, ref_logits, atol=1e-4)
+
+    original = _original_layout(ref, tok, tmp_path / "orig")  # its head is the embedding
+    tensors = load_file(original / "model.safetensors")
+    tensors["thinker.lm_head.weight"] = head
+    save_file(tensors, str(original / "model.safetensors"), metadata={"format": "pt"})
+    tied = ASR.from_pretrained(original)
+    assert tied.lm_head is None  # tied as the config says: the stored head is not used
+    mine, ref_logits = _last_logits(tied, ref)  # ref: the same weights, tied
+    assert torch.allclose(mine, ref_logits, atol=1e-4)
+    cfg = json.loads((original / "config.json").read_text())
+    cfg["thinker_config"]["text_config"]["tie_word_embeddings"] = False
+    (original / "config.json").write_text(json.dumps(cfg))
+    untied = ASR.from_pretrained(original)
+    assert untied.lm_head is not None and torch.equal(untied.lm_head.weight, head)

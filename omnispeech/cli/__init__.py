@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from omnispeech import __version__
+from omnispeech.cli.align import align
 from omnispeech.cli.asr import asr
 from omnispeech.cli.codec import codec
 from omnispeech.cli.data import data
@@ -24,6 +25,9 @@ def main() -> None:
 
     \b
     Examples:
+      omnispeech asr talk.wav
+      omnispeech asr talk.wav --timestamps
+      omnispeech align talk.wav "What the recording says."
       omnispeech asr talk.wav --model ./Qwen3-ASR-0.6B
       omnispeech asr a.flac b.ogg --model ./Qwen3-ASR-0.6B --language en --format json
       omnispeech tts "Hello there." --clone me.wav -o hello.wav --model ./Qwen3-TTS-12Hz-0.6B-Base
@@ -37,6 +41,7 @@ def main() -> None:
 
 
 main.add_command(asr)
+main.add_command(align)
 main.add_command(tts)
 main.add_command(codec)
 main.add_command(vocode)

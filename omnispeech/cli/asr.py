@@ -1,4 +1,4 @@
-"""``omnispeech asr``: transcribe audio files with a Qwen3-ASR checkpoint."""
+"""``omnispeech asr``: transcribe audio files with the bundled model or a Qwen3-ASR checkpoint."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import click
     "--model",
     "-m",
     "model",
-    required=True,
+    default=None,
     envvar="OMNISPEECH_ASR_MODEL",
     metavar="FOLDER",
-    help="Qwen3-ASR checkpoint folder (original or -hf layout), or $OMNISPEECH_ASR_MODEL.",
+    help="Qwen3-ASR checkpoint folder (original or -hf layout), or $OMNISPEECH_ASR_MODEL. "
+    "Default: the bundled model.",
 )
 @click.option(
     "--language",
@@ -33,7 +34,14 @@ import click
     type=click.Choice(["txt", "json"]),
     default="txt",
     show_default=True,
-    help="txt: the transcript; json: one JSON object per file (path, language, text, seconds).",
+    help="txt: the transcript; json: one JSON object per file (path, language, text, seconds, "
+    "and words with --timestamps).",
+)
+@click.option(
+    "--timestamps",
+    is_flag=True,
+    help="Add each word's start and end (seconds) to the JSON output (implies --format json); "
+    "needs a model with a CTC head, like the bundled one.",
 )
 @click.option("--context", default="", help="Text for the system turn: names, jargon, topic.")
 @click.option(
@@ -53,9 +61,10 @@ import click
 )
 def asr(  # noqa: PLR0913 - one parameter per CLI option
     files: tuple[Path, ...],
-    model: str,
+    model: str | None,
     language: str | None,
     fmt: str,
+    timestamps: bool,
     context: str,
     segment_seconds: float,
     device: str,
@@ -65,6 +74,8 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
 
     \b
     Examples:
+      omnispeech asr talk.wav                         # the bundled model, language detected
+      omnispeech asr talk.wav --language sw --timestamps
       omnispeech asr talk.wav --model ./Qwen3-ASR-0.6B
       omnispeech asr *.flac -m ./Qwen3-ASR-1.7B --language de --format json > out.jsonl
       omnispeech asr lecture.ogg -m ./Qwen3-ASR-0.6B --context "Fourier, Nyquist"
@@ -80,12 +91,20 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     from omnispeech.errors import OmnispeechError
     from omnispeech.pipelines import ASR
     from omnispeech.pipelines.asr_prompt import resolve_language
+    from omnispeech.pipelines.languages import LANGUAGE_NAMES
 
     try:
-        resolve_language(language)  # fail before loading a large model
+        # Fail on an unknown language before loading a large model; the model's own list
+        # is checked after loading.
+        resolve_language(language, list(LANGUAGE_NAMES.values()))
         pipeline = ASR.from_pretrained(model, dtype=getattr(torch, dtype), device=device)
+        resolve_language(language, list(pipeline.config.languages) or None)
+        if timestamps:
+            pipeline.require_ctc()
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
+    if timestamps:
+        fmt = "json"
     failed = 0
     for path in files:
         try:
@@ -103,6 +122,7 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
                     context=context,
                     segment_seconds=segment_seconds,
                     progress=lambda done, bar=bar: bar.update(round(done, 1)),
+                    timestamps=timestamps,
                 )
         except OmnispeechError as exc:
             failed += 1
@@ -115,6 +135,8 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
                 "text": result.text,
                 "seconds": round(seconds, 3),
             }
+            if timestamps:
+                record["words"] = [w.to_dict() for w in result.words]
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
             click.echo(f"{path}\t{result.text}" if len(files) > 1 else result.text)

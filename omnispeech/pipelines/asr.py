@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from omnispeech.audio import load_audio, log_mel_spectrogram, prepare_audio
+from omnispeech.bundled import default_model
 from omnispeech.checkpoint import (
     CheckpointFolder,
     build_on_meta,
@@ -28,7 +29,10 @@ from omnispeech.core import Decoder, DecoderCache, decoder_config_from_released
 from omnispeech.encoder import AudioEncoder
 from omnispeech.encoder.layouts import detect_layout
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
+from omnispeech.pipelines.asr_align import Alignment, AlignmentError, token_pieces
+from omnispeech.pipelines.asr_align import align as align_tokens
 from omnispeech.pipelines.asr_prompt import (
+    ASR_TEXT,
     Transcription,
     parse_answer,
     prompt_parts,
@@ -97,16 +101,19 @@ class ASR(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | Path,
+        name_or_path: str | Path | None = None,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> ASR:
-        """Load a Qwen3-ASR folder (original or ``-hf`` layout) or one saved by omnispeech.
+        """Load a Qwen3-ASR folder (original or ``-hf`` layout), one saved by omnispeech, or
+        with no name the bundled model (every language of omnispeech's corpus, timestamps).
 
         Raises:
             CheckpointError: the folder is missing, not a Qwen3-ASR model, or its keys differ.
             TokenizerError: the folder has no usable tokenizer files.
         """
+        if name_or_path is None:
+            name_or_path = default_model("asr")
         folder = CheckpointFolder(resolve_folder(name_or_path))
         cfg = folder.config
         if cfg.get("model_type") != "qwen3_asr":
@@ -129,19 +136,24 @@ class ASR(nn.Module):
         decoder = build_on_meta(lambda: Decoder(dec_cfg))
         load_state(decoder, folder.read(text_prefix, dtype), f"{folder.path} (text decoder)")
         lm_head = None
-        # The config decides, as in the reference: with tie_word_embeddings the output head
-        # is the embedding, and a stored head (the released Qwen3-ASR folders hold one) is
-        # never used; otherwise the stored head is required.
-        if not dec_cfg.tie_word_embeddings:
-            if head_key not in folder.keys(head_key):
-                raise CheckpointError(
-                    f"{folder.path}: the config unties the output head but {head_key} is missing"
+        # Each layout follows its reference. The original layout (qwen-asr) ties the head to
+        # the embedding after loading when the config says tie_word_embeddings, so a stored
+        # thinker.lm_head.weight (the released folders hold one) is never used. transformers
+        # (the -hf layout) keeps a stored head that differs from the embedding.
+        stored = head_key in folder.keys(head_key)
+        original = head_key.startswith("thinker.")
+        if stored and not (original and dec_cfg.tie_word_embeddings):
+            weight = folder.read(head_key, dtype)[""]
+            if not (
+                dec_cfg.tie_word_embeddings and torch.equal(weight, decoder.embed_tokens.weight)
+            ):
+                lm_head = build_on_meta(
+                    lambda: nn.Linear(dec_cfg.hidden_size, dec_cfg.vocab_size, bias=False)
                 )
-            lm_head = build_on_meta(
-                lambda: nn.Linear(dec_cfg.hidden_size, dec_cfg.vocab_size, bias=False)
-            )
-            load_state(
-                lm_head, {"weight": folder.read(head_key, dtype)[""]}, f"{folder.path} (lm head)"
+                load_state(lm_head, {"weight": weight}, f"{folder.path} (lm head)")
+        elif not stored and not dec_cfg.tie_word_embeddings:
+            raise CheckpointError(
+                f"{folder.path}: the config unties the output head but {head_key} is missing"
             )
         ctc_head = None
         ctc_prefix = "thinker.ctc_head."
@@ -296,6 +308,7 @@ class ASR(nn.Module):
         language: str | None = None,
         context: str = "",
         max_new_tokens: int = 512,
+        timestamps: bool = False,
     ) -> Transcription:
         """Transcribe one utterance held in memory or a short file (see :meth:`transcribe_file`
         for long recordings).
@@ -307,34 +320,107 @@ class ASR(nn.Module):
             context: optional system-turn text.
             max_new_tokens: most tokens per utterance (further capped at 32 + 20 per second
                 of audio, which no real speech reaches).
+            timestamps: also place each word in time (``Transcription.words``); needs a
+                model with a CTC head (omnispeech's own).
 
         Raises:
             AudioError: unreadable, empty, silent or non-finite audio.
-            InputError: an unsupported language.
+            InputError: an unsupported language, or timestamps from a model without a CTC
+                head.
         """
         forced = resolve_language(language, list(self.config.languages) or None)
+        if timestamps:
+            self.require_ctc()
+        wav = self._read(audio, sample_rate)
+        return self._transcribe_wav(wav, forced, context, max_new_tokens, timestamps)
+
+    def align(
+        self,
+        audio: str | Path | np.ndarray | torch.Tensor,
+        text: str,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> Alignment:
+        """Forced alignment: the word and token boundaries of a known transcript.
+
+        Args:
+            audio: a path, or samples ``[S]`` / ``[C, S]`` at ``sample_rate`` Hz (one
+                utterance, up to a few minutes).
+            text: what the audio says.
+            sample_rate: rate of in-memory samples.
+
+        Raises:
+            AlignmentError: the text does not match the audio, or is too long for it.
+            InputError: empty text, or a model without a CTC head.
+        """
+        self.require_ctc()
+        if not text.strip():
+            raise InputError("the transcript is empty; nothing to align")
+        wav = self._read(audio, sample_rate)
+        if not np.any(wav):
+            raise EmptyAudioError("the audio is silent (every sample is zero); nothing to align")
+        ids = self.tokenizer.encode(text.strip(), add_special_tokens=False).ids
+        return self._align(self._encode(wav), ids, check=True)
+
+    def require_ctc(self) -> None:
+        """Raise :class:`InputError` unless the model can give timestamps (has a CTC head)."""
+        if self.ctc_head is None:
+            raise InputError(
+                "this model has no CTC head, so it cannot give timestamps or align text; "
+                "use omnispeech's bundled model (no --model) or one trained by `train asr`"
+            )
+
+    @staticmethod
+    def _read(audio: str | Path | np.ndarray | torch.Tensor, sample_rate: int) -> np.ndarray:
         if isinstance(audio, str | Path):
-            wav = load_audio(audio, SAMPLE_RATE)
-        else:
-            wav = prepare_audio(audio, sample_rate, SAMPLE_RATE)
-        return self._transcribe_wav(wav, forced, context, max_new_tokens)
+            return load_audio(audio, SAMPLE_RATE)
+        return prepare_audio(audio, sample_rate, SAMPLE_RATE)
+
+    def _encode(self, wav: np.ndarray) -> torch.Tensor:
+        """Encoder tokens ``[N, D]`` of 16 kHz samples (padded to the reference's 0.5 s)."""
+        if wav.shape[0] < MIN_SAMPLES:
+            wav = np.pad(wav, (0, MIN_SAMPLES - wav.shape[0]))
+        feats = log_mel_spectrogram(torch.from_numpy(wav), self.encoder.cfg.num_mel_bins)
+        weight = self.decoder.embed_tokens.weight
+        return self.encoder(feats[None].to(weight.device)).tokens[0]
+
+    @torch.inference_mode()
+    def _align(
+        self, tokens: torch.Tensor, ids: list[int], check: bool, offset: float = 0.0
+    ) -> Alignment:
+        assert self.ctc_head is not None
+        log_probs = torch.log_softmax(self.ctc_head(tokens).float(), -1).cpu().numpy()
+        pieces, starts = token_pieces(self.tokenizer, ids)
+        blank = self.ctc_head.out_features - 1
+        return align_tokens(log_probs, ids, pieces, blank, starts, offset, check=check)
 
     def _transcribe_wav(
-        self, wav: np.ndarray, forced: str | None, context: str, max_new_tokens: int
+        self,
+        wav: np.ndarray,
+        forced: str | None,
+        context: str,
+        max_new_tokens: int,
+        timestamps: bool = False,
+        offset: float = 0.0,
     ) -> Transcription:
         if not np.any(wav):
             raise EmptyAudioError(
                 "the audio is silent (every sample is zero); nothing to transcribe"
             )
         max_new_tokens = token_budget(wav.shape[0], max_new_tokens)
-        if wav.shape[0] < MIN_SAMPLES:
-            wav = np.pad(wav, (0, MIN_SAMPLES - wav.shape[0]))
-        feats = log_mel_spectrogram(torch.from_numpy(wav), self.encoder.cfg.num_mel_bins)
-        weight = self.decoder.embed_tokens.weight
-        tokens = self.encoder(feats[None].to(weight.device)).tokens[0]
+        tokens = self._encode(wav)
         ids = self.generate(tokens, forced, context, max_new_tokens)
         text, lang = parse_answer(self.tokenizer.decode(ids, skip_special_tokens=False), forced)
-        return Transcription(text=text, language=lang, token_ids=tuple(ids))
+        words: tuple = ()
+        if timestamps and text:
+            # The transcript's own ids: after the <asr_text> marker when the model named the
+            # language itself.
+            marker = self.tokenizer.token_to_id(ASR_TEXT)
+            spoken = ids[ids.index(marker) + 1 :] if marker in ids else ids
+            try:
+                words = self._align(tokens, spoken, check=False, offset=offset).words
+            except AlignmentError:
+                words = ()  # a transcript longer than the audio's steps has no timing
+        return Transcription(text=text, language=lang, token_ids=tuple(ids), words=words)
 
     def transcribe_file(
         self,
@@ -343,6 +429,7 @@ class ASR(nn.Module):
         context: str = "",
         segment_seconds: float = 30.0,
         progress: Callable[[float], None] | None = None,
+        timestamps: bool = False,
     ) -> Transcription:
         """Transcribe a recording of any length without holding all of it in memory.
 
@@ -356,24 +443,34 @@ class ASR(nn.Module):
             context: optional system-turn text.
             segment_seconds: longest segment, in seconds (>= 2).
             progress: called with the seconds of audio done after each segment.
+            timestamps: also place each word in time, in seconds from the file's start
+                (models with a CTC head).
         """
         if segment_seconds < 2:
             raise InputError(f"segment_seconds must be >= 2, got {segment_seconds}")
         forced = resolve_language(language, list(self.config.languages) or None)
-        texts, languages, ids = [], [], []
+        if timestamps:
+            self.require_ctc()
+        texts, languages, ids, words = [], [], [], []
+        offset = 0.0
         for segment in _segments(path, segment_seconds):
             if np.any(segment):
-                result = self._transcribe_wav(segment, forced, context, max_new_tokens=512)
+                result = self._transcribe_wav(
+                    segment, forced, context, 512, timestamps=timestamps, offset=offset
+                )
                 if result.text:
                     texts.append(result.text)
                 languages.append(result.language)
                 ids.extend(result.token_ids)
+                words.extend(result.words)
+            offset += segment.shape[0] / SAMPLE_RATE
             if progress is not None:
                 progress(segment.shape[0] / SAMPLE_RATE)
         if not languages:
             raise EmptyAudioError(f"{path}: the audio is silent (every sample is zero)")
         lang = next((x for x in languages if x), None)
-        return Transcription(text=" ".join(texts), language=lang, token_ids=tuple(ids))
+        text = " ".join(texts)
+        return Transcription(text=text, language=lang, token_ids=tuple(ids), words=tuple(words))
 
 
 def _segments(path: str | Path, segment_seconds: float) -> Iterator[np.ndarray]:

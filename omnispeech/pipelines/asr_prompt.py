@@ -110,11 +110,14 @@ class Transcription:
         text: the transcript.
         language: the language the model named (or was forced to), None for no speech.
         token_ids: the generated token ids (after the prompt, without the end token).
+        words: the transcript's words with their times, when asked for (models with a CTC
+            head); ``omnispeech.pipelines.asr_align.TimedSpan`` items.
     """
 
     text: str
     language: str | None
     token_ids: tuple[int, ...] = ()
+    words: tuple = ()
 
 
 def parse_answer(answer: str, forced: str | None) -> tuple[str, str | None]:
