@@ -133,3 +133,38 @@ def test_ctc_head_round_trips_and_timestamps_lie_inside_the_audio(ctc_asr_dir, t
 
 def test_the_tokenizer_fixture_is_byte_level():
     assert isinstance(tiny_tokenizer(), Tokenizer)
+
+
+def test_timestamp_evaluation_compares_with_the_engines_word_times(ctc_asr_dir, tmp_path):
+    """The scorer re-speaks espeak-ng lines with the library, aligns them and counts one error
+    per boundary between words; other engines' lines and numbers are left out."""
+    import soundfile as sf
+
+    from omnispeech.eval.timestamps import evaluate_timestamps
+
+    spoken = []
+
+    def speak(text: str, voice: str):
+        # A stand-in engine: words every 0.4 s, one second of quiet tone per word.
+        words = text.split()
+        spoken.append(voice)
+        wav = (0.1 * np.sin(np.arange(16000 * len(words)) / 9)).astype(np.float32)
+        return wav, 16000, [type("W", (), {"start": 0.4 * i})() for i in range(len(words))]
+
+    sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
+    lines = [
+        {"path": "a.wav", "text": "open the file", "language": "en", "split": "test",
+         "engine": "espeak-ng", "voice": "en-us+f3"},
+        {"path": "a.wav", "text": "save it now", "language": "en", "split": "test",
+         "engine": "flite", "voice": "slt"},
+        {"path": "a.wav", "text": "print 2 pages", "language": "en", "split": "test",
+         "engine": "espeak-ng", "voice": "en-us"},
+    ]  # fmt: skip
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    asr = ASR.from_pretrained(ctc_asr_dir)
+    score = evaluate_timestamps(asr, speak, manifest).to_dict()
+    assert spoken == ["en-us+f3"]  # flite's line is not re-spoken; the number is skipped
+    assert score["utterances"] + score["refused"] == 1 and score["skipped"] == 1
+    if score["utterances"]:
+        assert score["overall"]["boundaries"] == 2 and score["overall"]["mae_ms"] >= 0

@@ -153,10 +153,10 @@ def codec(  # noqa: PLR0913 - one parameter per CLI option
 @click.option(
     "--model",
     "-m",
-    required=True,
+    default=None,
     envvar="OMNISPEECH_ASR_MODEL",
     metavar="FOLDER",
-    help="Qwen3-ASR checkpoint folder.",
+    help="Qwen3-ASR checkpoint folder (default: the bundled model).",
 )
 @_selection_options
 @click.option(
@@ -168,7 +168,7 @@ def codec(  # noqa: PLR0913 - one parameter per CLI option
 @_report_options
 def asr(  # noqa: PLR0913 - one parameter per CLI option
     manifest: Path,
-    model: str,
+    model: str | None,
     split: str,
     languages: tuple[str, ...],
     limit: int | None,
@@ -196,7 +196,8 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
     _write(score, json_path, report_path)
-    click.echo(json.dumps({"model": str(model), **score.to_dict(per_utterance=False)}, indent=2))
+    name = str(model) if model else "bundled"
+    click.echo(json.dumps({"model": name, **score.to_dict(per_utterance=False)}, indent=2))
 
 
 @eval_.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -255,3 +256,52 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
         raise click.ClickException(str(exc)) from None
     _write(score, json_path, report_path)
     click.echo(json.dumps(score.to_dict(per_utterance=False), indent=2, ensure_ascii=False))
+
+
+@eval_.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    envvar="OMNISPEECH_ASR_MODEL",
+    metavar="FOLDER",
+    help="ASR folder with a CTC head (default: the bundled model).",
+)
+@_selection_options
+def timestamps(
+    manifest: Path,
+    model: str | None,
+    split: str,
+    languages: tuple[str, ...],
+    limit: int | None,
+) -> None:
+    """Score word timestamps against the word times espeak-ng reports while it speaks.
+
+    Each espeak-ng utterance of MANIFEST is spoken again by the espeak-ng library with its
+    voice, the model aligns the text, and the boundaries between words are compared: mean
+    and median absolute error in milliseconds, per language, as JSON.
+
+    \b
+    Example:
+      omnispeech eval timestamps corpus/manifest.jsonl --limit 5 --languages en,de,fr
+    """
+    from omnispeech.data.espeak_lib import EspeakLibrary
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.eval.timestamps import evaluate_timestamps
+    from omnispeech.pipelines import ASR
+
+    chosen_split = None if split == "all" else split
+    try:
+        lib = EspeakLibrary()
+
+        def speak(text: str, voice: str):
+            wav, words = lib.speak(text, voice)
+            return wav, lib.sample_rate, words
+
+        score = evaluate_timestamps(
+            ASR.from_pretrained(model), speak, manifest, chosen_split, _languages(languages), limit
+        )
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"model": str(model) if model else "bundled", **score.to_dict()}))

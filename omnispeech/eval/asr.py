@@ -36,6 +36,8 @@ class ManifestEntry:
         split: ``train`` / ``dev`` / ``test`` ..., or "".
         duration: seconds, or None when the manifest does not say.
         line: the 1-based line number in the manifest (for messages).
+        engine: the speech engine that made it (synthetic corpora), or "".
+        voice: the engine's voice name, or "".
     """
 
     path: Path
@@ -45,6 +47,8 @@ class ManifestEntry:
     split: str = ""
     duration: float | None = None
     line: int = 0
+    engine: str = ""
+    voice: str = ""
 
 
 def read_manifest(
@@ -107,6 +111,8 @@ def _entry(item: dict[str, Any], root: Path, manifest: Path, number: int) -> Man
         split=str(item.get("split") or ""),
         duration=None if duration is None else float(duration),
         line=number,
+        engine=str(item.get("engine") or ""),
+        voice=str(item.get("voice") or ""),
     )
 
 
