@@ -47,6 +47,13 @@ def model_options(command: Callable) -> Callable:
 @click.option("--max-file-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.01))
 @click.option("--max-chars", default=1000, show_default=True, type=click.IntRange(1))
 @click.option(
+    "--max-speech-seconds",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Most speech generated per request.",
+)
+@click.option(
     "--voices-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of saved voices [default: ~/.cache/omnispeech/voices].",
@@ -63,6 +70,7 @@ def demo(  # noqa: PLR0913 - one parameter per option
     max_queue: int,
     max_file_mb: float,
     max_chars: int,
+    max_speech_seconds: float,
     voices_dir: Path | None,
 ) -> None:
     """Open the voice-cloning demo in the browser: record or upload a clip, type text, listen
@@ -85,6 +93,7 @@ def demo(  # noqa: PLR0913 - one parameter per option
             max_queue=max_queue,
             max_file_bytes=int(max_file_mb * 1e6),
             max_chars=max_chars,
+            max_speech_seconds=max_speech_seconds,
             **({"voices_dir": voices_dir} if voices_dir is not None else {}),
         )
         page = build_demo(models, config)

@@ -38,6 +38,7 @@ class DemoConfig:
         max_queue: requests waiting in Gradio's queue; more are refused with a message.
         max_file_bytes: largest upload.
         max_chars: longest text to speak.
+        max_speech_seconds: most speech generated per request, in seconds.
         voices_dir: folder of saved voices (shared with ``omnispeech serve``).
         stream_audio: stream playback (None: when ``ffmpeg`` is installed).
     """
@@ -46,6 +47,7 @@ class DemoConfig:
     max_queue: int = 32
     max_file_bytes: int = 10_000_000
     max_chars: int = 1000
+    max_speech_seconds: float = 300.0
     voices_dir: Path = DEFAULT_VOICES_DIR
     stream_audio: bool | None = None
 
@@ -88,7 +90,7 @@ def build_demo(models: Models, config: DemoConfig | None = None):
 
     config = config or DemoConfig()
     pool = ReplicaPool(replicate(models, config.workers))
-    h = Handlers(pool, VoiceStore(config.voices_dir), config.max_chars)
+    h = Handlers(pool, VoiceStore(config.voices_dir), config.max_chars, config.max_speech_seconds)
     streaming = config.stream_audio
     if streaming is None:
         streaming = shutil.which("ffmpeg") is not None
@@ -140,7 +142,7 @@ def build_demo(models: Models, config: DemoConfig | None = None):
                     with gr.Row():
                         language = gr.Dropdown(h.languages, value="auto", label="Language")
                         speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
-                        seed = gr.Number(value=None, precision=0, label="Seed (empty: random)")
+                        seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
                     speak_btn = gr.Button("Speak", variant="primary", elem_id="speak")
                     out = gr.Audio(
                         label="Speech",
@@ -154,7 +156,10 @@ def build_demo(models: Models, config: DemoConfig | None = None):
             asr_language = gr.Textbox(value="auto", label="Language (auto, en, de, ...)")
             with gr.Row():
                 asr_in = gr.Audio(
-                    sources=["upload", "microphone"], type="filepath", label="Audio file"
+                    sources=["upload", "microphone"],
+                    type="filepath",
+                    label="Audio file",
+                    elem_id="asr-file",
                 )
                 asr_btn = gr.Button("Transcribe", elem_id="transcribe")
             asr_out = gr.Textbox(label="Transcript", elem_id="transcript")
@@ -178,13 +183,20 @@ def build_demo(models: Models, config: DemoConfig | None = None):
         )
         mic.stop_recording(_readable(h.live_finish), live, [live, live_out])
     page.queue(default_concurrency_limit=config.workers, max_size=config.max_queue)
-    page.omnispeech_config = config
     return page
 
 
-def launch(page, config: DemoConfig, host: str = "127.0.0.1", port: int = 7860, share=False):
-    """Serve the page (blocks until interrupted). ``share`` opens a public link: off unless
-    asked for, because it puts the models on the internet."""
+def launch(  # noqa: PLR0913 - where and how to serve
+    page,
+    config: DemoConfig,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    block: bool = True,
+) -> None:
+    """Serve the page; with ``block`` until interrupted, else in the background (stop it with
+    ``page.close()``). ``share`` opens a public link: off unless asked for, because it puts
+    the models on the internet."""
     page.launch(
         server_name=host,
         server_port=port,
@@ -192,4 +204,6 @@ def launch(page, config: DemoConfig, host: str = "127.0.0.1", port: int = 7860, 
         max_file_size=config.max_file_bytes,
         show_error=True,
         footer_links=[],
+        prevent_thread_lock=not block,
+        quiet=not block,
     )

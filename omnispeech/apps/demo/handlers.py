@@ -48,15 +48,22 @@ class Handlers:
         pool: replicas of the models (TTS and/or ASR).
         voices: the saved voices.
         max_chars: longest text to speak.
+        max_speech_seconds: most speech generated per request (the rest is not generated).
         wait_seconds: how long a request waits for a free worker before giving up.
     """
 
     def __init__(
-        self, pool: ReplicaPool, voices: VoiceStore, max_chars: int, wait_seconds: float = 600.0
+        self,
+        pool: ReplicaPool,
+        voices: VoiceStore,
+        max_chars: int,
+        max_speech_seconds: float = 300.0,
+        wait_seconds: float = 600.0,
     ) -> None:
         self.pool = pool
         self.voices = voices
         self.max_chars = max_chars
+        self.max_speech_seconds = max_speech_seconds
         self.wait_seconds = wait_seconds
         first = pool.acquire()
         pool.release(first)
@@ -102,20 +109,25 @@ class Handlers:
             raise InputError("type the text to speak")
         if len(text) > self.max_chars:
             raise InputError(f"the text is {len(text)} characters; the limit is {self.max_chars}")
-        seed_value = None if seed is None or math.isnan(seed) else int(seed)
+        # Negative or empty: a random seed (the status line tells which one was used).
+        seed_value = None if seed is None or math.isnan(seed) or seed < 0 else int(seed)
         with self.pool.borrow(self.wait_seconds) as models:
             voice = self._voice(models, clip, ref_text or "", saved)
             chunks = models.tts.stream(
                 text, voice, language=language or "auto", seed=seed_value, speed=float(speed)
             )
             rate, total, pending = models.tts.sample_rate, 0, []
+            limit = int(self.max_speech_seconds * rate)
             try:
                 for chunk in chunks:
+                    chunk = chunk[: limit - total]
                     total += len(chunk)
                     pending.append(chunk)
                     if total == len(chunk) or sum(map(len, pending)) >= GATHER_SECONDS * rate:
                         yield _int16(pending), f"{total / rate:.2f} s so far..."
                         pending = []
+                    if total >= limit:
+                        break
             finally:
                 chunks.close()
             status = f"{total / rate:.2f} s of speech, seed {models.tts.last_seed}"
