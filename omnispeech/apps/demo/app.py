@@ -172,7 +172,7 @@ def build_demo(models: Models, config: DemoConfig | None = None):
             live_out = gr.Textbox(label="Live transcript", elem_id="live-transcript")
             live = gr.State(None, time_to_live=600, delete_callback=h.live_drop)
 
-        clip.change(_readable(h.transcript_of_clip), [clip, ref_text], ref_text)
+        clip.change(_readable(h.transcript_of_clip), clip, ref_text)
         speak_btn.click(
             _readable(speak), [clip, ref_text, saved, text, language, speed, seed], [out, status]
         )

@@ -148,10 +148,11 @@ class Handlers:
         return f"saved voice {name!r}, {how}"
 
     # -- speech recognition -------------------------------------------------------------------
-    def transcript_of_clip(self, clip: str | None, current: str) -> str:
-        """The reference clip's transcript for the box (what is there stays if no ASR)."""
-        if not clip or not self.has_asr or (current or "").strip():
-            return current or ""
+    def transcript_of_clip(self, clip: str | None) -> str:
+        """The transcript box for a new reference clip: what ASR hears in it, or empty (the
+        previous clip's transcript would be wrong for this one)."""
+        if not clip or not self.has_asr:
+            return ""
         from omnispeech.audio import load_audio
 
         wav = load_audio(clip, ASR_RATE)[: int(MAX_CLIP_SECONDS * ASR_RATE)]

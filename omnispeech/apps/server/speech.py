@@ -29,7 +29,7 @@ from omnispeech.apps.audio import (
     wav_header,
 )
 from omnispeech.apps.models import Models
-from omnispeech.apps.server.http import ApiError, check_text, from_exception
+from omnispeech.apps.server.http import ApiError, check_text, log
 from omnispeech.apps.voices import VoiceInfo, VoiceNotFound, check_name
 
 if TYPE_CHECKING:
@@ -191,8 +191,8 @@ async def _body(head: bytes, first: np.ndarray, rest: AsyncIterator[np.ndarray])
         yield head + pcm16(first)
         async for chunk in rest:
             yield pcm16(chunk)
-    except Exception as exc:  # after the headers went out, the stream can only end early
-        from_exception(exc)
+    except Exception:  # after the headers went out, the stream can only end early
+        log.exception("speech stream failed after its first chunk")
     finally:
         await rest.aclose()
 
