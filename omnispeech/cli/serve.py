@@ -100,6 +100,11 @@ def serve(  # noqa: PLR0913 - one parameter per option
         raise click.ClickException(str(exc)) from None
     for note in notes:
         click.echo(f"Note: {note}", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
+        click.echo(
+            f"Warning: listening on {host} without --api-key: anyone who can reach it can use it",
+            err=True,
+        )
     key = "an API key" if config.api_key else "no API key"
     click.echo(f"Serving {models.describe()} at http://{host}:{port}/v1 ({key})", err=True)
     run(app, host=host, port=port)

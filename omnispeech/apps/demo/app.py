@@ -110,7 +110,8 @@ def build_demo(models: Models, config: DemoConfig | None = None):
         status = h.save_voice(clip, ref_text, name)
         return gr.update(choices=h.voice_choices(), value=name.strip()), status
 
-    with gr.Blocks(title="omnispeech demo") as page:
+    # No usage reporting: the page must work offline and tell no one what it is used for.
+    with gr.Blocks(title="omnispeech demo", analytics_enabled=False) as page:
         gr.Markdown("# omnispeech\nClone a voice from a short clip, or transcribe speech.")
         with gr.Tab("Clone a voice"):
             with gr.Row():
