@@ -71,10 +71,25 @@ def url(models, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def microphone(tmp_path_factory) -> Path:
+    """What the browser's fake microphone hears: 12 s of noise at 48 kHz."""
+    path = tmp_path_factory.mktemp("mic") / "mic.wav"
+    noise = 0.1 * np.random.default_rng(0).standard_normal(12 * 48_000)
+    sf.write(path, noise.astype(np.float32), 48_000, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(microphone):
     with playwright.sync_playwright() as p:
-        # Root needs --no-sandbox; autoplay without a click lets the player start by itself.
-        args = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
+        args = [
+            "--no-sandbox",  # needed as root
+            "--autoplay-policy=no-user-gesture-required",  # the player may start by itself
+            # A microphone that plays a file, granted without a permission prompt.
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone}",
+        ]
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
         yield chromium
         chromium.close()
@@ -82,12 +97,12 @@ def browser():
 
 @pytest.fixture
 def page(browser, url):
-    tab = browser.new_page()
+    tab = browser.new_context(permissions=["microphone"]).new_page()
     tab.set_default_timeout(TIMEOUT_MS)
     tab.goto(url, wait_until="load")
     tab.wait_for_selector("#speak")
     yield tab
-    tab.close()
+    tab.context.close()
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +189,14 @@ def test_saved_voice_and_file_transcription(page, clips, models, tmp_path):
     page.wait_for_function("() => document.querySelector('#transcript textarea').value !== ''")
     want = models.asr.transcribe_file(clips["good"]).text
     assert page.locator("#transcript textarea").input_value() == want
+
+
+def test_microphone_is_transcribed_while_it_records(page):
+    page.get_by_role("tab", name="Transcribe").click()
+    page.get_by_role("button", name="Record", exact=True).click()
+    # The text appears during the recording, once the encoder has a final 8-s window.
+    page.wait_for_function("() => document.querySelector('#live-transcript textarea').value !== ''")
+    page.get_by_role("button", name="Stop").last.click()
+    # Stopping gives the worker back (there is one): the other tab can speak again.
+    page.get_by_role("tab", name="Clone a voice").click()
+    assert "s of speech" in _speak_and_wait(page, "Still here.")
