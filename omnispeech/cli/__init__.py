@@ -12,7 +12,9 @@ from omnispeech.cli.align import align
 from omnispeech.cli.asr import asr
 from omnispeech.cli.codec import codec
 from omnispeech.cli.data import data
+from omnispeech.cli.demo import demo
 from omnispeech.cli.eval import eval_
+from omnispeech.cli.serve import serve
 from omnispeech.cli.train import train
 from omnispeech.cli.tts import tts
 from omnispeech.cli.vocode import vocode
@@ -35,6 +37,8 @@ def main() -> None:
       omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech train codec --config recipes/codec/cpu_demo.json --out runs/codec
       omnispeech eval codec held_out/ --model runs/codec/model
+      omnispeech demo --tts-model ./Qwen3-TTS-12Hz-0.6B-Base --asr-model ./Qwen3-ASR-0.6B
+      omnispeech serve --tts-model ./Qwen3-TTS-12Hz-0.6B-Base --asr-model ./Qwen3-ASR-0.6B
 
     Run `omnispeech COMMAND --help` for the options of a command.
     """
@@ -48,3 +52,5 @@ main.add_command(vocode)
 main.add_command(train)
 main.add_command(eval_, name="eval")
 main.add_command(data)
+main.add_command(demo)
+main.add_command(serve)
