@@ -4,7 +4,7 @@
 
 1. the name or folder given by the caller (``--tts-model``);
 2. ``$OMNISPEECH_TTS_MODEL`` (``$OMNISPEECH_ASR_MODEL`` for ``asr``);
-3. a model shipped inside the package, listed in :data:`BUNDLED` (a folder under
+3. a model shipped inside the package (:mod:`omnispeech.bundled`: a folder under
    ``omnispeech/bundled/`` in the layout of the released checkpoint it imitates);
 
 and None when there is none, so that an app can serve what it has and say once what is
@@ -16,14 +16,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from omnispeech.bundled import BUNDLED as _BUNDLED_NAMES
+from omnispeech.bundled import DEFAULTS as _DEFAULTS
 from omnispeech.errors import CheckpointError
 
 # The environment variable that names the default folder of each kind of model.
 ENV_VARS = {"tts": "OMNISPEECH_TTS_MODEL", "asr": "OMNISPEECH_ASR_MODEL"}
 
-# Kind -> folder name under omnispeech/bundled/. Empty until bundled models are released; a
-# listed folder that is not installed (e.g. a source checkout without the weights) is skipped.
-BUNDLED: dict[str, str] = {}
+# Kind -> folder name under omnispeech/bundled/, from the bundled models' own table; a listed
+# folder that is not installed (e.g. a source checkout without the weights) is skipped.
+BUNDLED: dict[str, str] = {kind: _BUNDLED_NAMES[name] for kind, name in _DEFAULTS.items()}
 
 BUNDLED_ROOT = Path(__file__).parent / "bundled"
 
