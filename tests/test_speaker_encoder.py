@@ -30,6 +30,7 @@ from tests.conftest import write_folder
 
 GOLDEN = Path(__file__).parent / "data" / "qwen_tts_speaker_tiny"
 TOL = 1e-5  # float32 CPU; measured about 7e-7 for embeddings of magnitude ~4
+MEL_TOL = 2e-4  # log-mel values down to -11.5 (see test_mel_matches_reference)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,11 @@ def test_mel_matches_reference(cases, name):
     mel = speaker_log_mel(_wav24(cases, name)[None])[0]
     expected = torch.from_numpy(cases[f"mel_{name}"])
     assert mel.shape == expected.shape == (_wav24(cases, name).shape[0] // 256, 128)
-    assert (mel - expected).abs().max() < TOL
+    # The log turns the FFT's last-bit differences between processors into larger ones in
+    # near-silent bins: 7.2e-5 at a bin of log-magnitude -9.1 on one Xeon, 5e-7 where the
+    # files were made. Every bin stays within MEL_TOL, and on average they agree to 1e-6.
+    diff = (mel - expected).abs()
+    assert diff.max() < MEL_TOL and diff.mean() < 1e-6
 
 
 @pytest.mark.parametrize("name", ["a", "b"])
