@@ -213,13 +213,22 @@ class ASRBatcher:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def pick(self, step: int, rank: int) -> tuple[list[Transcribed], np.random.Generator]:
-        """The utterances of ``rank``'s batch at ``step`` and the generator for the rest."""
+        """The utterances of ``rank``'s batch at ``step`` and the generator for the rest.
+
+        Candidates are drawn at random, sorted by duration, and a random run of neighbours
+        that fills ``batch_seconds`` is kept: the batch pads little (utterances of similar
+        length) while every utterance stays equally likely to be drawn.
+        """
         rng = np.random.default_rng([self.seed, step, rank])
+        pool = rng.integers(len(self.utterances), size=4 * self.max_batch)
+        ordered = sorted((self.utterances[int(i)] for i in pool), key=lambda u: u.duration)
+        start = int(rng.integers(len(ordered)))
         chosen: list[Transcribed] = []
         total = 0.0
-        while len(chosen) < self.max_batch:
-            utt = self.utterances[int(rng.integers(len(self.utterances)))]
-            if chosen and total + utt.duration > self.batch_seconds:
+        for utt in ordered[start:] + ordered[:start][::-1]:
+            if len(chosen) >= self.max_batch or (
+                chosen and total + utt.duration > self.batch_seconds
+            ):
                 break
             chosen.append(utt)
             total += utt.duration
