@@ -37,6 +37,7 @@ class TrainableASR(nn.Module):
         # One class per vocabulary entry plus the blank, which is the last class.
         self.ctc_head = nn.Linear(cfg.decoder_dim, cfg.vocab_size + 1)
         self.apply(_init_weights)
+        _init_conv_stem(self.encoder.net)
 
     @property
     def blank_id(self) -> int:
@@ -97,6 +98,18 @@ class TrainableASR(nn.Module):
         self.to_pipeline(tokenizer, languages).save_pretrained(folder, dtype=torch.bfloat16)
         self.train(was_training)
         return Path(folder)
+
+
+def _init_conv_stem(net: nn.Module) -> None:
+    """Start the conv stem at unit scale. The sinusoids added after ``conv_out`` have a standard
+    deviation of about 0.5; with PyTorch's default initialisation the stem's output measured
+    0.009 on log-mel input (each conv and GELU shrinks it), so the transformer saw positions,
+    not sound, and recognition did not start learning in 1000 steps. He initialisation keeps
+    the scale through the GELUs, and ``conv_out`` is scaled for an output of about 1."""
+    for conv in (net.conv2d1, net.conv2d2, net.conv2d3):
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+    nn.init.normal_(net.conv_out.weight, std=4.0 / net.conv_out.in_features**0.5)
 
 
 def _init_weights(module: nn.Module) -> None:
