@@ -92,7 +92,7 @@ def test_speech_then_transcription_round_trip(client, models, tmp_path):
     )
     assert verbose.text == text and verbose.duration == pytest.approx(SPEECH_SECONDS, abs=1e-3)
     assert verbose.segments[0].end == verbose.duration
-    assert verbose.words is None  # no model times words yet: segments only
+    assert verbose.words is None  # no CTC head to time words: segments only, not an error
     plain = client.audio.transcriptions.create(
         model="tiny-asr", file=("speech.wav", wav), response_format="text"
     )
@@ -223,20 +223,39 @@ def test_api_key_is_checked_on_every_route(models, tmp_path):
         assert _speak(right) and [m.id for m in right.models.list()] == ["tiny-tts", "tiny-asr"]
 
 
-def test_word_timestamps_come_from_the_models_aligner(models, tmp_path):
+def test_word_timestamps_come_from_the_models_ctc_head(models, tmp_path):
+    import torch
     from fastapi.testclient import TestClient
 
-    from omnispeech.apps.server.transcribe import word_aligner
+    from omnispeech.apps.server.transcribe import can_time_words
 
-    assert word_aligner(models.asr) is None
+    assert not can_time_words(models.asr)
     asr = ASR.__new__(ASR)
-    asr.__dict__.update(models.asr.__dict__)  # the same modules, plus an aligner
-    asr.__dict__["align"] = lambda audio, text: [("hello", 0.0, len(audio) / 16000)]
+    asr.__dict__.update(models.asr.__dict__)  # the same modules, plus a CTC head
+    asr.__dict__["_modules"] = dict(models.asr._modules)
+    torch.manual_seed(0)
+    asr.ctc_head = torch.nn.Linear(asr.encoder.out_dim, asr.decoder.cfg.vocab_size + 1)
+    assert can_time_words(asr) and not can_time_words(models.asr)
+    # Random weights say hundreds of tokens, more than 1 s has steps to time; a fixed short
+    # transcript gives the head something to place.
+    said = asr.tokenizer.encode("hello there", add_special_tokens=False).ids
+    asr.__dict__["generate"] = lambda tokens, forced, context, budget: list(said)
+    clip = _clip(1.0)
+    wav, _ = sf.read(io.BytesIO(clip), dtype="float32")
+    expected = asr.transcribe(wav, RATE, language="en", timestamps=True)
     app = create_app(Models(None, asr), ServerConfig(workers=1, voices_dir=tmp_path))
     with TestClient(app) as http:
-        form = {"response_format": "verbose_json", "timestamp_granularities[]": "word"}
-        answer = http.post("/v1/audio/transcriptions", data=form, files={"file": _clip(1.0)})
-        assert answer.json()["words"] == [{"word": "hello", "start": 0.0, "end": 1.0}]
+        form = {
+            "response_format": "verbose_json",
+            "timestamp_granularities[]": "word",
+            "language": "en",
+        }
+        answer = http.post("/v1/audio/transcriptions", data=form, files={"file": clip}).json()
+        assert answer["text"] == expected.text == "hello there"
+        words = answer["words"]
+        assert [w["word"] for w in words] == [w.text for w in expected.words] == ["hello", "there"]
+        assert [w["start"] for w in words] == [round(w.start, 3) for w in expected.words]
+        assert all(0 <= w["start"] <= w["end"] <= answer["duration"] + 0.08 for w in words)
         refused = http.post("/v1/audio/speech", json={"input": "Hi."})
         assert refused.status_code == 503 and "--tts-model" in refused.json()["error"]["message"]
 

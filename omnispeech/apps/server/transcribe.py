@@ -3,17 +3,15 @@
 ``response_format``: ``json`` ({"text"}), ``text``, ``verbose_json`` (language, duration,
 segments, and words when the model can time them), ``srt`` and ``vtt``.
 
-Word timestamps are a capability of the ASR object, not of this route: when it has a callable
-``align`` (or ``timestamps``) attribute, ``timestamp_granularities[]=word`` calls it as
-``align(audio, text)`` with ``audio`` ``[S]`` float32 at 16 kHz and the transcript, and expects
-``(word, start_seconds, end_seconds)`` triples (or objects with ``word``, ``start``, ``end``).
-No model has one yet, so ``verbose_json`` gives the segments without ``words``.
+Word timestamps come from the model's CTC head (``ASR.transcribe(timestamps=True)``): with
+``timestamp_granularities[]=word``, ``verbose_json`` lists each word's start and end seconds.
+A model without that head (the released Qwen checkpoints) gives the segments without ``words``
+rather than failing the request: the transcript is still what was asked for.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -36,24 +34,9 @@ RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 ONE_PASS_SECONDS = 30.0
 
 
-def word_aligner(asr: Any) -> Callable[[np.ndarray, str], Any] | None:
-    """The ASR object's word-timing capability (``align`` or ``timestamps``), if it has one."""
-    for name in ("align", "timestamps"):
-        fn = getattr(asr, name, None)
-        if callable(fn):
-            return fn
-    return None
-
-
-def _words(raw: Any) -> list[dict]:
-    words = []
-    for item in raw:
-        if isinstance(item, tuple | list):
-            word, start, end = item
-        else:
-            word, start, end = item.word, item.start, item.end
-        words.append({"word": str(word), "start": float(start), "end": float(end)})
-    return words
+def can_time_words(asr: Any) -> bool:
+    """Whether the ASR model places words in time (it has a CTC head on its encoder)."""
+    return getattr(asr, "ctc_head", None) is not None
 
 
 def _transcribe_job(wav: np.ndarray, language: str | None, context: str, want_words: bool):
@@ -63,18 +46,22 @@ def _transcribe_job(wav: np.ndarray, language: str | None, context: str, want_wo
         asr = models.asr
         if not np.any(wav):
             return "", language, (), [] if want_words else None  # silence says nothing
+        timed = want_words and can_time_words(asr)
+        options = {"language": language, "context": context, "timestamps": timed}
         if len(wav) <= ONE_PASS_SECONDS * SAMPLE_RATE:
-            result = asr.transcribe(wav, SAMPLE_RATE, language=language, context=context)
+            result = asr.transcribe(wav, SAMPLE_RATE, **options)
         else:
             from omnispeech.audio import save_audio
 
             with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
                 save_audio(tmp.name, wav, SAMPLE_RATE, subtype="FLOAT")
-                result = asr.transcribe_file(tmp.name, language=language, context=context)
+                result = asr.transcribe_file(tmp.name, **options)
         words = None
-        aligner = word_aligner(asr) if want_words else None
-        if aligner is not None:
-            words = _words(aligner(wav, result.text))
+        if timed:
+            words = [
+                {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+                for w in result.words
+            ]
         return result.text, result.language, result.token_ids, words
 
     return job
