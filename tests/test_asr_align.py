@@ -4,6 +4,7 @@ mismatch detection, and the pipeline and CLI around them."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -168,3 +169,19 @@ def test_timestamp_evaluation_compares_with_the_engines_word_times(ctc_asr_dir, 
     assert score["utterances"] + score["refused"] == 1 and score["skipped"] == 1
     if score["utterances"]:
         assert score["overall"]["boundaries"] == 2 and score["overall"]["mae_ms"] >= 0
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_espeak_library_takes_the_corpus_voice_names():
+    """The corpus names voices as the espeak-ng program takes them: ``fr-fr`` is a language,
+    not a voice file, and the library must accept it (with a variant) as the program does."""
+    from omnispeech.data.espeak_lib import EspeakLibrary
+
+    lib = EspeakLibrary()
+    plain, words = lib.speak("il manque la section", "fr-fr")
+    varied, _ = lib.speak("il manque la section", "fr-fr+m3")
+    assert [w.text for w in words] == ["il", "manque", "la", "section"]
+    assert len(plain) > 0 and len(varied) > 0
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    with pytest.raises(InputError, match="no voice"):
+        lib.speak("x", "xx-nowhere")

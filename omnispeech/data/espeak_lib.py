@@ -39,6 +39,21 @@ class _Event(ctypes.Structure):
     ]
 
 
+class _Voice(ctypes.Structure):
+    # espeak_VOICE of speak_lib.h: what espeak_SetVoiceByProperties matches against.
+    _fields_ = (
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    )
+
+
 _CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
 )
@@ -85,6 +100,15 @@ class EspeakLibrary:
             i += 1
         return 0
 
+    def _set_voice(self, voice: str) -> bool:
+        """Select ``voice`` as the espeak-ng program does: by voice file name first, then by
+        language (``fr-fr`` names no voice file but is the French voice's language; a
+        ``+variant`` suffix is honoured either way)."""
+        if self.lib.espeak_SetVoiceByName(voice.encode()) == 0:
+            return True
+        wanted = _Voice(languages=voice.encode())
+        return self.lib.espeak_SetVoiceByProperties(ctypes.byref(wanted)) == 0
+
     def speak(self, text: str, voice: str) -> tuple[np.ndarray, list[SpokenWord]]:
         """Synthesise ``text`` with ``voice`` (``en-us``, ``de+f3``, ...).
 
@@ -95,7 +119,7 @@ class EspeakLibrary:
             InputError: an unknown voice.
         """
         with self._lock:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            if not self._set_voice(voice):
                 raise InputError(f"espeak-ng has no voice {voice!r}")
             self._chunks, self._events = [], []
             data = text.encode("utf-8")

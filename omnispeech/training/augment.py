@@ -105,7 +105,9 @@ def room_impulse(rng: np.random.Generator, rt60: float) -> np.ndarray:
     return ir.astype(np.float32)
 
 
-def _convolve(wav: np.ndarray, ir: np.ndarray) -> np.ndarray:
+def reverberate(wav: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """``wav`` ``[S]`` played in the room of impulse response ``ir``: same length, FFT
+    convolution (a direct convolution of seconds of audio with a 0.5 s response is slow)."""
     n = wav.shape[0] + ir.shape[0] - 1
     size = 1 << (n - 1).bit_length()
     out = np.fft.irfft(np.fft.rfft(wav, size) * np.fft.rfft(ir, size), size)[: wav.shape[0]]
@@ -185,7 +187,7 @@ def augment(wav: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
     if rng.random() < cfg.p_pitch:
         wav = shift_pitch(wav, rng.uniform(*cfg.semitones))
     if rng.random() < cfg.p_reverb:
-        wav = _convolve(wav, room_impulse(rng, rng.uniform(*cfg.rt60)))
+        wav = reverberate(wav, room_impulse(rng, rng.uniform(*cfg.rt60)))
     if rng.random() < cfg.p_noise:
         wav = add_noise(wav, coloured_noise(rng, wav.shape[0]), rng.uniform(*cfg.snr_db))
     if rng.random() < cfg.p_telephone:
