@@ -12,7 +12,13 @@ CPU, random weights shared by both implementations (the reference's, loaded into
    only after generating every frame and decoding them all; omnispeech streams, so its first
    packet is the prompt, one frame and one streaming Code2Wav step. Both decoders are the
    released 12 Hz tokenizer's decoder (random weights);
-3. omnispeech's steady streaming cost per frame: talker + MTP + one Code2Wav push.
+3. omnispeech's steady streaming cost per frame: talker + MTP + one Code2Wav push;
+4. the bandwidth at which this CPU streams float32 weights through a matrix-vector product,
+   the bound of a frame's cost (every weight is read for one token).
+
+Both implementations get the same burn-in run and are timed alternately, round by round
+(which one goes first alternates too), so background load hits both alike. Before timing,
+both generate a few frames greedily from the same prompt, and the codes must be identical.
 
 End-of-speech is made impossible in the shared weights (its codec-head row is zeroed, below
 every top-50 logit), so both generate exactly the requested number of frames.
@@ -40,12 +46,14 @@ from typing import Any
 import torch
 
 from benchmarks.common import (
+    gemv_bandwidth,
     machine_info,
     machine_line,
     print_json,
     set_threads,
     sig3,
     time_call,
+    time_pair,
     today,
     write_section,
 )
@@ -60,18 +68,20 @@ FRAME_SECONDS = 0.08
 class Settings:
     short: int  # frames of the shorter generation
     long: int  # frames of the longer one
-    repeats: int
+    repeats: int  # timed rounds; one burn-in round before them, for both implementations
     packet_frames: int  # utterance length for the first-packet comparison
     text_tokens: int
+    check_frames: int  # greedy frames that must agree before anything is timed
 
 
-FULL = Settings(short=2, long=10, repeats=2, packet_frames=40, text_tokens=24)
-QUICK = Settings(short=1, long=3, repeats=1, packet_frames=4, text_tokens=8)
+FULL = Settings(short=2, long=10, repeats=5, packet_frames=40, text_tokens=24, check_frames=6)
+QUICK = Settings(short=1, long=3, repeats=1, packet_frames=4, text_tokens=8, check_frames=2)
+WARMUP = 1
 
 
-def _ref_generate(ref: Any, prompt: dict[str, Any], frames: int) -> torch.Tensor:
+def _ref_generate(ref: Any, prompt: dict[str, Any], frames: int, **sampling: Any) -> torch.Tensor:
     """qwen-tts ``generate`` for ``frames`` whole frames -> codes ``[frames, 16]``."""
-    codes, _ = ref.generate(**prompt, max_new_tokens=frames + 1)
+    codes, _ = ref.generate(**prompt, max_new_tokens=frames + 1, **sampling)
     out = codes[0]
     if out.shape[0] != frames:
         raise RuntimeError(f"the reference made {out.shape[0]} frames, not {frames}")
@@ -94,10 +104,59 @@ def _ours_generate(talker: Any, prompt: Any, frames: int, seed: int = 0) -> torc
     return torch.cat(out)
 
 
-def _frame_cost(generate: Callable[[int], object], s: Settings, warmup: int) -> float:
-    """Seconds per extra frame: ``generate(long)`` minus ``generate(short)``, medians."""
-    short = time_call(lambda: generate(s.short), s.repeats, warmup=warmup)
-    long = time_call(lambda: generate(s.long), s.repeats, warmup=warmup)
+def _ours_greedy(talker: Any, prompt: Any, frames: int) -> torch.Tensor:
+    """omnispeech's greedy frames with the trailing text fed as the reference feeds it: one
+    token per frame, then the end of text, then padding -> codes ``[frames, 16]``."""
+    from omnispeech.talker import GenerationConfig
+
+    ids = talker.spec.tokens
+    feed = prompt.trailing + ([] if prompt.end_in_prompt else [ids.tts_eos])
+    state = talker.start(prompt.embeds, prompt.embeds.shape[1] + frames + 2)
+    out = []
+    for n in range(frames):
+        codes = talker.sample_frame(state, GenerationConfig.greedy())
+        out.append(codes)
+        token = feed[n] if n < len(feed) else ids.tts_pad
+        text = talker.embed_text(torch.tensor([[token]], device=prompt.embeds.device))[:, 0]
+        talker.advance(state, codes, text)
+    return torch.cat(out)
+
+
+def check_outputs(pair: TalkerPair, s: Settings) -> dict[str, Any]:
+    """Greedy codes of both implementations, float32, same prompt: they must be identical,
+    or the timings compare different work."""
+    with torch.inference_mode():
+        ref = _ref_generate(
+            pair.ref, pair.ref_prompt(torch.float32), s.check_frames,
+            do_sample=False, subtalker_dosample=False,
+        )  # fmt: skip
+        ours = _ours_greedy(pair.ours, pair.our_prompt(torch.float32), s.check_frames)
+    same = torch.equal(ref.cpu(), ours.cpu())
+    return {"frames": s.check_frames, "same_greedy_codes": same}
+
+
+def _frame_costs(
+    ref_generate: Callable[[int], object], our_generate: Callable[[int], object], s: Settings
+) -> tuple[float, float]:
+    """Seconds per extra frame, (reference, omnispeech): ``generate(long)`` minus
+    ``generate(short)``, medians; the two implementations alternate run by run."""
+    ref_short, our_short = time_pair(
+        lambda: ref_generate(s.short), lambda: our_generate(s.short), s.repeats, WARMUP
+    )
+    ref_long, our_long = time_pair(
+        lambda: ref_generate(s.long), lambda: our_generate(s.long), s.repeats, WARMUP
+    )
+    extra = s.long - s.short
+    return (
+        (ref_long.median - ref_short.median) / extra,
+        (our_long.median - our_short.median) / extra,
+    )
+
+
+def _our_frame_cost(generate: Callable[[int], object], s: Settings) -> float:
+    """Seconds per extra frame of omnispeech alone (settings the reference does not have)."""
+    short = time_call(lambda: generate(s.short), s.repeats, warmup=WARMUP)
+    long = time_call(lambda: generate(s.long), s.repeats, warmup=WARMUP)
     return (long.median - short.median) / (s.long - s.short)
 
 
@@ -109,10 +168,12 @@ def bench_frames(pair: TalkerPair, s: Settings) -> dict[str, Any]:
         ref.to(dtype)
         ours.to(dtype)
         rp, op = pair.ref_prompt(dtype), pair.our_prompt(dtype)
-        print(f"  {name}: reference ...", file=sys.stderr)
-        rf = _frame_cost(functools.partial(_ref_generate, ref, rp), s, warmup=0)
-        print(f"  {name}: omnispeech ...", file=sys.stderr)
-        of = _frame_cost(functools.partial(_ours_generate, ours, op), s, warmup=1)
+        print(f"  {name}: reference and omnispeech, alternating ...", file=sys.stderr)
+        rf, of = _frame_costs(
+            functools.partial(_ref_generate, ref, rp),
+            functools.partial(_ours_generate, ours, op),
+            s,
+        )
         out[name] = {"reference_s": rf, "omnispeech_s": of, "speedup": rf / of}
     for name, dtype, quant in (
         ("float16", torch.float16, False),
@@ -122,7 +183,7 @@ def bench_frames(pair: TalkerPair, s: Settings) -> dict[str, Any]:
         if quant:
             ours.quantize_int8()
         print(f"  {name}: omnispeech ...", file=sys.stderr)
-        of = _frame_cost(functools.partial(_ours_generate, ours, pair.our_prompt(dtype)), s, 1)
+        of = _our_frame_cost(functools.partial(_ours_generate, ours, pair.our_prompt(dtype)), s)
         out[name] = {
             "omnispeech_s": of,
             "speedup_vs_reference_float32": out["float32"]["reference_s"] / of,
@@ -152,10 +213,8 @@ def bench_first_packet(pair: TalkerPair, codec: dict[str, Any], s: Settings) -> 
             chunk = our_decoder.push(frame[:, :, None])
         assert int(chunk.lengths[0]) > 0
 
-    print("  first packet: reference ...", file=sys.stderr)
-    r = time_call(reference, s.repeats, warmup=0)
-    print("  first packet: omnispeech ...", file=sys.stderr)
-    o = time_call(omnispeech, s.repeats)
+    print("  first packet: reference and omnispeech, alternating ...", file=sys.stderr)
+    r, o = time_pair(reference, omnispeech, s.repeats, WARMUP)
     return {
         "frames": s.packet_frames,
         "reference_s": r.median,
@@ -207,9 +266,12 @@ def bench_gpu(pair: TalkerPair, s: Settings) -> dict[str, Any]:
 
         return run
 
-    ref_s = _frame_cost(synced(functools.partial(_ref_generate, ref, rp)), s, warmup=1)
     op = pair.our_prompt(dtype)  # built on the talker's device
-    eager_s = _frame_cost(synced(functools.partial(_ours_generate, ours, op)), s, warmup=1)
+    ref_s, eager_s = _frame_costs(
+        synced(functools.partial(_ref_generate, ref, rp)),
+        synced(functools.partial(_ours_generate, ours, op)),
+        s,
+    )
     gen = GenerationConfig()
     g = torch.Generator("cuda").manual_seed(0)
     with torch.inference_mode():
@@ -252,6 +314,8 @@ def markdown(res: dict[str, Any]) -> str:
     w = res["weights"]
     p = res["first_packet"]
     st = res["stream_step"]
+    bw = res["bandwidth"]["gb_per_s"]
+    settings = res["settings"]
     lines = [
         "## TTS talker + MTP (Qwen3-TTS-12Hz-0.6B shapes)",
         "",
@@ -260,6 +324,12 @@ def markdown(res: dict[str, Any]) -> str:
         "(the reference's state dict loaded into omnispeech's Talker), x-vector cloning, "
         "streaming-text arrangement, sampling with the released settings. "
         "Script: `benchmarks/bench_tts.py`.",
+        "",
+        f"Outputs: greedy, float32, both made the same codes for {res['check']['frames']} "
+        "frames from the same prompt (checked before timing). Timing: one burn-in round for "
+        f"both, then the median of {settings['repeats']} rounds in which the two "
+        "implementations alternate (and take turns going first), so background load on this "
+        "shared machine hits both alike.",
         "",
         "Per-frame latency of talker + MTP (one 80 ms frame: codebook 0 and the 15 residual "
         "codebooks), from the difference of two generation lengths after the same prompt:",
@@ -293,12 +363,12 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"Why equal precision gives about equal speed: one frame reads every talker weight once "
         f"and every code-predictor weight 15 times, {w['per_frame'] / 1e9:.2f} G weights "
-        f"({w['per_frame'] * 4 / 1e9:.1f} GB in float32); at the roughly 14 GB/s this CPU "
-        "streams weights through matrix-vector products that alone takes "
-        f"{sig3(w['per_frame'] * 4 / 14e9)} s, so both implementations sit at the memory "
-        "bound and the per-frame gain has to come from reading fewer bytes (16-bit: half, "
-        "int8: a quarter). Streaming is where the large gain is: audio starts after one frame "
-        "instead of after the whole utterance.",
+        f"({w['per_frame'] * 4 / 1e9:.1f} GB in float32); at the {sig3(bw)} GB/s this CPU "
+        "streamed float32 weights through a matrix-vector product in this run, that alone "
+        f"takes {sig3(w['per_frame'] * 4 / (bw * 1e9))} s, so both implementations sit at the "
+        "memory bound and the per-frame gain has to come from reading fewer bytes (16-bit: "
+        "half, int8: a quarter). Streaming is where the large gain is: audio starts after one "
+        "frame instead of after the whole utterance.",
     ]
     gpu = res.get("gpu")
     if gpu is None:
@@ -340,6 +410,11 @@ def main(argv: list[str] | None = None) -> None:
         ref_codec, _ = build_models(Path(tmp))
         codec = {"reference": ref_codec, "omnispeech": Code2Wav.from_pretrained(tmp)}
     print(f"models built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    results["check"] = check_outputs(pair, s)
+    if not results["check"]["same_greedy_codes"]:
+        print_json(results)
+        raise SystemExit("the two implementations made different greedy codes: not timed")
+    results["bandwidth"] = gemv_bandwidth()
     results["weights"] = weights_per_frame(pair.ours)
     results["first_packet"] = bench_first_packet(pair, codec, s)
     results["stream_step"] = bench_stream_step(pair, codec, s)

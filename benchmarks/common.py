@@ -26,7 +26,9 @@ import torch
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 RESULTS_HEADER = (
     "# Benchmark results\n\n"
-    "Written by the scripts in `benchmarks/`; each section is rewritten by its own script.\n"
+    "Each section is marked with its name. A section named after a script in `benchmarks/`\n"
+    "(`bench_NAME.py` writes `NAME`) is rewritten by that script; the others say at their top\n"
+    "that they are written by hand, and from which commands.\n"
 )
 
 # The special tokens a Qwen3-ASR prompt needs, in the order the tiny tokenizer assigns ids.
@@ -110,6 +112,24 @@ def time_pair(  # noqa: PLR0913 - two functions, each with its optional setup, a
             runs_a.append(ta)
             runs_b.append(tb)
     return Timing(tuple(runs_a[warmup:])), Timing(tuple(runs_b[warmup:]))
+
+
+def gemv_bandwidth(rows: int = 8192, cols: int = 8192, repeats: int = 10) -> dict[str, Any]:
+    """How fast float32 weights stream through a matrix-vector product on this machine.
+
+    ``W @ x`` with ``W [rows, cols]`` (256 MiB by default, far larger than any cache) reads
+    every weight once per call, as one decoding step of a language model does; its bytes per
+    second bound the speed of such a step. Measured on torch's current threads, median of
+    ``repeats`` runs after two burn-in runs.
+    """
+    w = torch.randn(rows, cols, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(cols, generator=torch.Generator().manual_seed(1))
+    t = time_call(lambda: torch.mv(w, x), repeats, warmup=2)
+    return {
+        "matrix": [rows, cols],
+        "median_s": t.median,
+        "gb_per_s": w.numel() * w.element_size() / t.median / 1e9,
+    }
 
 
 def cpu_model() -> str:

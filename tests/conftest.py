@@ -94,3 +94,18 @@ def tiny_asr_dir(tmp_path_factory) -> Path:
     ref_asr_model(tok).save_pretrained(folder)
     tok.save(str(folder / "tokenizer.json"))
     return folder
+
+
+@pytest.fixture(scope="session")
+def lively_asr(tmp_path_factory):
+    """(reference model, its ``-hf`` folder): a tiny Qwen3-ASR whose answer follows the audio
+    (see ``tests.tiny.ref_asr_model(lively=True)``), for tests that compare answers."""
+    from omnispeech.testing import tiny_tokenizer
+    from tests.tiny import ref_asr_model
+
+    tok = tiny_tokenizer()
+    ref = ref_asr_model(tok, lively=True)
+    folder = tmp_path_factory.mktemp("lively_asr")
+    ref.save_pretrained(folder)
+    tok.save(str(folder / "tokenizer.json"))
+    return ref, folder

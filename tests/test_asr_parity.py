@@ -1,4 +1,9 @@
-"""The full Qwen3-ASR model against transformers 5.23.0: identical greedy token ids."""
+"""The full Qwen3-ASR model against transformers 5.23.0: identical greedy token ids, and the
+same next-token logits at every step of the answer.
+
+A tiny random recogniser repeats one token whatever the audio, so the greedy cases use the
+lively tiny model (``lively_asr``), whose answers follow the audio; the logits are compared
+as well, which catches a wrong cache or position even where ids coincide."""
 
 from __future__ import annotations
 
@@ -53,7 +58,8 @@ def _original_layout(ref, tok, folder):
     return folder
 
 
-def _reference_ids(ref, prompt: list[int], feats: torch.Tensor, n_new: int) -> list[int]:
+def _reference(ref, prompt: list[int], feats: torch.Tensor, n_new: int):
+    """The reference's greedy ids (up to the end token) and its raw logits ``[n, V]`` there."""
     T = feats.shape[-1]
     t_pad = -(-T // 100) * 100
     padded = torch.nn.functional.pad(feats, (0, t_pad - T))[None]
@@ -67,26 +73,42 @@ def _reference_ids(ref, prompt: list[int], feats: torch.Tensor, n_new: int) -> l
             input_features_mask=mask,
             max_new_tokens=n_new,
             do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
-    gen = out[0, len(prompt) :].tolist()
+    gen = out.sequences[0, len(prompt) :].tolist()
     eos = set(ref.config.eos_token_id)
-    return gen[: next((i for i, t in enumerate(gen) if t in eos), len(gen))]
+    n = next((i for i, t in enumerate(gen) if t in eos), len(gen))
+    return gen[:n], torch.cat(out.logits)[: min(n + 1, len(gen))]
+
+
+@pytest.fixture(scope="module")
+def lively(lively_asr):
+    ref, folder = lively_asr
+    return ref, ASR.from_pretrained(folder)
 
 
 @pytest.mark.parametrize("language", [None, "English"])
 @pytest.mark.parametrize("seconds", [0.7, 2.37, 9.3])
-def test_greedy_ids_match_reference(hf_folder, language, seconds):
-    ref, _, folder = hf_folder
-    asr = ASR.from_pretrained(folder)
+def test_greedy_ids_and_logits_match_reference(lively, monkeypatch, language, seconds):
+    ref, asr = lively
     wav = np.random.default_rng(int(seconds * 10)).standard_normal(int(seconds * 16000)) * 0.1
     feats = log_mel_spectrogram(torch.from_numpy(wav.astype(np.float32)))
     with torch.no_grad():
         tokens = asr.encoder(feats[None]).tokens[0]
     prompt = asr.prompt_ids(tokens.shape[0], language)
+    steps: list[torch.Tensor] = []
+    inner = asr._logits
+    monkeypatch.setattr(asr, "_logits", lambda h: steps.append(inner(h).clone()) or steps[-1])
     ours = asr.generate(tokens, language, max_new_tokens=20)
-    theirs = _reference_ids(ref, prompt, feats, 20)
-    assert len(theirs) >= 5, "the reference should generate a few tokens to compare"
+    theirs, their_logits = _reference(ref, prompt, feats, 20)
+    # Short clips end early (the end token's logits are compared too); longer ones answer
+    # with several distinct tokens.
+    assert len(theirs) < 20 if seconds < 1 else len(set(theirs)) >= 5
     assert ours == theirs
+    mine = torch.cat(steps)
+    assert mine.shape == their_logits.shape
+    assert torch.allclose(mine, their_logits, atol=1e-4), (mine - their_logits).abs().max()
 
 
 def test_original_layout_loads_and_matches(hf_folder, tmp_path):

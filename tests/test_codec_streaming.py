@@ -103,17 +103,35 @@ def test_codes_are_released_as_soon_as_their_frame_is_complete(encoder):
         assert encoder.flush().shape[-1] == 1  # the partial last frame
 
 
-def test_future_input_never_changes_emitted_codes(encoder):
-    past = _audio(1, 4 * HOP + 777, 4)
-    emitted = []
-    for future in (_audio(1, 3000, 5), torch.zeros(1, 1, 3000), torch.ones(1, 1, 3000)):
-        with encoder.streaming(1):
-            first = encoder.push(past)
-            rest = torch.cat([encoder.push(future), encoder.flush()], dim=-1)
-        emitted.append(first)
-        assert rest.shape[-1] == -(-(past.shape[-1] + 3000) // HOP) - 4
-    assert emitted[0].shape[-1] == 4
-    assert all(torch.equal(e, emitted[0]) for e in emitted)
+@pytest.mark.parametrize("split", [True, False], ids=["past-then-future", "at-once"])
+def test_future_input_never_changes_past_codes(encoder, split):
+    """Two copies of a stream (one batch) share 4 frames and 777 samples of past, then hear
+    different futures. The latents and codes of the 4 frames made of past samples only agree
+    between the copies and with the offline pass over past + future, whether the future came
+    after the past or in the same push; what was released before the future came is final."""
+    past = _audio(1, 4 * HOP + 777, 4).expand(2, -1, -1)
+    wav = torch.cat([past, _audio(2, 3000, 5)], dim=-1)
+    pushes = [past.shape[-1], 3000] if split else [wav.shape[-1]]
+    offline, _ = encoder.encode(wav)
+    with torch.no_grad():
+        offline_latent = encoder.net.latent(wav)
+    for stage in ("latent", "codes"):
+        out, pos = [], 0
+        with encoder.streaming(2), torch.no_grad():
+            for size in pushes:
+                piece = wav[..., pos : pos + size]
+                out.append(encoder.net.latent(piece) if stage == "latent" else encoder.push(piece))
+                pos += size
+            out.append(encoder.net.flush_latent() if stage == "latent" else encoder.flush())
+        streamed, want = torch.cat(out, dim=-1), offline_latent if stage == "latent" else offline
+        assert streamed.shape == want.shape
+        if split:
+            assert out[0].shape[-1] == 4
+            assert torch.allclose(out[0].float(), want[..., :4].float(), atol=1e-5, rtol=0)
+        assert torch.allclose(streamed[0, :, :4].float(), streamed[1, :, :4].float(), atol=1e-6)
+        assert torch.allclose(streamed.float(), want.float(), atol=1e-5, rtol=0)
+        # The futures did reach the encoder: the later frames differ between the copies.
+        assert not torch.equal(streamed[0, :, 4:], streamed[1, :, 4:])
 
 
 def test_batch_of_two_streams_equals_each_alone(encoder):

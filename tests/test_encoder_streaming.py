@@ -88,17 +88,32 @@ def test_streaming_audio_equals_offline(encoder, seconds, piece_ms, seed):
     assert torch.allclose(streamed, offline, atol=1e-5, rtol=0)
 
 
-def test_future_input_never_changes_emitted_tokens(encoder):
+@pytest.mark.parametrize("pushes", [[1700, 900], [2600]], ids=["past-then-future", "at-once"])
+def test_future_input_never_changes_past_tokens(encoder, pushes):
+    """Two copies of a stream (one batch) share 1700 frames of past and then hear different
+    futures. Tokens of the two complete 8-s windows of the past must agree between the copies
+    and with the offline pass over past + future, whether the future arrived after the past
+    or in the same push; what was released before the future arrived is final."""
     g = torch.Generator().manual_seed(1)
-    past = torch.randn(1, 128, 1700, generator=g)
-    emitted = []
-    for future in (torch.randn(1, 128, 900, generator=g), torch.zeros(1, 128, 900)):
-        with encoder.streaming(1):
-            tokens = encoder.push_features(torch.cat([past, future], dim=-1)[..., :1700])
-            encoder.push_features(future)
-            emitted.append(tokens)
-    assert emitted[0].shape[1] == 104 * 2  # two complete 8-s windows are final
-    assert torch.equal(emitted[0], emitted[1])
+    past = torch.randn(1, 128, 1700, generator=g).expand(2, -1, -1)
+    feats = torch.cat([past, torch.randn(2, 128, 900, generator=g)], dim=-1)
+    with torch.no_grad():
+        offline = encoder(feats).tokens
+    out, pos = [], 0
+    with encoder.streaming(2):
+        for size in pushes:
+            out.append(encoder.push_features(feats[..., pos : pos + size]))
+            pos += size
+        out.append(encoder.flush())
+    before, streamed = out[0], torch.cat(out, dim=1)
+    settled = 104 * 2  # tokens of the windows that hold past frames only
+    if len(pushes) > 1:
+        assert before.shape[1] == settled
+        assert torch.allclose(before, offline[:, :settled], atol=1e-5, rtol=0)
+    assert torch.allclose(streamed[0, :settled], streamed[1, :settled], atol=1e-6, rtol=0)
+    assert torch.allclose(streamed, offline, atol=1e-5, rtol=0)
+    # The futures did reach the encoder: the third window differs between the copies.
+    assert (streamed[0, settled:] - streamed[1, settled:]).abs().max() > 1e-2
 
 
 def test_tokens_are_released_per_window(encoder):

@@ -29,7 +29,9 @@ from omnispeech.talker.speaker import MIN_SECONDS, speaker_log_mel
 from tests.conftest import write_folder
 
 GOLDEN = Path(__file__).parent / "data" / "qwen_tts_speaker_tiny"
-TOL = 1e-5  # float32 CPU; measured about 7e-7 for embeddings of magnitude ~4
+# Embeddings of magnitude ~4: within 1e-6 of the stored ones here, and the reference itself,
+# regenerated on another processor, moved by up to 7e-7; 1e-5 leaves room for both anywhere.
+TOL = 1e-5
 MEL_TOL = 2e-4  # log-mel values down to -11.5 (see test_mel_matches_reference)
 
 

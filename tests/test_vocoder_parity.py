@@ -8,7 +8,12 @@ import torch
 from omnispeech.vocoder import Code2Wav
 from tests.vocoder_ref import GOLDEN, golden_decoder_cases, ref_code2wav, write_omni_folder
 
-TOL = 1e-5
+TOL = 1e-5  # against transformers run here, both on this processor: about 5e-8 apart
+# Against the stored qwen-tts audio, made once on one processor. Here the largest difference is
+# 4.6e-6 (mean 4.9e-7); the reference itself, regenerated on a second processor, moved by up
+# to 6e-6, and ours moves as much (5.2e-6 was seen elsewhere). The bound leaves room for both
+# on any processor; the mean stays tight, so a small systematic error still shows.
+GOLDEN_TOL, GOLDEN_MEAN_TOL = 5e-5, 2e-6
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,8 @@ def test_tts_decoder_matches_qwen_tts_golden(tts_decoder):
         got = tts_decoder(codes)
         assert got.shape == expected.shape == (codes.shape[0], 1, 1920 * codes.shape[-1])
         assert expected.std() > 0.01
-        assert (got - expected).abs().max() < TOL
+        diff = (got - expected).abs()
+        assert diff.max() < GOLDEN_TOL and diff.mean() < GOLDEN_MEAN_TOL
         checked += 1
     assert checked >= 2
 
@@ -96,7 +102,8 @@ def test_tts_decoder_streams_like_the_golden(tts_decoder):
             pieces.append(tts_decoder.push(codes[..., start : start + 1]).wav)
             assert pieces[-1].shape[-1] == 1920  # no start delay: one hop per frame
         pieces.append(tts_decoder.flush().wav)
-    assert (torch.cat(pieces, -1) - expected).abs().max() < TOL
+    diff = (torch.cat(pieces, -1) - expected).abs()
+    assert diff.max() < GOLDEN_TOL and diff.mean() < GOLDEN_MEAN_TOL
 
 
 def test_full_omni_checkpoint_saved_by_transformers(tmp_path):

@@ -7,8 +7,14 @@ from tokenizers import Tokenizer
 from tests.conftest import TINY_AUDIO, redraw
 
 
-def ref_asr_model(tok: Tokenizer, vocab_size: int = 320, seed: int = 0):
-    """A tiny ``Qwen3ASRForConditionalGeneration`` whose special ids match ``tok``."""
+def ref_asr_model(tok: Tokenizer, vocab_size: int = 320, seed: int = 0, lively: bool = False):
+    """A tiny ``Qwen3ASRForConditionalGeneration`` whose special ids match ``tok``.
+
+    Random weights make a degenerate recogniser: whatever the audio, it repeats one token, so
+    greedy ids cannot tell a correct decoder from a broken one. With ``lively`` the weights are
+    drawn larger, the output head is untied and centred (see :func:`_centre_head`), and the
+    answer changes with the audio: a test that compares answers then sees the audio.
+    """
     from transformers import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration
 
     eos = [tok.token_to_id("<|endoftext|>"), tok.token_to_id("<|im_end|>")]
@@ -23,17 +29,56 @@ def ref_asr_model(tok: Tokenizer, vocab_size: int = 320, seed: int = 0):
             num_key_value_heads=2,
             head_dim=16,
             max_position_embeddings=4096,
-            tie_word_embeddings=True,
+            tie_word_embeddings=not lively,
             rope_theta=1e6,
         ),
         audio_token_id=tok.token_to_id("<|audio_pad|>"),
         eos_token_id=eos,
         pad_token_id=eos[1],
+        tie_word_embeddings=not lively,
     )
     model = Qwen3ASRForConditionalGeneration._from_config(cfg, attn_implementation="eager").eval()
-    redraw(model, std=0.1, seed=seed)
-    model.tie_weights()
+    redraw(model, std=0.3 if lively else 0.1, seed=seed)
+    if lively:
+        _centre_head(model, tok, seed)
+    else:
+        model.tie_weights()
     return model
+
+
+def _centre_head(model, tok: Tokenizer, seed: int) -> None:
+    """Remove from every row of the output head the mean direction of the final states.
+
+    After the last RMSNorm the states of a random decoder that follow an audio prompt share
+    one large component, and the head row closest to it wins the arg-max everywhere.
+    Projected off, the logits follow what differs between states: the audio and the text so
+    far. The mean is taken over two random clips, each with a prompt and random answer text.
+    """
+    import torch
+
+    from omnispeech.audio import log_mel_spectrogram
+    from omnispeech.pipelines.asr_prompt import prompt_parts
+
+    g = torch.Generator().manual_seed(seed)
+    head, tail = (tok.encode(p, add_special_tokens=False).ids for p in prompt_parts("", None))
+    pad = tok.token_to_id("<|audio_pad|>")
+    states = []
+    with torch.no_grad():
+        for _ in range(2):
+            feats = log_mel_spectrogram(0.1 * torch.randn(32000, generator=g))  # 2 s: 26 tokens
+            answer = torch.randint(0, 256, (32,), generator=g).tolist()
+            ids = torch.tensor([head + [pad] * 26 + tail + answer])
+            out = model.model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                input_features=feats[None],
+                input_features_mask=torch.ones(1, feats.shape[-1], dtype=torch.long),
+            )
+            states.append(out.last_hidden_state[0, -40:])
+        mean = torch.cat(states).mean(0)
+        unit = mean / mean.norm()
+        weight = model.lm_head.weight
+        weight -= (weight @ unit)[:, None] * unit[None]
 
 
 def tiny_omni_model(audio_output: bool, talker_layers: int = 1):
