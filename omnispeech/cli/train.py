@@ -15,9 +15,10 @@ def train() -> None:
 
     \b
     Examples:
-      omnispeech train codec --config recipes/codec/small.json --out runs/codec
       omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train -o runs/demo
-      torchrun --nproc_per_node 2 -m omnispeech train codec --config cfg.json --out runs/c
+      omnispeech train asr -c recipes/asr/tiny.json --train corpus/manifest.jsonl -o runs/asr
+      torchrun --nproc_per_node 2 -m omnispeech train codec -c recipes/codec/cpu_demo.json \\
+          --train corpus/train -o runs/ddp
     """
 
 
@@ -87,8 +88,10 @@ def codec(  # noqa: PLR0913 - one option each
     Examples:
       omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train \\
           --valid corpus/valid -o runs/demo --export-init
-      omnispeech train codec -c my.json -o runs/demo --steps 20000   # train longer
-      torchrun --nproc_per_node 2 -m omnispeech train codec -c my.json -o runs/ddp
+      omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train \\
+          -o runs/demo --steps 20000   # train on, past the config's steps
+      torchrun --nproc_per_node 2 -m omnispeech train codec -c recipes/codec/cpu_demo.json \\
+          --train corpus/train -o runs/ddp
     """
     from omnispeech.errors import OmnispeechError
     from omnispeech.training import CodecTrainConfig, CodecTrainer, Workers
@@ -171,7 +174,8 @@ def asr(  # noqa: PLR0913 - one option each
       omnispeech data build --hours 2 --min-sentences 400 --redistributable -o corpus
       omnispeech train asr -c recipes/asr/bundled.json --train corpus/manifest.jsonl \\
           --valid corpus/manifest.jsonl -o runs/asr
-      torchrun --nproc_per_node 2 -m omnispeech train asr -c my.json -o runs/ddp
+      torchrun --nproc_per_node 2 -m omnispeech train asr -c recipes/asr/bundled.json \\
+          --train corpus/manifest.jsonl -o runs/ddp
     """
     from omnispeech.errors import OmnispeechError
     from omnispeech.training import ASRTrainConfig, ASRTrainer, Workers
