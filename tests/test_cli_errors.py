@@ -149,3 +149,11 @@ def test_a_base_model_without_a_voice_says_what_it_speaks_in(tts_dir, tmp_path, 
     notes = [x for x in result.stderr.splitlines() if x.startswith("Note:")]
     assert len(notes) == 1 and "--clone" in notes[0] and "unconditioned voice" in notes[0]
     assert out.is_file()
+
+
+@pytest.mark.parametrize("option", ["--json", "--report"])
+def test_eval_report_folder_is_checked_before_the_evaluation(files, tmp_path, option):
+    # The model folder does not exist either: the report path is refused first.
+    args = ["eval", "codec", str(files / "ref.wav"), "-m", str(tmp_path / "no-model")]
+    line = _one_line(*args, option, str(tmp_path / "nope" / "score.json"))
+    assert option in line and "does not exist" in line

@@ -76,7 +76,7 @@ def _joined(lines: list[str]) -> list[str]:
 
 def _help_examples(text: str) -> list[str]:
     """The lines of the ``Examples:`` block of a help text."""
-    match = re.search(r"Examples:\n((?:[ \t]+\S.*\n?)+)", text)
+    match = re.search(r"Examples?:\n((?:[ \t]+\S.*\n?)+)", text)
     return _joined(match.group(1).splitlines()) if match else []
 
 
