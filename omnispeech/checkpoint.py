@@ -210,14 +210,17 @@ def resolve_folder(name_or_path: str | Path) -> Path:
         raise CheckpointError(f"{text}: no such checkpoint folder")
     try:
         from huggingface_hub import snapshot_download
-    except ImportError as exc:
+    except ImportError:
         raise CheckpointError(
-            f"{text}: no such folder; to download it by name install the 'hub' extra "
-            "(pip install 'omnispeech[hub]') or pass a local checkpoint folder"
-        ) from exc
+            f"{text}: no such folder; to download it by name, install the hub extra "
+            "(pip install 'omnispeech[hub]'), or pass a local checkpoint folder"
+        ) from None
     try:
         return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "*.txt"]))
     except Exception as exc:  # network and hub errors come in many types
+        # Hub errors span several lines (the cause, then advice); the first says what failed.
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
         raise CheckpointError(
-            f"{text}: could not download ({exc.__class__.__name__}: {exc})"
-        ) from exc
+            f"{text}: could not download it ({exc.__class__.__name__}: {first}); without "
+            "network, pass a local checkpoint folder"
+        ) from None

@@ -93,7 +93,11 @@ def save_codes(  # noqa: PLR0913 - one argument per documented field
     codebook_size: int | None = None,
     model: str | None = None,
 ) -> None:
-    """Write a codes file (format in the module docstring): ``codes`` is [K, T] or [B, K, T]."""
+    """Write a codes file (format in the module docstring): ``codes`` is [K, T] or [B, K, T].
+
+    Raises:
+        InputError: codes of the wrong shape or dtype; a file that cannot be written.
+    """
     arr = np.asarray(codes)
     if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.integer):
         raise InputError(f"codes must be integer [K, T] or [B, K, T], got {arr.dtype} {arr.shape}")
@@ -108,8 +112,11 @@ def save_codes(  # noqa: PLR0913 - one argument per documented field
         out["codebook_size"] = np.int64(codebook_size)
     if model is not None:
         out["model"] = np.str_(model)
-    with open(path, "wb") as fh:  # an open file keeps numpy from appending ".npz"
-        np.savez(fh, **out)
+    try:
+        with open(path, "wb") as fh:  # an open file keeps numpy from appending ".npz"
+            np.savez(fh, **out)
+    except OSError as exc:  # a missing or read-only folder, a full disk
+        raise InputError(f"{path}: cannot write the codes file ({exc.strerror or exc})") from None
 
 
 def load_codes(path: str | Path) -> CodesFile:
@@ -119,13 +126,23 @@ def load_codes(path: str | Path) -> CodesFile:
         InputError: not a readable ``.npz``, no ``codes``, wrong shape or dtype, bad lengths.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a codes file (.npz)")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    # np.load reads a file that is not a zip archive as a pickle, and refuses it with advice
+    # to load it "unsafely": never pass that on. A codes file is an .npz, i.e. a zip archive.
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not a codes file (an .npz archive, as `codec encode` writes)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{path}: not a codes file (.npz): {exc}") from exc
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays inside the archive: never unpickled
+            raise InputError(f"{path}: holds object (pickled) arrays; codes are integers") from None
+        raise InputError(f"{path}: not a codes file (unreadable archive: {exc})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{path}: not a codes file (unreadable archive: {exc})") from None
     if "codes" not in arrays:
         raise InputError(f"{path}: no 'codes' array (found {sorted(arrays)})")
     unknown = sorted(set(arrays) - set(FIELDS))

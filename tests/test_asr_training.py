@@ -194,3 +194,48 @@ def test_two_process_training_resumes_exactly_and_exports_a_qwen3_asr_folder(cor
     result = asr.transcribe(corpus / "en0.wav", language="en")
     assert result.language == "English"
     assert asr.transcribe(corpus / "de12.wav", language="German").language == "German"
+
+
+def test_sigterm_saves_the_step_and_resume_matches_an_uninterrupted_run(corpus, tmp_path):
+    import signal
+
+    from omnispeech.training import ASRTrainConfig, ASRTrainer, Workers
+
+    cfg = ASRTrainConfig.from_dict(
+        {
+            **TINY,
+            "data": {**TINY["data"], "train": str(corpus / "manifest.jsonl")},
+            "run": {"steps": 100, "save_every": 100, "log_every": 1},
+        }
+    )
+    cpu = Workers(0, 1, torch.device("cpu"))
+    stopped = ASRTrainer(cfg, tmp_path / "stopped", cpu)
+    step = stopped.train_step
+
+    def step_then_kill() -> dict[str, float]:
+        out = step()
+        if stopped.step == 2:  # as `kill` would, in the middle of the run
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    def escaped(signum, frame):  # the trainer's handler must take the signal, not this one
+        raise RuntimeError("SIGTERM reached the caller: the trainer did not catch it")
+
+    stopped.train_step = step_then_kill
+    previous = signal.signal(signal.SIGTERM, escaped)
+    try:
+        stopped.fit(steps=4, progress=False)
+        assert signal.getsignal(signal.SIGTERM) == escaped  # the handler is given back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.stopped_by == signal.SIGTERM and stopped.step == 2
+    assert stopped.latest_checkpoint().name == "step-00000002.pt"
+
+    resumed = ASRTrainer(cfg, tmp_path / "stopped", cpu)
+    resumed.fit(steps=3, progress=False)
+    straight = ASRTrainer(cfg, tmp_path / "straight", cpu)
+    straight.fit(steps=3, progress=False)
+    assert resumed.stopped_by is None and resumed.step == straight.step == 3
+    expected = straight.model.state_dict()
+    for key, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[key]), key

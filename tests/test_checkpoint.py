@@ -137,3 +137,46 @@ def test_config_without_matching_weights(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="no tensors under 'conv2d1.'"):
         AudioEncoder.from_pretrained(tmp_path)
+
+
+def test_hub_name_without_huggingface_hub_is_one_line_naming_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # makes the import fail
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.resolve_folder("Qwen/Qwen3-ASR-0.6B")
+    message = str(err.value)
+    assert "pip install 'omnispeech[hub]'" in message and "\n" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_failed_download_is_one_line(monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known\nPlease check your internet connection.")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.resolve_folder("Qwen/Qwen3-ASR-0.6B")
+    message = str(err.value)
+    assert "\n" not in message and "Name or service not known" in message
+    assert "local checkpoint folder" in message
+
+
+def test_bundled_names_and_local_folders_never_reach_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from omnispeech import bundled
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    (tmp_path / "asr-small").mkdir()
+    (tmp_path / "asr-small" / "config.json").write_text("{}")
+    monkeypatch.setattr(bundled, "_HERE", tmp_path)
+    assert checkpoint.resolve_folder("omnispeech-asr-small") == tmp_path / "asr-small"
+    assert checkpoint.resolve_folder(tmp_path) == tmp_path
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        checkpoint.resolve_folder("./Qwen/missing")

@@ -22,7 +22,9 @@ from omnispeech.data import (
     corpus_stats,
     read_manifest,
 )
+from omnispeech.data import engines as engines_module
 from omnispeech.data.build import trim_and_normalise
+from omnispeech.data.engines import Mbrola
 from omnispeech.data.text import (
     BUILTIN,
     MEDIAWIKI,
@@ -149,6 +151,19 @@ def test_missing_engine_skipped_with_warning(tmp_path: Path) -> None:
     with pytest.warns(EngineMissingWarning, match="apt-get install espeak-ng"):
         result = build_corpus(config, engines, _sentences(), progress=False)
     assert result.kept > 0
+
+
+def test_missing_program_is_the_one_named(monkeypatch) -> None:
+    # MBROLA voices need espeak-ng and the mbrola program: name the one that is missing.
+    found = {"espeak-ng": "/usr/bin/espeak-ng"}
+    monkeypatch.setattr(engines_module.shutil, "which", found.get)
+    mbrola = Mbrola()
+    assert not mbrola.available()
+    hint = mbrola.install_hint()
+    assert "`mbrola` not found" in hint and "espeak-ng`" not in hint
+    assert EspeakNG().available()
+    found.clear()
+    assert "`espeak-ng`, `mbrola` not found" in Mbrola().install_hint()
 
 
 @needs_espeak

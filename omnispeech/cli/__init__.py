@@ -35,7 +35,7 @@ def main() -> None:
       omnispeech tts "Hello there." --clone me.wav -o hello.wav --model ./Qwen3-TTS-12Hz-0.6B-Base
       omnispeech codec encode voice.wav -o voice.npz --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
-      omnispeech train codec --config recipes/codec/cpu_demo.json --out runs/codec
+      omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train -o runs/codec
       omnispeech eval codec held_out/ --model runs/codec/model
       omnispeech demo --tts-model ./Qwen3-TTS-12Hz-0.6B-Base --asr-model ./Qwen3-ASR-0.6B
       omnispeech serve --tts-model ./Qwen3-TTS-12Hz-0.6B-Base --asr-model ./Qwen3-ASR-0.6B

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from omnispeech.cli.checks import check_output_file
 from omnispeech.cli.vocode import decode_codes_file
 
 # The codec folder, for every command that reads one (codec encode/decode, eval codec).
@@ -64,6 +65,7 @@ def encode(audio: Path, output: Path, model: str, device: str) -> None:
     try:
         if output.suffix.lower() != ".npz":
             raise click.ClickException(f"{output}: a codes file must end in .npz")
+        check_output_file(output)
         seconds = audio_duration(audio)  # fail on a bad file before loading the model
         model_ = Codec.from_pretrained(model, device=device)
         with (

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from omnispeech.cli.checks import check_output_file
 from omnispeech.cli.codec import codec_model_option
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +58,13 @@ def _selection_options(command: F) -> F:
 def _languages(values: tuple[str, ...]) -> list[str] | None:
     codes = [c.strip() for v in values for c in v.split(",") if c.strip()]
     return codes or None
+
+
+def _check_reports(json_path: Path | None, report_path: Path | None) -> None:
+    """Refuse report files that could not be written, before the (long) evaluation runs."""
+    for option, path in (("--json", json_path), ("--report", report_path)):
+        if path is not None:
+            check_output_file(path, option)
 
 
 def _write(score: Any, json_path: Path | None, report_path: Path | None) -> None:
@@ -119,6 +127,8 @@ def codec(  # noqa: PLR0913 - one parameter per CLI option
     from omnispeech.errors import OmnispeechError
     from omnispeech.eval import evaluate_codec
     from omnispeech.pipelines import Codec
+
+    _check_reports(json_path, report_path)
 
     suffixes = (".wav", ".flac", ".ogg")
     files: list[Path] = []
@@ -187,6 +197,8 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     from omnispeech.eval import evaluate_asr, read_manifest
     from omnispeech.pipelines import ASR
 
+    _check_reports(json_path, report_path)
+
     chosen_split = None if split == "all" else split
     codes = _languages(languages)
     try:
@@ -237,6 +249,8 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
     from omnispeech.errors import OmnispeechError
     from omnispeech.eval import evaluate_tts, read_manifest
     from omnispeech.pipelines import ASR
+
+    _check_reports(json_path, report_path)
 
     chosen_split = None if split == "all" else split
     codes = _languages(languages)

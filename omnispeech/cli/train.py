@@ -3,6 +3,7 @@ process or many."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -14,9 +15,10 @@ def train() -> None:
 
     \b
     Examples:
-      omnispeech train codec --config recipes/codec/small.json --out runs/codec
       omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train -o runs/demo
-      torchrun --nproc_per_node 2 -m omnispeech train codec --config cfg.json --out runs/c
+      omnispeech train asr -c recipes/asr/tiny.json --train corpus/manifest.jsonl -o runs/asr
+      torchrun --nproc_per_node 2 -m omnispeech train codec -c recipes/codec/cpu_demo.json \\
+          --train corpus/train -o runs/ddp
     """
 
 
@@ -79,14 +81,17 @@ def codec(  # noqa: PLR0913 - one option each
     Run it as is for one process, or under torchrun for several (one per GPU, or CPU processes
     with gloo). A checkpoint is written every run.save_every steps and at the end; the codec is
     exported to OUT/model, which `omnispeech codec encode|decode --model OUT/model` reads.
-    Stopping and starting again with the same command continues exactly.
+    Ctrl-C (or SIGTERM) stops after the step in progress and saves it; the same command then
+    continues exactly where the run stopped.
 
     \b
     Examples:
       omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train \\
           --valid corpus/valid -o runs/demo --export-init
-      omnispeech train codec -c my.json -o runs/demo --steps 20000   # train longer
-      torchrun --nproc_per_node 2 -m omnispeech train codec -c my.json -o runs/ddp
+      omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train \\
+          -o runs/demo --steps 20000   # train on, past the config's steps
+      torchrun --nproc_per_node 2 -m omnispeech train codec -c recipes/codec/cpu_demo.json \\
+          --train corpus/train -o runs/ddp
     """
     from omnispeech.errors import OmnispeechError
     from omnispeech.training import CodecTrainConfig, CodecTrainer, Workers
@@ -104,8 +109,7 @@ def codec(  # noqa: PLR0913 - one option each
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
-    if trainer.workers.is_main:
-        click.echo(f"{folder}\tstep {trainer.step}", err=True)
+    _report(trainer, folder)
 
 
 @train.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,14 +166,16 @@ def asr(  # noqa: PLR0913 - one option each
     telephone band, codec artefacts, gain, SpecAugment). A checkpoint is written every
     run.save_every steps and at the end, with the held-out error rates in OUT/log.jsonl; the
     model is exported to OUT/model, a Qwen3-ASR folder that `omnispeech asr --model
-    OUT/model` reads. The same command continues a stopped run exactly.
+    OUT/model` reads. Ctrl-C (or SIGTERM) stops after the step in progress and saves it; the
+    same command continues a stopped run exactly.
 
     \b
     Examples:
       omnispeech data build --hours 2 --min-sentences 400 --redistributable -o corpus
       omnispeech train asr -c recipes/asr/bundled.json --train corpus/manifest.jsonl \\
           --valid corpus/manifest.jsonl -o runs/asr
-      torchrun --nproc_per_node 2 -m omnispeech train asr -c my.json -o runs/ddp
+      torchrun --nproc_per_node 2 -m omnispeech train asr -c recipes/asr/bundled.json \\
+          --train corpus/manifest.jsonl -o runs/ddp
     """
     from omnispeech.errors import OmnispeechError
     from omnispeech.training import ASRTrainConfig, ASRTrainer, Workers
@@ -187,5 +193,24 @@ def asr(  # noqa: PLR0913 - one option each
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
+    _report(trainer, folder)
+
+
+def _report(trainer, folder: Path) -> None:
+    """The last line of a run: where the model is, or where it stopped and how to go on.
+
+    A run stopped by a signal exits with 128 + the signal's number (130 for Ctrl-C), as a
+    shell reports a program killed by it, so that scripts can tell it from a finished run.
+    """
+    stopped = trainer.stopped_by
     if trainer.workers.is_main:
-        click.echo(f"{folder}\tstep {trainer.step}", err=True)
+        if stopped is None:
+            click.echo(f"{folder}\tstep {trainer.step}", err=True)
+        else:
+            click.echo(
+                f"stopped by {stopped.name} at step {trainer.step}, saved in "
+                f"{trainer.latest_checkpoint()}; run the same command to continue",
+                err=True,
+            )
+    if stopped is not None:
+        sys.exit(128 + int(stopped))

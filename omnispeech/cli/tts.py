@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from omnispeech.cli.checks import check_output_file, check_seed, check_speed
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
@@ -148,37 +150,46 @@ def tts(  # noqa: PLR0913 - one argument per option
     import torch
     from tqdm import tqdm
 
+    from omnispeech.audio import audio_duration
     from omnispeech.errors import OmnispeechError
     from omnispeech.pipelines.tts import TTS
     from omnispeech.pipelines.tts_loop import GenerationWarning
     from omnispeech.pipelines.tts_prompt import VoicePrompt
     from omnispeech.talker import GenerationConfig
 
+    # Everything that can be checked without the model is checked before it loads: one
+    # line and exit status 1 each, as for every other bad input.
     if not text.strip():
-        raise click.UsageError("TEXT is empty: nothing to say")
+        raise click.ClickException("TEXT is empty: nothing to say")
     if ref_text is not None and clone is None:
-        raise click.UsageError("--ref-text needs --clone (the clip it transcribes)")
+        raise click.ClickException("--ref-text needs --clone (the clip it transcribes)")
     if sum(x is not None for x in (clone, speaker, voice_file)) > 1:
-        raise click.UsageError("give one of --clone, --speaker and --voice")
+        raise click.ClickException("give one of --clone, --speaker and --voice")
     if save_voice is not None and clone is None:
-        raise click.UsageError("--save-voice needs --clone (the clip to make the voice from)")
-    if str(output) != "-":
-        if output.suffix.lower() not in AUDIO_SUFFIXES:
-            raise click.UsageError(f"{output}: write .wav, .flac or .ogg (or '-' for raw PCM)")
-        if not output.parent.is_dir():
-            raise click.UsageError(f"{output}: the folder {output.parent} does not exist")
+        raise click.ClickException("--save-voice needs --clone (the clip to make the voice from)")
+    check_seed(seed)
+    check_speed(speed)
+    if str(output) != "-" and output.suffix.lower() not in AUDIO_SUFFIXES:
+        raise click.ClickException(f"{output}: write .wav, .flac or .ogg (or '-' for raw PCM)")
+    check_output_file(output)
+    if save_voice is not None:
+        check_output_file(save_voice, "--save-voice")
     try:
+        voice = None
+        if voice_file is not None:
+            voice = VoicePrompt.load(voice_file)
+        if clone is not None:
+            audio_duration(clone)  # a missing or unreadable clip fails before the model loads
         start = time.perf_counter()
         model_ = TTS.from_pretrained(
             model, dtype=getattr(torch, dtype), device=device, quantize="int8" if int8 else None
         )
-        voice = None
-        if voice_file is not None:
-            voice = VoicePrompt.load(voice_file)
-        elif clone is not None or speaker is not None:
+        if clone is not None or speaker is not None:
             voice = model_.voice(clone, ref_text=ref_text, speaker=speaker)
         if save_voice is not None:
             voice.save(save_voice)
+        if voice is None and instruct is None:
+            click.echo(f"Note: {_no_voice_note(model_)}", err=True)
         pieces = _stdin_pieces(stream) if text == "-" else text
         gen = GenerationConfig.greedy() if greedy else None
         chunks = model_.stream(
@@ -219,6 +230,19 @@ def tts(  # noqa: PLR0913 - one argument per option
         f"first audio after {first:.2f} s, {took:.1f} s in all",
         err=True,
     )
+
+
+def _no_voice_note(model) -> str:
+    """What a model does with no voice given, and how to choose one (one line)."""
+    # With an empty speaker slot the talker samples a voice of its own, and which one
+    # follows from the sampling seed: name that, rather than speak in some voice unannounced.
+    what = "the model speaks in an unconditioned voice of its own, one per sampling seed"
+    if model.speaker_encoder is not None:
+        return f"no --clone or --voice: {what}; pass --clone REF (a 3-15 s clip) to choose one"
+    if model.speakers:
+        names = ", ".join(model.speakers)
+        return f"no --speaker: {what}; built-in speakers: {names}"
+    return f"no --speaker or --instruct: {what}"
 
 
 class _Sink:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from omnispeech.cli.checks import check_output_file
+
 # Frames decoded per streaming step: bounds memory on long files and paces the progress bar.
 FRAMES_PER_STEP = 125
 
@@ -55,7 +57,6 @@ def vocode(codes_file: Path, output: Path, model: str, device: str) -> None:
 
 def decode_codes_file(codes_file: Path, output: Path, model: str, device: str) -> None:
     """Decode a codes file to audio files (one per batch item), streaming with progress."""
-    import soundfile as sf
     import torch
     from tqdm import tqdm
 
@@ -65,6 +66,7 @@ def decode_codes_file(codes_file: Path, output: Path, model: str, device: str) -
 
     if output.suffix.lower() not in (".wav", ".flac"):
         raise InputError(f"{output}: the output must end in .wav or .flac")
+    check_output_file(output)  # a missing folder fails here, not after the decoding
     data = load_codes(codes_file)  # fail on a bad file before loading the model
     vocoder = Code2Wav.from_pretrained(model, device=device)
     cfg = vocoder.cfg
@@ -81,14 +83,25 @@ def decode_codes_file(codes_file: Path, output: Path, model: str, device: str) -
     ) as bar:
         for item, target in enumerate(targets):
             n = int(lengths[item])
-            with sf.SoundFile(target, "w", cfg.sample_rate, 1) as sink:
-                with vocoder.streaming(1):
-                    for start in range(0, n, FRAMES_PER_STEP):
-                        piece = codes[item : item + 1, :, start : min(n, start + FRAMES_PER_STEP)]
-                        sink.write(vocoder.push(piece).wav[0, 0].cpu().numpy())
-                        bar.update(piece.shape[-1])
-                    sink.write(vocoder.flush().wav[0, 0].cpu().numpy())
+            with _open_audio(target, cfg.sample_rate) as sink, vocoder.streaming(1):
+                for start in range(0, n, FRAMES_PER_STEP):
+                    piece = codes[item : item + 1, :, start : min(n, start + FRAMES_PER_STEP)]
+                    sink.write(vocoder.push(piece).wav[0, 0].cpu().numpy())
+                    bar.update(piece.shape[-1])
+                sink.write(vocoder.flush().wav[0, 0].cpu().numpy())
             click.echo(f"{target}\t{cfg.num_samples(n) / cfg.sample_rate:.2f} s", err=True)
+
+
+def _open_audio(path: Path, rate: int):
+    """A mono sound file open for writing; a file that cannot be created is one error line."""
+    import soundfile as sf
+
+    from omnispeech.errors import AudioFileError
+
+    try:
+        return sf.SoundFile(path, "w", rate, 1)
+    except (sf.SoundFileError, OSError) as exc:
+        raise AudioFileError(f"{path}: cannot write audio ({exc})") from None
 
 
 def _targets(output: Path, batch: int) -> list[Path]:

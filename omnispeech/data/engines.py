@@ -61,14 +61,23 @@ class Engine:
         if program is not None:
             self.program = program
 
+    def programs(self) -> tuple[str, ...]:
+        """Every program the engine runs (all must be installed)."""
+        return (self.program,)
+
+    def missing_programs(self) -> list[str]:
+        """The programs of :meth:`programs` that are not installed."""
+        return [p for p in self.programs() if shutil.which(p) is None]
+
     def available(self) -> bool:
-        """Whether the engine's program is installed."""
-        return shutil.which(self.program) is not None
+        """Whether the engine's programs are installed."""
+        return not self.missing_programs()
 
     def install_hint(self) -> str:
-        """One line naming the Debian package that provides the engine."""
+        """One line naming the programs that are missing and the Debian package to install."""
+        missing = ", ".join(f"`{p}`" for p in self.missing_programs()) or f"`{self.program}`"
         hint = f"apt-get install {self.package}"
-        return f"{self.name}: `{self.program}` not found, its voices are skipped; {hint}"
+        return f"{self.name}: {missing} not found, its voices are skipped; {hint}"
 
     def voices(self, languages: set[str]) -> list[Voice]:
         """The installed voices that read one of ``languages`` (ISO 639 codes)."""
@@ -228,8 +237,9 @@ class Mbrola(EspeakNG):
     package = "mbrola mbrola-us1 (one mbrola-xx package per voice; contrib/non-free)"
     voice_dir = Path("/usr/share/mbrola")
 
-    def available(self) -> bool:
-        return super().available() and shutil.which("mbrola") is not None
+    def programs(self) -> tuple[str, ...]:
+        # espeak-ng drives the voices; the `mbrola` program synthesises them.
+        return (self.program, "mbrola")
 
     def voices(self, languages: set[str]) -> list[Voice]:
         return [

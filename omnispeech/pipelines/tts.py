@@ -284,6 +284,8 @@ class TTS:
             raise InputError("nothing to say: the text is empty")
         pieces = [text] if isinstance(text, str) else text
         seed = options.seed if options.seed is not None else secrets.randbits(63)
+        if not 0 <= seed < 2**64:  # what torch.Generator.manual_seed takes
+            raise InputError(f"seed must be between 0 and 2**64 - 1, got {seed}")
         self.last_seed = seed
         device = self.talker.codec_head.weight.device
         generator = torch.Generator(device=device).manual_seed(seed)

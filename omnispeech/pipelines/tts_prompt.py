@@ -64,7 +64,11 @@ class VoicePrompt:
         return self.ref_codes is not None
 
     def save(self, path: str | Path) -> None:
-        """Write the voice to a safetensors file (reuse it without the reference clip)."""
+        """Write the voice to a safetensors file (reuse it without the reference clip).
+
+        Raises:
+            InputError: the file cannot be written (its folder is missing or read-only).
+        """
         tensors = {}
         if self.speaker is not None:
             tensors["speaker"] = self.speaker.detach().float().cpu().contiguous()
@@ -72,7 +76,10 @@ class VoicePrompt:
             tensors["ref_codes"] = self.ref_codes.detach().long().cpu().contiguous()
             tensors["ref_text_ids"] = torch.tensor(self.ref_text_ids or [], dtype=torch.long)
         meta = {"format": VOICE_FORMAT, "speaker_id": self.speaker_id or ""}
-        save_file(tensors, str(path), metadata=meta)
+        try:
+            save_file(tensors, str(path), metadata=meta)
+        except (OSError, SafetensorError) as exc:  # a missing or read-only folder
+            raise InputError(f"{path}: cannot write the voice ({exc})") from None
 
     @classmethod
     def load(cls, path: str | Path) -> VoicePrompt:

@@ -5,6 +5,9 @@ speech recogniser of the Qwen3-ASR architecture (:class:`ASRTrainer`).
 split RVQ, Code2Wav decoder) with a multi-scale mel loss, period and STFT discriminators and
 feature matching, on one process or many (``torchrun``), and exports a folder that
 ``omnispeech.Codec`` loads like the released tokenizer.
+
+Both trainers stop on SIGINT (Ctrl-C) or SIGTERM after the step in progress, with a checkpoint
+of it (:class:`StopRequest`), and resume from it exactly.
 """
 
 from omnispeech.training.asr_config import (
@@ -26,6 +29,7 @@ from omnispeech.training.config import (
     CodecRunConfig,
     CodecTrainConfig,
 )
+from omnispeech.training.interrupt import StopRequest
 from omnispeech.training.trainer import CodecTrainer, Workers
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "CodecRunConfig",
     "CodecTrainConfig",
     "CodecTrainer",
+    "StopRequest",
     "TrainableCodec",
     "Workers",
 ]

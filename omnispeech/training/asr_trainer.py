@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from omnispeech.training.asr_data import (
     train_tokenizer,
 )
 from omnispeech.training.asr_model import TrainableASR
+from omnispeech.training.interrupt import STOP_NOTICE, StopRequest
 from omnispeech.training.trainer import (
     KEEP_CHECKPOINTS,
     Workers,
@@ -101,6 +103,7 @@ class ASRTrainer:
             self.model.encoder.cfg.num_tokens,
         )
         self.step = 0
+        self.stopped_by: signal.Signals | None = None  # set by fit() when a signal stopped it
         torch.manual_seed(cfg.run.seed * 7919 + 1 + self.workers.rank)
         self.ddp: nn.Module = (
             DistributedDataParallel(self.model) if self.workers.world_size > 1 else self.model
@@ -219,7 +222,12 @@ class ASRTrainer:
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, steps: int | None = None, resume: bool = True, progress: bool = True) -> Path:
         """Train until ``steps`` (default: the config's), saving every ``save_every`` steps and
-        at the end; returns the exported model folder."""
+        at the end; returns the exported model folder.
+
+        SIGINT (Ctrl-C) or SIGTERM stops the run after the step in progress, with a checkpoint
+        of that step, and :attr:`stopped_by` names the signal (None when the run finished);
+        calling ``fit`` again (the same command) continues from it.
+        """
         total = self.cfg.run.steps if steps is None else steps
         latest = self.latest_checkpoint()
         if latest is not None and not resume:
@@ -239,22 +247,31 @@ class ASRTrainer:
 
             bar = tqdm(total=total, initial=self.step, desc="train asr", unit="step")
         self.model.train()
-        while self.step < total:
-            losses = self.train_step()
-            record: dict[str, Any] = {"step": self.step, **losses}
-            saving = self.step % self.cfg.run.save_every == 0 or self.step == total
-            if saving:
-                self.save()
+        self.stopped_by = None
+        with StopRequest(self.workers, STOP_NOTICE if self.workers.is_main else None) as stop:
+            while self.step < total:
+                losses = self.train_step()
+                record: dict[str, Any] = {"step": self.step, **losses}
+                # Asked on every rank after every step, so all ranks stop after the same one.
+                stopping = stop.agreed() and self.step < total
+                scheduled = self.step % self.cfg.run.save_every == 0 or self.step == total
+                if scheduled or stopping:
+                    self.save()
+                    if scheduled and self.workers.is_main:
+                        record.update(self.validate())
+                    self.workers.barrier()
                 if self.workers.is_main:
-                    record.update(self.validate())
-                self.workers.barrier()
-            if self.workers.is_main:
-                if saving or self.step % self.cfg.run.log_every == 0:
-                    with log.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{losses['attention']:.3f}", ctc=f"{losses['ctc']:.2f}")
+                    if scheduled or stopping or self.step % self.cfg.run.log_every == 0:
+                        with log.open("a") as f:
+                            f.write(json.dumps(record) + "\n")
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(
+                            loss=f"{losses['attention']:.3f}", ctc=f"{losses['ctc']:.2f}"
+                        )
+                if stopping:
+                    self.stopped_by = stop.stopped_by
+                    break
         if bar is not None:
             bar.close()
         return self.out / "model"

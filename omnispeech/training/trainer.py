@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from omnispeech.training.codec_model import TrainableCodec
 from omnispeech.training.config import CodecTrainConfig
 from omnispeech.training.data import SegmentSampler, list_audio
 from omnispeech.training.discriminators import CodecDiscriminators
+from omnispeech.training.interrupt import STOP_NOTICE, StopRequest
 from omnispeech.training.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -85,6 +87,14 @@ class Workers:
             dist.all_reduce(values)
             values /= self.world_size
         return values
+
+    def maximum(self, value: float) -> float:
+        """The largest ``value`` over processes (every process must call it)."""
+        if self.world_size == 1:
+            return value
+        out = torch.tensor([value], dtype=torch.float32, device=self.device)
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+        return float(out.item())
 
     def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """``tensor`` of every process (same shape everywhere), by rank."""
@@ -159,6 +169,7 @@ class CodecTrainer:
             cfg.run.seed,
         )  # fmt: skip
         self.step = 0
+        self.stopped_by: signal.Signals | None = None  # set by fit() when a signal stopped it
         # After the shared initialisation each process draws its own random numbers.
         torch.manual_seed(cfg.run.seed * 7919 + 1 + self.workers.rank)
         if self.workers.world_size > 1:
@@ -291,7 +302,12 @@ class CodecTrainer:
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, steps: int | None = None, resume: bool = True, progress: bool = True) -> Path:
         """Train until ``steps`` (default: the config's), saving every ``save_every`` steps and
-        at the end; returns the exported model folder."""
+        at the end; returns the exported model folder.
+
+        SIGINT (Ctrl-C) or SIGTERM stops the run after the step in progress, with a checkpoint
+        of that step, and :attr:`stopped_by` names the signal (None when the run finished);
+        calling ``fit`` again (the same command) continues from it.
+        """
         total = self.cfg.run.steps if steps is None else steps
         latest = self.latest_checkpoint()
         if latest is not None and not resume:
@@ -313,22 +329,31 @@ class CodecTrainer:
             bar = tqdm(total=total, initial=self.step, desc="train codec", unit="step")
         self.codec.train()
         self.disc.train()
-        while self.step < total:
-            losses = self.train_step()
-            record: dict[str, Any] = {"step": self.step, **losses}
-            saving = self.step % self.cfg.run.save_every == 0 or self.step == total
-            if saving:
-                self.save()
-                if self.validate is not None and self.workers.is_main:
-                    record.update(self.validate(self.out / "model"))
-                self.workers.barrier()
-            if self.workers.is_main:
-                if saving or self.step % self.cfg.run.log_every == 0:
-                    with log.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(mel=f"{losses['mel']:.3f}", d=f"{losses['discriminator']:.3f}")
+        self.stopped_by = None
+        with StopRequest(self.workers, STOP_NOTICE if self.workers.is_main else None) as stop:
+            while self.step < total:
+                losses = self.train_step()
+                record: dict[str, Any] = {"step": self.step, **losses}
+                # Asked on every rank after every step, so all ranks stop after the same one.
+                stopping = stop.agreed() and self.step < total
+                scheduled = self.step % self.cfg.run.save_every == 0 or self.step == total
+                if scheduled or stopping:
+                    self.save()
+                    if scheduled and self.validate is not None and self.workers.is_main:
+                        record.update(self.validate(self.out / "model"))
+                    self.workers.barrier()
+                if self.workers.is_main:
+                    if scheduled or stopping or self.step % self.cfg.run.log_every == 0:
+                        with log.open("a") as f:
+                            f.write(json.dumps(record) + "\n")
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(
+                            mel=f"{losses['mel']:.3f}", d=f"{losses['discriminator']:.3f}"
+                        )
+                if stopping:
+                    self.stopped_by = stop.stopped_by
+                    break
         if bar is not None:
             bar.close()
         return self.out / "model"
