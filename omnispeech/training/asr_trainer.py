@@ -15,11 +15,9 @@ Output folder::
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 from pathlib import Path
-from typing import Any
 
 import torch
 from tokenizers import Tokenizer
@@ -36,13 +34,12 @@ from omnispeech.training.asr_data import (
     train_tokenizer,
 )
 from omnispeech.training.asr_model import TrainableASR
-from omnispeech.training.interrupt import STOP_NOTICE, StopRequest
+from omnispeech.training.loop import fit_steps
 from omnispeech.training.trainer import (
     KEEP_CHECKPOINTS,
     Workers,
     _rng_state,
     _set_rng_state,
-    _truncate_log,
 )
 
 LOSS_NAMES = ("total", "attention", "ctc", "accuracy")
@@ -228,53 +225,21 @@ class ASRTrainer:
         of that step, and :attr:`stopped_by` names the signal (None when the run finished);
         calling ``fit`` again (the same command) continues from it.
         """
-        total = self.cfg.run.steps if steps is None else steps
-        latest = self.latest_checkpoint()
-        if latest is not None and not resume:
-            raise ConfigError(
-                f"{self.out} already holds checkpoints ({latest.name}); resume, or train "
-                "into another folder"
-            )
-        if latest is not None:
-            self.load(latest)
-        log = self.out / "log.jsonl"
-        if self.workers.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            _truncate_log(log, self.step)
-        bar = None
-        if progress and self.workers.is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, initial=self.step, desc="train asr", unit="step")
         self.model.train()
-        self.stopped_by = None
-        with StopRequest(self.workers, STOP_NOTICE if self.workers.is_main else None) as stop:
-            while self.step < total:
-                losses = self.train_step()
-                record: dict[str, Any] = {"step": self.step, **losses}
-                # Asked on every rank after every step, so all ranks stop after the same one.
-                stopping = stop.agreed() and self.step < total
-                scheduled = self.step % self.cfg.run.save_every == 0 or self.step == total
-                if scheduled or stopping:
-                    self.save()
-                    if scheduled and self.workers.is_main:
-                        record.update(self.validate())
-                    self.workers.barrier()
-                if self.workers.is_main:
-                    if scheduled or stopping or self.step % self.cfg.run.log_every == 0:
-                        with log.open("a") as f:
-                            f.write(json.dumps(record) + "\n")
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(
-                            loss=f"{losses['attention']:.3f}", ctc=f"{losses['ctc']:.2f}"
-                        )
-                if stopping:
-                    self.stopped_by = stop.stopped_by
-                    break
-        if bar is not None:
-            bar.close()
-        return self.out / "model"
+        return fit_steps(
+            self,
+            self.cfg.run.steps if steps is None else steps,
+            save_every=self.cfg.run.save_every,
+            log_every=self.cfg.run.log_every,
+            resume=resume,
+            progress=progress,
+            name="train asr",
+            validate=self.validate,
+            postfix=lambda losses: {
+                "loss": f"{losses['attention']:.3f}",
+                "ctc": f"{losses['ctc']:.2f}",
+            },
+        )
 
 
 def _spread(items: list[Transcribed], count: int) -> list[Transcribed]:

@@ -19,12 +19,10 @@ Output folder::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -38,7 +36,7 @@ from omnispeech.training.codec_model import TrainableCodec
 from omnispeech.training.config import CodecTrainConfig
 from omnispeech.training.data import SegmentSampler, list_audio
 from omnispeech.training.discriminators import CodecDiscriminators
-from omnispeech.training.interrupt import STOP_NOTICE, StopRequest
+from omnispeech.training.loop import fit_steps
 from omnispeech.training.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -308,55 +306,23 @@ class CodecTrainer:
         of that step, and :attr:`stopped_by` names the signal (None when the run finished);
         calling ``fit`` again (the same command) continues from it.
         """
-        total = self.cfg.run.steps if steps is None else steps
-        latest = self.latest_checkpoint()
-        if latest is not None and not resume:
-            # Starting over would interleave two runs' checkpoints; never overwrite silently.
-            raise ConfigError(
-                f"{self.out} already holds checkpoints ({latest.name}); resume, or train "
-                "into another folder"
-            )
-        if latest is not None:
-            self.load(latest)
-        log = self.out / "log.jsonl"
-        if self.workers.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            _truncate_log(log, self.step)
-        bar = None
-        if progress and self.workers.is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, initial=self.step, desc="train codec", unit="step")
         self.codec.train()
         self.disc.train()
-        self.stopped_by = None
-        with StopRequest(self.workers, STOP_NOTICE if self.workers.is_main else None) as stop:
-            while self.step < total:
-                losses = self.train_step()
-                record: dict[str, Any] = {"step": self.step, **losses}
-                # Asked on every rank after every step, so all ranks stop after the same one.
-                stopping = stop.agreed() and self.step < total
-                scheduled = self.step % self.cfg.run.save_every == 0 or self.step == total
-                if scheduled or stopping:
-                    self.save()
-                    if scheduled and self.validate is not None and self.workers.is_main:
-                        record.update(self.validate(self.out / "model"))
-                    self.workers.barrier()
-                if self.workers.is_main:
-                    if scheduled or stopping or self.step % self.cfg.run.log_every == 0:
-                        with log.open("a") as f:
-                            f.write(json.dumps(record) + "\n")
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(
-                            mel=f"{losses['mel']:.3f}", d=f"{losses['discriminator']:.3f}"
-                        )
-                if stopping:
-                    self.stopped_by = stop.stopped_by
-                    break
-        if bar is not None:
-            bar.close()
-        return self.out / "model"
+        validate = self.validate
+        return fit_steps(
+            self,
+            self.cfg.run.steps if steps is None else steps,
+            save_every=self.cfg.run.save_every,
+            log_every=self.cfg.run.log_every,
+            resume=resume,
+            progress=progress,
+            name="train codec",
+            validate=None if validate is None else lambda: validate(self.out / "model"),
+            postfix=lambda losses: {
+                "mel": f"{losses['mel']:.3f}",
+                "d": f"{losses['discriminator']:.3f}",
+            },
+        )
 
 
 def held_out_validation(
@@ -379,11 +345,3 @@ def held_out_validation(
         return {"valid_mel_distance": score.mean, "valid_mel_distance_shuffled": score.shuffled}
 
     return run
-
-
-def _truncate_log(log: Path, step: int) -> None:
-    """Drop log lines past ``step`` (a run that died after its last checkpoint)."""
-    if not log.exists():
-        return
-    keep = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
-    log.write_text("".join(line + "\n" for line in keep))
