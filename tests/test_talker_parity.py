@@ -19,6 +19,7 @@ from omnispeech.pipelines.tts_prompt import VoicePrompt, build_prompt
 from omnispeech.talker import GenerationConfig, Talker
 from tests.conftest import redraw
 from tests.tiny import tiny_omni_model
+from tests.tts_ref import golden_voice
 
 GOLDEN = Path(__file__).parent / "data" / "qwen_tts_talker_tiny"
 ROLE = [1004, 77, 10]  # <|im_start|>assistant\n of the golden model's small text ids
@@ -156,17 +157,7 @@ def _greedy(
 )
 def test_qwen_tts_generation_matches_golden(tts_golden, case, mode, language, arrangement):
     talker, cases = tts_golden
-    speaker = torch.from_numpy(cases["speaker"])
-    voice = {
-        "xvector": VoicePrompt(speaker=speaker),
-        "icl": VoicePrompt(
-            speaker=speaker,
-            ref_codes=torch.from_numpy(cases["ref_code"]).T,
-            ref_text_ids=cases["ref_text"].tolist(),
-        ),
-        "dylan": VoicePrompt(speaker_id="Dylan"),
-        "design": VoicePrompt(),  # VoiceDesign: no speaker slot, an instruction instead
-    }[mode]
+    voice = golden_voice(mode, cases)
     # <|im_start|> user \n {instruction} <|im_end|> \n with the golden model's small ids
     instruct = [1004, 78, 10, *cases["instruct"].tolist(), 1005, 10] if mode == "design" else None
     got = _greedy(talker, voice, language, arrangement, cases, instruct)

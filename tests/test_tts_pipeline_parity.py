@@ -20,9 +20,9 @@ import torch
 from omnispeech.interleave import RatePolicy
 from omnispeech.pipelines import tts_loop
 from omnispeech.pipelines.tts_loop import SynthesisRequest
-from omnispeech.pipelines.tts_prompt import VoicePrompt
 from omnispeech.pipelines.tts_text import TextFeed
 from omnispeech.talker import GenerationConfig, Talker
+from tests.tts_ref import golden_voice
 
 GOLDEN = Path(__file__).parent / "data" / "qwen_tts_talker_tiny"
 ROLE = [1004, 77, 10]  # <|im_start|>assistant\n of the golden model's small text ids
@@ -39,20 +39,6 @@ def _text(target: list[int]) -> tuple[str, dict[str, int]]:
     letter -> token table that tokenises it."""
     letters = [chr(ord("a") + i) for i in range(len(target))]
     return " ".join(letters), dict(zip(letters, target, strict=True))
-
-
-def _voice(mode: str, cases) -> VoicePrompt:
-    speaker = torch.from_numpy(cases["speaker"])
-    return {
-        "xvector": VoicePrompt(speaker=speaker),
-        "icl": VoicePrompt(
-            speaker=speaker,
-            ref_codes=torch.from_numpy(cases["ref_code"]).T,
-            ref_text_ids=cases["ref_text"].tolist(),
-        ),
-        "dylan": VoicePrompt(speaker_id="Dylan"),
-        "design": VoicePrompt(),  # VoiceDesign: no speaker slot, an instruction instead
-    }[mode]
 
 
 CASES = [
@@ -76,7 +62,7 @@ def test_pipeline_frames_match_golden(golden, case, mode, language, arrangement,
         role_ids=ROLE,
         feed=TextFeed(lambda s: [table[c] for c in s if not c.isspace()], max_tokens=64),
         pieces=iter([text] if pieces == "whole" else list(text)),
-        voice=_voice(mode, cases),
+        voice=golden_voice(mode, cases),
         language=language,
         policy=RatePolicy.released(streaming_text=arrangement == "stream"),
         arrangement=arrangement,

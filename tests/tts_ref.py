@@ -13,6 +13,7 @@ import torch
 
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tts import TTS
+from omnispeech.pipelines.tts_prompt import VoicePrompt
 from omnispeech.talker import (
     CodePredictorConfig,
     SpeakerEncoder,
@@ -101,3 +102,20 @@ def tiny_tts(path: Path, seed: int = 0) -> Path:
     tts._source = path
     tts.save_pretrained(path)
     return path
+
+
+def golden_voice(mode: str, cases) -> VoicePrompt:
+    """The voice of a qwen-tts golden case (``cases``: the golden ``.npz``) by prompt mode:
+    ``xvector`` (speaker vector), ``icl`` (vector + reference codes and text), ``dylan``
+    (built-in speaker), ``design`` (no speaker slot; an instruction instead)."""
+    speaker = torch.from_numpy(cases["speaker"])
+    return {
+        "xvector": VoicePrompt(speaker=speaker),
+        "icl": VoicePrompt(
+            speaker=speaker,
+            ref_codes=torch.from_numpy(cases["ref_code"]).T,
+            ref_text_ids=cases["ref_text"].tolist(),
+        ),
+        "dylan": VoicePrompt(speaker_id="Dylan"),
+        "design": VoicePrompt(),
+    }[mode]
