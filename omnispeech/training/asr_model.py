@@ -117,10 +117,11 @@ def _init_conv_stem(net: nn.Module) -> None:
 def _init_blank(head: nn.Linear, blank: int) -> None:
     """Start the CTC head saying blank half of the time (bias log(V) against V near-zero
     logits). From a zero bias, the first thing CTC learns is to emit blank nearly everywhere,
-    and on a 4096-token vocabulary the encoder learned it by adding one large constant to every
-    token, which its final layer norm turns into an output that no longer depends on the sound:
-    measured on 8 utterances, the CTC loss sat at its input-independent floor (3.11 per token)
-    for 300 steps from a zero bias, and broke away after 120 steps from this one."""
+    and the encoder learned it by adding one large constant to every token, which its final
+    layer norm turns into an output that no longer depends on the sound. Measured with the
+    tiny recipe (600 entries) on 8 utterances: from a zero bias the CTC loss sat at its
+    input-independent floor (3.11 per token) for 300 steps; with a blank bias of 5 it broke
+    away after 120."""
     with torch.no_grad():
         head.bias[blank] = math.log(head.out_features - 1)
 
