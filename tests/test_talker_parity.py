@@ -19,7 +19,7 @@ from omnispeech.pipelines.tts_prompt import VoicePrompt, build_prompt
 from omnispeech.talker import GenerationConfig, Talker
 from tests.conftest import redraw
 from tests.tiny import tiny_omni_model
-from tests.tts_ref import golden_voice
+from tests.tts_ref import GOLDEN_CASES, golden_instruct, golden_voice
 
 GOLDEN = Path(__file__).parent / "data" / "qwen_tts_talker_tiny"
 ROLE = [1004, 77, 10]  # <|im_start|>assistant\n of the golden model's small text ids
@@ -143,23 +143,11 @@ def _greedy(
     return torch.stack(frames).numpy()
 
 
-@pytest.mark.parametrize(
-    "case, mode, language, arrangement",
-    [
-        ("xvector_english_stream", "xvector", "english", "stream"),
-        ("xvector_auto_nonstream", "xvector", "auto", "full"),
-        ("icl_auto_stream", "icl", "auto", "stream"),
-        ("icl_english_nonstream", "icl", "english", "full"),
-        ("speaker_dylan_chinese_nonstream", "dylan", "chinese", "full"),
-        ("design_english_nonstream", "design", "english", "full"),
-        ("design_auto_stream", "design", "auto", "stream"),
-    ],
-)
+@pytest.mark.parametrize("case, mode, language, arrangement", GOLDEN_CASES)
 def test_qwen_tts_generation_matches_golden(tts_golden, case, mode, language, arrangement):
     talker, cases = tts_golden
     voice = golden_voice(mode, cases)
-    # <|im_start|> user \n {instruction} <|im_end|> \n with the golden model's small ids
-    instruct = [1004, 78, 10, *cases["instruct"].tolist(), 1005, 10] if mode == "design" else None
+    instruct = golden_instruct(mode, cases)
     got = _greedy(talker, voice, language, arrangement, cases, instruct)
     want = cases[f"case_{case}"]
     assert got.shape == want.shape

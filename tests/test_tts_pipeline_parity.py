@@ -22,7 +22,7 @@ from omnispeech.pipelines import tts_loop
 from omnispeech.pipelines.tts_loop import SynthesisRequest
 from omnispeech.pipelines.tts_text import TextFeed
 from omnispeech.talker import GenerationConfig, Talker
-from tests.tts_ref import golden_voice
+from tests.tts_ref import GOLDEN_CASES, golden_instruct, golden_voice
 
 GOLDEN = Path(__file__).parent / "data" / "qwen_tts_talker_tiny"
 ROLE = [1004, 77, 10]  # <|im_start|>assistant\n of the golden model's small text ids
@@ -41,18 +41,7 @@ def _text(target: list[int]) -> tuple[str, dict[str, int]]:
     return " ".join(letters), dict(zip(letters, target, strict=True))
 
 
-CASES = [
-    ("xvector_english_stream", "xvector", "english", "stream"),
-    ("xvector_auto_nonstream", "xvector", "auto", "full"),
-    ("icl_auto_stream", "icl", "auto", "stream"),
-    ("icl_english_nonstream", "icl", "english", "full"),
-    ("speaker_dylan_chinese_nonstream", "dylan", "chinese", "full"),
-    ("design_english_nonstream", "design", "english", "full"),
-    ("design_auto_stream", "design", "auto", "stream"),
-]
-
-
-@pytest.mark.parametrize("case, mode, language, arrangement", CASES)
+@pytest.mark.parametrize("case, mode, language, arrangement", GOLDEN_CASES)
 @pytest.mark.parametrize("pieces", ["whole", "letters"])
 def test_pipeline_frames_match_golden(golden, case, mode, language, arrangement, pieces):
     talker, cases = golden
@@ -68,10 +57,7 @@ def test_pipeline_frames_match_golden(golden, case, mode, language, arrangement,
         arrangement=arrangement,
         generation=GenerationConfig.greedy(),
         generator=torch.Generator().manual_seed(0),
-        # <|im_start|> user \n {instruction} <|im_end|> \n with the golden model's small ids
-        instruct_ids=[1004, 78, 10, *cases["instruct"].tolist(), 1005, 10]
-        if mode == "design"
-        else None,
+        instruct_ids=golden_instruct(mode, cases),
         step="static" if pieces == "letters" else "eager",
     )
     got = list(itertools.islice(tts_loop.frames(request), FRAMES))

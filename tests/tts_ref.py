@@ -119,3 +119,23 @@ def golden_voice(mode: str, cases) -> VoicePrompt:
         "dylan": VoicePrompt(speaker_id="Dylan"),
         "design": VoicePrompt(),
     }[mode]
+
+
+# The seven qwen-tts golden generations: (case, voice mode, language, arrangement).
+GOLDEN_CASES = [
+    ("xvector_english_stream", "xvector", "english", "stream"),
+    ("xvector_auto_nonstream", "xvector", "auto", "full"),
+    ("icl_auto_stream", "icl", "auto", "stream"),
+    ("icl_english_nonstream", "icl", "english", "full"),
+    ("speaker_dylan_chinese_nonstream", "dylan", "chinese", "full"),
+    ("design_english_nonstream", "design", "english", "full"),
+    ("design_auto_stream", "design", "auto", "stream"),
+]
+
+
+def golden_instruct(mode: str, cases) -> list[int] | None:
+    """The VoiceDesign instruction turn of a golden case, None for the other modes:
+    <|im_start|> user \n {instruction} <|im_end|> \n with the golden model's small ids."""
+    if mode != "design":
+        return None
+    return [1004, 78, 10, *cases["instruct"].tolist(), 1005, 10]
