@@ -80,11 +80,16 @@ def main() -> None:
     parser.add_argument("scores", type=Path, help="folder of the eval JSON files")
     parser.add_argument("--model", default="omnispeech/bundled/asr-small")
     parser.add_argument("--degraded-per-language", type=int, default=5)
+    parser.add_argument(
+        "--title",
+        default="ASR: the bundled model (omnispeech-asr-small), quality",
+        help="the section's heading (say so when the model scored is not the shipped one)",
+    )
     args = parser.parse_args()
 
     test = _load(args.scores / "test.json")
     lines = [
-        "## ASR: the bundled model (omnispeech-asr-small), quality",
+        f"## {args.title}",
         "",
         f"{today()} · model `{args.model}` · scored by `omnispeech eval` · "
         f"{machine_line(machine_info())}",
@@ -121,7 +126,12 @@ def main() -> None:
         lines.append(
             "Word timestamps (`omnispeech eval timestamps`: boundaries between words against "
             "the times espeak-ng reports while speaking): "
-            + json.dumps(stamps.get("overall", stamps), ensure_ascii=False)
+            + json.dumps(
+                {k: stamps.get(k) for k in ("utterances", "refused", "skipped")}
+                | stamps.get("overall", {}),
+                ensure_ascii=False,
+            )
+            + " (refused: the model's alignment did not match the known transcript)"
         )
         lines.append("")
     write_section("asr-bundled-quality", "\n".join(lines).rstrip() + "\n")
