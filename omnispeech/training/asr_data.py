@@ -237,15 +237,16 @@ class ASRBatcher:
     def batch(self, step: int, rank: int) -> ASRBatch:
         """The batch of process ``rank`` at ``step``."""
         chosen, rng = self.pick(step, rank)
+        effects = self.augment_cfg.at_step(step)
         feats, ids, audio, labels, ctc = [], [], [], [], []
         seconds = 0.0
         for utt in chosen:
             data, rate = sf.read(str(utt.path), dtype="float32", always_2d=True)
-            wav = augment(prepare_audio(data, rate, SAMPLE_RATE), rng, self.augment_cfg)
+            wav = augment(prepare_audio(data, rate, SAMPLE_RATE), rng, effects)
             wav = np.pad(wav, (0, max(0, SAMPLE_RATE // 2 - wav.shape[0])))
             seconds += wav.shape[0] / SAMPLE_RATE
             mel = log_mel_spectrogram(torch.from_numpy(wav), N_MELS).numpy()
-            feats.append(spec_augment(mel, mel.shape[1], rng, self.augment_cfg))
+            feats.append(spec_augment(mel, mel.shape[1], rng, effects))
             text_ids = self._ids(utt.text)
             answer = self._ids(f"language {language_name(utt.language)}{ASR_TEXT}") + text_ids
             n_audio = self.num_tokens(mel.shape[1])

@@ -43,11 +43,29 @@ class AugmentConfig(FrozenConfig):
     time_mask_frames: int = 30
     freq_masks: int = 2
     freq_mask_bins: int = 16
+    # Training steps over which every probability and mask count grows from 0 to its value:
+    # a model from scratch first learns to read clean speech, then hard speech (0: no ramp).
+    ramp_steps: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("p_speed", "p_pitch", "p_reverb", "p_noise", "p_telephone", "p_codec"):
+        for name in _PROBABILITIES:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1]")
+        if self.ramp_steps < 0:
+            raise ValueError("ramp_steps must be >= 0")
+
+    def at_step(self, step: int) -> AugmentConfig:
+        """The settings in force at training ``step``: during the ramp, each effect's
+        probability and the number of SpecAugment masks are scaled by ``step / ramp_steps``."""
+        if step >= self.ramp_steps:
+            return self
+        scale = step / self.ramp_steps
+        scaled = {name: getattr(self, name) * scale for name in _PROBABILITIES}
+        masks = {name: round(getattr(self, name) * scale) for name in ("time_masks", "freq_masks")}
+        return dataclasses.replace(self, **scaled, **masks)
+
+
+_PROBABILITIES = ("p_speed", "p_pitch", "p_reverb", "p_noise", "p_telephone", "p_codec", "p_gain")
 
 
 def change_speed(wav: np.ndarray, factor: float) -> np.ndarray:
