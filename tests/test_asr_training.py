@@ -148,6 +148,32 @@ def test_augmentations_do_what_they_say():
     assert off is wav
 
 
+def test_augmentation_ramps_in_from_clean_speech(corpus):
+    cfg = AugmentConfig(ramp_steps=100)
+    assert cfg.at_step(0).p_noise == 0 and cfg.at_step(0).time_masks == 0
+    assert cfg.at_step(50).p_noise == pytest.approx(cfg.p_noise / 2)
+    assert cfg.at_step(100) == cfg and cfg.at_step(10_000) == cfg
+    with pytest.raises(ValueError, match="ramp_steps"):
+        AugmentConfig(ramp_steps=-1)
+    # At step 0 of a ramp the batcher applies no effect and no mask (only the level is set).
+    train, _ = read_transcribed(corpus / "manifest.jsonl", "train")
+    tok = train_tokenizer(tokenizer_texts(train, ["de", "en"]), 400)
+
+    def first(augment_cfg: AugmentConfig, step: int = 0) -> torch.Tensor:
+        return (
+            ASRBatcher(train, tok, augment_cfg, 3.0, 4, 7, lambda n: -(-n // 8))
+            .batch(step, 0)
+            .features
+        )
+
+    none = dict.fromkeys(
+        ("p_speed", "p_pitch", "p_reverb", "p_noise", "p_telephone", "p_codec", "p_gain"), 0.0
+    )
+    clean = first(AugmentConfig(**none, time_masks=0, freq_masks=0))
+    assert torch.equal(first(cfg), clean)
+    assert not torch.equal(first(cfg, step=100), clean)
+
+
 def _torchrun(config: Path, out: Path, steps: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
