@@ -339,6 +339,7 @@ class ASR(nn.Module):
         audio: str | Path | np.ndarray | torch.Tensor,
         text: str,
         sample_rate: int = SAMPLE_RATE,
+        check: bool = True,
     ) -> Alignment:
         """Forced alignment: the word and token boundaries of a known transcript.
 
@@ -347,6 +348,8 @@ class ASR(nn.Module):
                 utterance, up to a few minutes).
             text: what the audio says.
             sample_rate: rate of in-memory samples.
+            check: refuse a transcript that does not match the audio (False: return the
+                alignment anyway; its ``gap`` says how well the text fits).
 
         Raises:
             AlignmentError: the text does not match the audio, or is too long for it.
@@ -359,7 +362,7 @@ class ASR(nn.Module):
         if not np.any(wav):
             raise EmptyAudioError("the audio is silent (every sample is zero); nothing to align")
         ids = self.tokenizer.encode(text.strip(), add_special_tokens=False).ids
-        return self._align(self._encode(wav), ids, check=True)
+        return self._align(self._encode(wav), ids, check=check)
 
     def require_ctc(self) -> None:
         """Raise :class:`InputError` unless the model can give timestamps (has a CTC head)."""
