@@ -119,6 +119,16 @@ class Ears:
         return Listening(self, prefix_ids.reshape(1, -1), hidden_layer)
 
 
+@torch.inference_mode()
+def prefill_text(llm: nn.Module, input_ids: torch.Tensor, hidden_layer: int = -1) -> Prefill:
+    """One-shot prefill of a prompt without audio (any causal LM, no encoder needed)."""
+    ids = input_ids.reshape(1, -1)
+    table = llm.get_input_embeddings()
+    embeds = table(ids.to(table.weight.device))
+    logits, cache, hidden = _run(llm, embeds, None, hidden_layer)
+    return Prefill(ids, embeds, logits, cache, hidden)
+
+
 def _run(
     llm: nn.Module, embeds: torch.Tensor, cache: Any, hidden_layer: int
 ) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
