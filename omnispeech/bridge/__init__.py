@@ -3,11 +3,13 @@
 - :class:`Ears`: AuT audio tokens spliced into any Hugging Face causal LM, prefilled while the
   audio streams in.
 - :class:`OmniVoice`: Thinker states into the Qwen3-Omni talker, streamed through Code2Wav.
-- :func:`speak_llm`: any LLM's text, piece by piece, into :meth:`TTS.stream`.
+- :func:`reply_tokens` / :func:`reply_text` / :func:`speak_reply`: any LLM's reply, piece by
+  piece, into :meth:`TTS.stream`.
 - :class:`Omni`: Qwen3-Omni end to end (the Thinker by transformers, the speech side here).
 """
 
 from omnispeech.bridge.ears import Ears, Listening, Prefill, prefill_text
+from omnispeech.bridge.llm_voice import reply_text, reply_tokens, speak_reply
 from omnispeech.bridge.omni import Omni, SpeechChunk, SpeechUnavailableWarning, TextToken
 from omnispeech.bridge.omni_voice import OmniVoice, Speaking, ThinkerStates
 from omnispeech.bridge.thinker import ChatIds, load_thinker
@@ -26,4 +28,7 @@ __all__ = [
     "ThinkerStates",
     "load_thinker",
     "prefill_text",
+    "reply_text",
+    "reply_tokens",
+    "speak_reply",
 ]
