@@ -37,7 +37,7 @@ from omnispeech.bridge.thinker import ChatIds, load_thinker
 from omnispeech.checkpoint import CheckpointFolder, resolve_folder
 from omnispeech.core.sampling import SamplingConfig, sample
 from omnispeech.encoder import AudioEncoder
-from omnispeech.errors import InputError, TokenizerError
+from omnispeech.errors import CheckpointError, InputError, TokenizerError
 from omnispeech.pipelines.tokenizer import load_tokenizer
 from omnispeech.talker import GenerationConfig, Talker
 from omnispeech.vocoder import Code2Wav
@@ -82,6 +82,12 @@ class Omni:
         tokenizer: Any = None,
         sampling: SamplingConfig | None = None,
     ) -> None:
+        vocab = thinker.get_input_embeddings().num_embeddings
+        wrong = {k: v for k, v in dataclasses.asdict(ids).items() if not 0 <= v < vocab}
+        if wrong:
+            raise CheckpointError(
+                f"chat-template ids outside the Thinker's {vocab}-token vocabulary: {wrong}"
+            )
         self.thinker = thinker
         self.ids = ids
         self.ears = None if encoder is None else Ears(encoder, thinker, ids.audio)
@@ -108,6 +114,15 @@ class Omni:
         """
         path = resolve_folder(name_or_path)
         folder = CheckpointFolder(path)
+        # A talker-less release (-Thinking, -Captioner) still writes a default talker config.
+        with_voice = (
+            speech
+            and folder.config.get("enable_audio_output", True)
+            and folder.has_prefix("talker.")
+            and folder.has_prefix("code2wav.")
+        )
+        if with_voice:
+            _check_widths(folder.config)
         thinker = load_thinker(folder, dtype, device)
         ids = ChatIds.from_config(folder.config)
         audio_config = (folder.config.get("thinker_config") or {}).get("audio_config")
@@ -115,7 +130,7 @@ class Omni:
         if audio_config and folder.has_prefix("thinker.audio_tower."):
             encoder = AudioEncoder.from_pretrained(path, dtype=dtype, device=device)
         voice = None
-        if speech and folder.has_prefix("talker.") and folder.has_prefix("code2wav."):
+        if with_voice:
             talker = Talker.from_pretrained(path, dtype=dtype, device=device)
             # Code2Wav runs in float32 whatever the model dtype (its output is audio).
             vocoder = Code2Wav.from_pretrained(path, device=device)
@@ -164,14 +179,17 @@ class Omni:
                 raise InputError("this folder has no tokenizer: give token ids instead of text")
             return self.tokenizer.encode(s, add_special_tokens=False).ids
 
-        prefix = [ids.im_start, *enc("user\n")]
+        # The role words are single tokens whose ids the config names (user 872, assistant
+        # 77091 in the released vocabulary); the talker finds the turns by them.
+        newline = enc("\n")
+        prefix = [ids.im_start, ids.user, *newline]
         suffix: list[int] = []
         if audio:
             prefix.append(ids.audio_start)
             suffix.append(ids.audio_end)
         if text and text.strip():
             suffix += enc(text.strip())
-        suffix += [ids.im_end, *enc("\n"), ids.im_start, *enc("assistant\n")]
+        suffix += [ids.im_end, *newline, ids.im_start, ids.assistant, *newline]
         return prefix, suffix
 
     def prefill(
@@ -283,6 +301,20 @@ class Omni:
         n = self._ears().encoder.cfg.num_tokens(wav.shape[-1] // 160)
         ids = prefix + [self.ids.audio] * n + suffix
         return self.respond(self.prefill(ids, wav), **options)
+
+
+def _check_widths(cfg: dict[str, Any]) -> None:
+    """Refuse, before loading anything, a talker made for a Thinker of another width."""
+    talker = cfg.get("talker_config")
+    thinker = (cfg.get("thinker_config") or {}).get("text_config") or {}
+    if not isinstance(talker, dict) or "thinker_hidden_size" not in talker:
+        return
+    want, have = talker["thinker_hidden_size"], thinker.get("hidden_size")
+    if have is not None and have != want:
+        raise CheckpointError(
+            f"the Thinker is {have} wide but the talker takes {want}-wide Thinker states: "
+            "the config joins parts of different models"
+        )
 
 
 def _settings(path: Path) -> dict[str, Any]:
