@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from omnispeech.cli import main
 from omnispeech.testing import tiny_tokenizer
 from tests.conftest import redraw
-from tests.tiny import TINY_OMNI_AUDIO_END, tiny_omni_model
+from tests.tiny import tiny_omni_model
 from tests.vocoder_ref import redraw_vocoder
 
 
@@ -26,10 +26,6 @@ def _save(model, path):
     with torch.no_grad():
         model.thinker.lm_head.weight[256:] = 0.0
     model.save_pretrained(path)
-    # Released configs carry the undeclared audio_end_token_id; the tiny model's is 1005.
-    config = json.loads((path / "config.json").read_text())
-    config["thinker_config"]["audio_end_token_id"] = TINY_OMNI_AUDIO_END
-    (path / "config.json").write_text(json.dumps(config))
     tiny_tokenizer().save(str(path / "tokenizer.json"))
     return path
 

@@ -139,6 +139,8 @@ def tiny_omni_model(audio_output: bool, talker_layers: int = 1, thinker_layers: 
         deepstack_visual_indexes=[0],
     )
     thinker = dict(
+        # Undeclared by the config class, but present in the released config.json.
+        audio_end_token_id=TINY_OMNI_AUDIO_END,
         audio_config={**TINY_AUDIO, "output_dim": 32},
         vision_config=vision,
         text_config=dict(
