@@ -189,6 +189,12 @@ class Listening:
             self._feed(tokens.to(device=table.weight.device, dtype=table.weight.dtype))
         return n
 
+    def close(self) -> None:
+        """Abandon the prefill: end the encoder's stream (done by :meth:`finish` too)."""
+        if self._open:
+            self._context.__exit__(None, None, None)
+            self._open = False
+
     def _check_open(self) -> None:
         if not self._open:
             raise InputError("this prefill has finished; start a new one with Ears.listen")
@@ -210,8 +216,7 @@ class Listening:
         try:
             self._tokens(self.ears.encoder.flush())
         finally:
-            self._context.__exit__(None, None, None)
-            self._open = False
+            self.close()
         suffix = suffix_ids.reshape(1, -1).cpu()
         if suffix.numel():
             self._ids.append(suffix)
