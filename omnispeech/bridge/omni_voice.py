@@ -237,6 +237,8 @@ class Speaking:
             prompt = torch.cat((self._prompt, first[None]))[None]
             self._state = voice.talker.start(prompt, prompt.shape[1] + self.max_frames + 1)
             if last:
+                # A one-token reply: the released pipeline has no text for the 9th position
+                # then (its last token has no Thinker state); here it is spoken as written.
                 self._trailing.append(self._eos)
         elif last:
             self._trailing.append(self._eos)  # the last token itself never reaches the talker
