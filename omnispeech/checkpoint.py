@@ -8,6 +8,7 @@ missing or unexpected. Only safetensors are read: no pickle anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -47,6 +48,7 @@ class CheckpointFolder:
             self.config: dict[str, Any] = json.loads(config_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{config_file}: unreadable config.json ({exc})") from exc
+        self._hub = HubSnapshot.of(self.path)
         self._key_to_file = self._index()
 
     def _index(self) -> dict[str, Path]:
@@ -56,13 +58,13 @@ class CheckpointFolder:
                 weight_map = json.loads(index.read_text())["weight_map"]
             except (OSError, json.JSONDecodeError, KeyError) as exc:
                 raise CheckpointError(f"{index}: unreadable shard index ({exc})") from exc
-            missing = sorted({f for f in weight_map.values() if not (self.path / f).is_file()})
-            if missing:
-                raise CheckpointError(
-                    f"{self.path}: shards listed in the index are missing: {missing}"
-                )
+            # Shards are checked when read, not here: a folder may hold only the shards of the
+            # components it is used for (the speech side of a 70 GB Omni checkpoint).
             return {k: self.path / f for k, f in weight_map.items()}
         files = sorted(self.path.glob("*.safetensors"))
+        if not files and self._hub is not None:
+            self._hub.fetch(["*.safetensors"])
+            files = sorted(self.path.glob("*.safetensors"))
         if not files:
             raise CheckpointError(f"{self.path}: no *.safetensors weights in the folder")
         out: dict[str, Path] = {}
@@ -82,11 +84,33 @@ class CheckpointFolder:
         """Whether any tensor name starts with ``prefix``."""
         return any(k.startswith(prefix) for k in self._key_to_file)
 
+    def shards(self, prefix: str) -> list[str]:
+        """Names of the weight files holding the tensors under ``prefix``, sorted."""
+        return sorted({self._key_to_file[k].name for k in self.keys(prefix)})
+
+    def _ensure_shards(self, prefix: str) -> None:
+        """Make sure the shards holding ``prefix`` are present: fetched from the hub when the
+        folder is a hub snapshot, otherwise named in the error."""
+        missing = [name for name in self.shards(prefix) if not (self.path / name).is_file()]
+        if missing and self._hub is not None:
+            self._hub.fetch(missing)
+            missing = [name for name in missing if not (self.path / name).is_file()]
+        if missing:
+            raise CheckpointError(
+                f"{self.path}: the {prefix}* tensors are in shards missing from the folder: "
+                f"{_clip(missing)}; copy those files there (no other shard is needed)"
+            )
+
     def read(self, prefix: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         """Read every tensor under ``prefix``, with the prefix stripped from the names.
 
-        Only the files and tensors under the prefix are touched.
+        Only the files and tensors under the prefix are touched; a shard that holds none of
+        them need not be in the folder.
+
+        Raises:
+            CheckpointError: a shard holding some of the tensors is missing or unreadable.
         """
+        self._ensure_shards(prefix)
         by_file: dict[Path, list[str]] = {}
         for key in self.keys(prefix):
             by_file.setdefault(self._key_to_file[key], []).append(key)
@@ -192,10 +216,80 @@ def save_folder(path: str | Path, config: dict[str, Any], tensors: dict[str, tor
     )
 
 
+# Files fetched when a hub name is resolved: configs, tokenizers, indexes. Weights are fetched
+# later, shard by shard, by the component that reads them (see HubSnapshot).
+_HUB_LIGHT_FILES = ["*.json", "*.txt"]
+
+
+@dataclasses.dataclass(frozen=True)
+class HubSnapshot:
+    """A folder inside a Hugging Face hub cache snapshot, from which missing files can be
+    fetched by name: ``<cache>/models--ORG--NAME/snapshots/REVISION[/SUBFOLDER]``.
+
+    Everything is read from the path itself (no registry of downloads), so a folder resolved
+    in another process, or given as a path into the cache, fetches its missing shards too.
+    """
+
+    repo_id: str
+    revision: str
+    cache_dir: Path
+    subfolder: str  # "" or e.g. "speech_tokenizer"
+
+    @classmethod
+    def of(cls, path: Path) -> HubSnapshot | None:
+        """The snapshot ``path`` lies in, or None for an ordinary folder."""
+        parts = path.resolve().parts
+        for i in range(len(parts) - 2, 0, -1):
+            if parts[i] == "snapshots" and parts[i - 1].startswith("models--"):
+                repo = parts[i - 1][len("models--") :].replace("--", "/")
+                return cls(repo, parts[i + 1], Path(*parts[: i - 1]), "/".join(parts[i + 2 :]))
+        return None
+
+    def fetch(self, names: list[str]) -> None:
+        """Download ``names`` (file names or patterns relative to this folder) at this revision.
+
+        Raises:
+            CheckpointError: huggingface_hub is not installed, or the download failed.
+        """
+        patterns = [f"{self.subfolder}/{n}" if self.subfolder else n for n in names]
+        _hub_download(self.repo_id, patterns, revision=self.revision, cache_dir=self.cache_dir)
+
+
+def _hub_download(
+    repo_id: str, patterns: list[str], revision: str | None = None, cache_dir: Path | None = None
+) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            f"{repo_id}: no such folder; to download it by name, install the hub extra "
+            "(pip install 'omnispeech[hub]'), or pass a local checkpoint folder"
+        ) from None
+    kwargs: dict[str, Any] = {"allow_patterns": patterns}
+    if revision is not None:
+        kwargs["revision"] = revision
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
+    try:
+        return Path(snapshot_download(repo_id, **kwargs))
+    except Exception as exc:  # network and hub errors come in many types
+        # Hub errors span several lines (the cause, then advice); the first says what failed.
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise CheckpointError(
+            f"{repo_id}: could not download it ({exc.__class__.__name__}: {first}); without "
+            "network, pass a local checkpoint folder"
+        ) from None
+
+
 def resolve_folder(name_or_path: str | Path) -> Path:
     """A local folder as is; the name of a bundled model (:mod:`omnispeech.bundled`); otherwise
-    a hub repository name, downloaded when the optional
-    ``huggingface_hub`` is installed and the network allows (never needed by omnispeech itself).
+    a hub repository name, downloaded when the optional ``huggingface_hub`` is installed and
+    the network allows (never needed by omnispeech itself).
+
+    A hub download fetches only the configs, tokenizer files and shard index here; each
+    component then fetches the weight files that hold its own tensors when it reads them
+    (:class:`HubSnapshot`), so loading the talker of a 70 GB Omni checkpoint downloads the
+    talker's shards only.
     """
     path = Path(name_or_path)
     if path.is_dir():
@@ -208,19 +302,4 @@ def resolve_folder(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if path.exists() or text.count("/") != 1 or text.startswith((".", "/")):
         raise CheckpointError(f"{text}: no such checkpoint folder")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise CheckpointError(
-            f"{text}: no such folder; to download it by name, install the hub extra "
-            "(pip install 'omnispeech[hub]'), or pass a local checkpoint folder"
-        ) from None
-    try:
-        return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "*.txt"]))
-    except Exception as exc:  # network and hub errors come in many types
-        # Hub errors span several lines (the cause, then advice); the first says what failed.
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-        raise CheckpointError(
-            f"{text}: could not download it ({exc.__class__.__name__}: {first}); without "
-            "network, pass a local checkpoint folder"
-        ) from None
+    return _hub_download(text, _HUB_LIGHT_FILES)

@@ -81,12 +81,29 @@ def _centre_head(model, tok: Tokenizer, seed: int) -> None:
         weight -= (weight @ unit)[:, None] * unit[None]
 
 
-def tiny_omni_model(audio_output: bool, talker_layers: int = 1):
+# Chat-template ids of the tiny Omni models, inside their 1024-token text vocabulary (the
+# released ids, 151644 and up, would index past it when the talker embeds tts_pad and friends).
+TINY_OMNI_CHAT = dict(
+    im_start_token_id=1010,
+    im_end_token_id=1011,
+    tts_pad_token_id=1012,
+    tts_bos_token_id=1013,
+    tts_eos_token_id=1014,
+    system_token_id=1015,
+    user_token_id=1016,
+    assistant_token_id=1017,
+)
+TINY_OMNI_AUDIO_END = 1005  # <|audio_end|> of the tiny models (undeclared in the config class)
+TINY_OMNI_NEWLINE = 10
+
+
+def tiny_omni_model(audio_output: bool, talker_layers: int = 1, thinker_layers: int = 1):
     """A whole tiny ``Qwen3OmniMoeForConditionalGeneration`` (random weights).
 
     With ``audio_output`` it also has the talker, code predictor and Code2Wav (16 code groups,
     so that its ``code2wav`` decodes the talker's codes), as the released Instruct model;
-    ``talker_layers`` sets the depth of the talker and of its code predictor.
+    ``talker_layers`` sets the depth of the talker and of its code predictor,
+    ``thinker_layers`` that of the Thinker's text model. Chat ids are :data:`TINY_OMNI_CHAT`.
     """
     from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
 
@@ -122,9 +139,16 @@ def tiny_omni_model(audio_output: bool, talker_layers: int = 1):
         deepstack_visual_indexes=[0],
     )
     thinker = dict(
+        # Undeclared by the config class, but present in the released config.json.
+        audio_end_token_id=TINY_OMNI_AUDIO_END,
         audio_config={**TINY_AUDIO, "output_dim": 32},
         vision_config=vision,
-        text_config=dict(vocab_size=1024, hidden_size=32, intermediate_size=64, **moe),
+        text_config=dict(
+            vocab_size=1024,
+            hidden_size=32,
+            intermediate_size=64,
+            **{**moe, "num_hidden_layers": thinker_layers},
+        ),
         **ids,
     )
     extra: dict = {}
@@ -163,6 +187,9 @@ def tiny_omni_model(audio_output: bool, talker_layers: int = 1):
             spatial_merge_size=2,
             **ids,
         )
-        extra["code2wav_config"] = dict(TINY_CODE2WAV)
-    cfg = Qwen3OmniMoeConfig(thinker_config=thinker, enable_audio_output=audio_output, **extra)
+        # The talker makes codes in [0, 2048): the vocoder must embed all of them.
+        extra["code2wav_config"] = {**TINY_CODE2WAV, "codebook_size": 2048}
+    cfg = Qwen3OmniMoeConfig(
+        thinker_config=thinker, enable_audio_output=audio_output, **TINY_OMNI_CHAT, **extra
+    )
     return Qwen3OmniMoeForConditionalGeneration(cfg).eval()

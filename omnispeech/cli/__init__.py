@@ -10,6 +10,7 @@ import click
 from omnispeech import __version__
 from omnispeech.cli.align import align
 from omnispeech.cli.asr import asr
+from omnispeech.cli.chat import chat
 from omnispeech.cli.codec import codec
 from omnispeech.cli.data import data
 from omnispeech.cli.demo import demo
@@ -34,6 +35,7 @@ def main() -> None:
       omnispeech asr a.flac b.ogg --model ./Qwen3-ASR-0.6B --language en --format json
       omnispeech tts "Hello there." --clone me.wav -o hello.wav --model ./Qwen3-TTS-12Hz-0.6B-Base
       omnispeech codec encode voice.wav -o voice.npz --model ./Qwen3-TTS-Tokenizer-12Hz
+      omnispeech chat "Tell me a joke." -m ./Qwen3-Omni-30B-A3B-Instruct -o joke.wav
       omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train -o runs/codec
       omnispeech eval codec held_out/ --model runs/codec/model
@@ -47,6 +49,7 @@ def main() -> None:
 main.add_command(asr)
 main.add_command(align)
 main.add_command(tts)
+main.add_command(chat)
 main.add_command(codec)
 main.add_command(vocode)
 main.add_command(train)

@@ -151,6 +151,9 @@ class TalkerSpec:
     code_predictor: CodePredictorConfig
     tokens: TalkerTokens
     family: str  # "qwen3_tts" or "qwen3_omni"
+    # Qwen3-Omni: which Thinker hidden state (index into the LM's hidden states, 0 = the input
+    # embeddings) feeds hidden_projection at audio/image positions. None for Qwen3-TTS.
+    accept_hidden_layer: int | None = None
 
 
 def _speaker_ids(raw: dict[str, Any] | None) -> dict[str, int]:
@@ -231,13 +234,21 @@ def spec_from_qwen3_omni(cfg: dict[str, Any]) -> TalkerSpec:
             codec_nothink=top["codec_nothink_id"],
             codec_think_bos=top["codec_think_bos_id"],
             codec_think_eos=top["codec_think_eos_id"],
+            # The text-track ids sit at the top of the whole model's config.
+            tts_pad=cfg.get("tts_pad_token_id", 151671),
+            tts_bos=cfg.get("tts_bos_token_id", 151672),
+            tts_eos=cfg.get("tts_eos_token_id", 151673),
+            im_start=cfg.get("im_start_token_id", 151644),
+            im_end=cfg.get("im_end_token_id", 151645),
             speakers=_speaker_ids(top.get("speaker_id")),
         )
+        # Class default 18 is not the released 24: the value must come from the file.
+        accept = int(top["accept_hidden_layer"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
             f"not a Qwen3-Omni talker config ({exc.__class__.__name__}: {exc})"
         ) from exc
-    return TalkerSpec(talker, cp, tokens, "qwen3_omni")
+    return TalkerSpec(talker, cp, tokens, "qwen3_omni", accept)
 
 
 def qwen3_tts_config(spec: TalkerSpec, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -48,6 +48,29 @@ class GenerationConfig(FrozenConfig):
         return cls(SamplingConfig(do_sample=False, repetition_penalty=1.05), SamplingConfig(False))
 
     @classmethod
+    def qwen3_omni(cls, settings: dict | None = None) -> GenerationConfig:
+        """The released Qwen3-Omni speech sampling, with ``talker_*`` overrides from ``settings``.
+
+        The released generation samples codebook 0 with temperature 0.9, top-k 50, top-p 1.0
+        and repetition penalty 1.05, and the residual codebooks with temperature 1.0, top-k 50,
+        top-p 0.8 and no penalty; the predictor samples exactly when the talker does. Ending
+        is allowed from the first frame. ``settings`` (a checkpoint's ``generation_config.json``
+        or the generation arguments of the whole model) may set ``talker_do_sample``,
+        ``talker_temperature``, ``talker_top_k``, ``talker_top_p`` and
+        ``talker_repetition_penalty``.
+        """
+        data = settings or {}
+        talker = SamplingConfig(
+            do_sample=bool(data.get("talker_do_sample", True)),
+            temperature=float(data.get("talker_temperature", 0.9)),
+            top_k=int(data.get("talker_top_k", 50)),
+            top_p=float(data.get("talker_top_p", 1.0)),
+            repetition_penalty=float(data.get("talker_repetition_penalty", 1.05)),
+        )
+        predictor = SamplingConfig(do_sample=talker.do_sample, temperature=1.0, top_k=50, top_p=0.8)
+        return cls(talker, predictor, min_frames=0)
+
+    @classmethod
     def from_dict(cls, data: dict) -> GenerationConfig:
         """Nested dicts for ``talker`` / ``code_predictor`` (strict, like every config)."""
         data = dict(data)
