@@ -26,6 +26,7 @@ from omnispeech.checkpoint import (
     save_folder,
 )
 from omnispeech.core import Decoder, DecoderCache, decoder_config_from_released
+from omnispeech.core.quant import Int8Linear, quantize_linears_
 from omnispeech.encoder import AudioEncoder
 from omnispeech.encoder.layouts import detect_layout
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
@@ -96,6 +97,7 @@ class ASR(nn.Module):
         self.config = config
         self.ctc_head = ctc_head
         self.audio_pad_id = special_id(tokenizer, "<|audio_pad|>")
+        self.quantized: str | None = None  # "int8" after quantize_int8()
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
@@ -104,14 +106,25 @@ class ASR(nn.Module):
         name_or_path: str | Path | None = None,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
+        quantize: str | None = None,
     ) -> ASR:
         """Load a Qwen3-ASR folder (original or ``-hf`` layout), one saved by omnispeech, or
         with no name the bundled model (every language of omnispeech's corpus, timestamps).
 
+        Args:
+            name_or_path: the folder, or None for the bundled model.
+            dtype: weight and activation dtype.
+            device: where the model runs.
+            quantize: ``"int8"`` stores the text decoder's weights as int8 rows (see
+                :meth:`quantize_int8`).
+
         Raises:
             CheckpointError: the folder is missing, not a Qwen3-ASR model, or its keys differ.
             TokenizerError: the folder has no usable tokenizer files.
+            InputError: an unknown ``quantize`` value.
         """
+        if quantize not in (None, "int8"):
+            raise InputError(f"quantize must be None or 'int8', got {quantize!r}")
         if name_or_path is None:
             name_or_path = default_model("asr")
         folder = CheckpointFolder(resolve_folder(name_or_path))
@@ -169,7 +182,33 @@ class ASR(nn.Module):
         eos_ids = tuple(eos) if isinstance(eos, list | tuple) else ((eos,) if eos else DEFAULT_EOS)
         config = ASRConfig(eos_token_ids=eos_ids, languages=tuple(cfg.get("support_languages", ())))
         model = cls(encoder, decoder, lm_head, load_tokenizer(folder.path), config, ctc_head)
-        return model.to(device=device, dtype=dtype).eval()
+        model = model.to(device=device, dtype=dtype).eval()
+        if quantize == "int8":
+            model.quantize_int8()
+        return model
+
+    def quantize_int8(self) -> int:
+        """Store the text decoder's weights as int8 rows (weight-only, per-row scales), with
+        the talker's quantizer (:mod:`omnispeech.core.quant`).
+
+        Decoding reads every decoder weight and the whole output head once per token, so its
+        time is the time to read them: int8 reads a quarter of the float32 bytes. The head
+        (tied to the embedding table or not, the largest matrix of the small models) gets
+        its own int8 copy; the token embedding stays in floating point (a lookup reads one
+        row). A float32 decoder computes in bfloat16 afterwards, because the fused int8 CPU
+        kernel takes 16-bit activations; the audio encoder, run once per utterance, keeps its
+        dtype. A quantized model cannot be saved. Returns the number of layers converted.
+        """
+        if self.quantized is not None:
+            raise InputError(f"the model is already quantized ({self.quantized})")
+        if self.decoder.norm.weight.dtype == torch.float32:
+            self.decoder.to(torch.bfloat16)
+        dtype = self.decoder.norm.weight.dtype
+        count = quantize_linears_(self.decoder.layers, dtype)
+        head = self.decoder.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        self.lm_head = Int8Linear.from_weight(head, None, dtype)
+        self.quantized = "int8"
+        return count + 1
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write the original Qwen3-ASR layout (``thinker.*``) with tokenizer files.
@@ -178,7 +217,15 @@ class ASR(nn.Module):
             path: the folder (created).
             dtype: store floating tensors in this type (e.g. ``torch.bfloat16``, as the
                 released checkpoints are); None keeps the modules' own.
+
+        Raises:
+            CheckpointError: the model is quantized (save the float model instead).
         """
+        if self.quantized is not None:
+            raise CheckpointError(
+                f"a {self.quantized} model cannot be saved in the released layout; save the "
+                "float model and quantize it when loading"
+            )
         enc, dec = self.encoder.cfg, self.decoder.cfg
         audio = {k: v for k, v in enc.to_dict().items() if k != "pad_short_batches_to_longest"}
         text = {

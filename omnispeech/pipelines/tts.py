@@ -140,16 +140,19 @@ class TTS:
             name_or_path: the model folder.
             dtype: talker and speaker-encoder dtype (the codec always runs in float32).
             device: where the models run.
-            quantize: ``"int8"`` stores the talker's per-frame weights as int8 (about 4x
-                fewer bytes to read per frame); it computes in bfloat16 when ``dtype`` is
-                float32, because the fused int8 kernel takes 16-bit activations.
+            quantize: ``"int8"`` stores the talker's per-frame weights (decoder layers, codec
+                head, code predictor) as int8 (about 4x fewer bytes to read per frame); it
+                computes in bfloat16 when ``dtype`` is float32, because the fused int8 kernel
+                takes 16-bit activations. ``"int4"`` stores them in 4 bits with a scale and
+                offset per 64 input columns (about 6x fewer bytes than float32) and keeps
+                ``dtype``: the int4 kernel takes float32 activations too.
 
         Raises:
             CheckpointError: missing parts (tokenizer, ``speech_tokenizer/``) or wrong kind.
             InputError: an unknown ``quantize`` value.
         """
-        if quantize not in (None, "int8"):
-            raise InputError(f"quantize must be None or 'int8', got {quantize!r}")
+        if quantize not in (None, "int8", "int4"):
+            raise InputError(f"quantize must be None, 'int8' or 'int4', got {quantize!r}")
         if quantize == "int8" and dtype == torch.float32:
             dtype = torch.bfloat16
         path = resolve_folder(name_or_path)
@@ -157,6 +160,8 @@ class TTS:
         talker = Talker.from_pretrained(path, dtype=dtype, device=device)
         if quantize == "int8":
             talker.quantize_int8()
+        elif quantize == "int4":
+            talker.quantize_int4()
         codec_dir = path / "speech_tokenizer"
         if not (codec_dir / "config.json").is_file():
             raise CheckpointError(f"{path}: no speech_tokenizer/ folder (the 12 Hz codec)")

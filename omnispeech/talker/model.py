@@ -22,7 +22,7 @@ from torch import nn
 from omnispeech.checkpoint import CheckpointFolder, load_module, resolve_folder, save_folder
 from omnispeech.config import FrozenConfig
 from omnispeech.core import DecoderCache, DecoderStack
-from omnispeech.core.quant import Int8Linear, quantize_linears_
+from omnispeech.core.quant import DEFAULT_GROUP_SIZE, quantize_linear, quantize_linears_
 from omnispeech.core.sampling import SamplingConfig, sample
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.talker.code_predictor import CodePredictor
@@ -176,11 +176,23 @@ class Talker(nn.Module):
         the model's dtype; on the CPU use bfloat16 or float16 for the fused kernel (see
         :mod:`omnispeech.core.quant`). Returns the number of layers converted.
         """
+        return self._quantize(8, DEFAULT_GROUP_SIZE)
+
+    def quantize_int4(self, group_size: int = DEFAULT_GROUP_SIZE) -> int:
+        """Store the same weights as :meth:`quantize_int8` in 4 bits, with a scale and an
+        offset per ``group_size`` input columns (see :class:`~omnispeech.core.quant.Int4Linear`).
+
+        ATen's CPU int4 kernel takes float32, bfloat16 and float16 activations alike, so the
+        model's dtype is kept. Returns the number of layers converted.
+        """
+        return self._quantize(4, group_size)
+
+    def _quantize(self, bits: int, group_size: int) -> int:
         dtype = self.model.norm.weight.dtype
         # The MoE router ("gate") stays exact: a rounding error there would switch experts.
-        count = quantize_linears_(self.model, dtype, skip=("gate",))
-        count += quantize_linears_(self.code_predictor, dtype)
-        self.codec_head = Int8Linear.from_linear(self.codec_head, dtype)
+        count = quantize_linears_(self.model, dtype, ("gate",), bits, group_size)
+        count += quantize_linears_(self.code_predictor, dtype, (), bits, group_size)
+        self.codec_head = quantize_linear(self.codec_head, dtype, bits, group_size)
         return count + 1
 
     # -- embeddings -----------------------------------------------------------------------------
