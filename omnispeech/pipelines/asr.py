@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from omnispeech.encoder.layouts import detect_layout
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
 from omnispeech.pipelines.asr_align import Alignment, AlignmentError, token_pieces
 from omnispeech.pipelines.asr_align import align as align_tokens
+from omnispeech.pipelines.asr_batch import greedy_batch
 from omnispeech.pipelines.asr_prompt import (
     ASR_TEXT,
     Transcription,
@@ -303,12 +304,20 @@ class ASR(nn.Module):
         Returns:
             generated ids, without the end token.
         """
+        embeds = self._prompt_embeds(audio_tokens, language, context)
+        cache = self.decoder.new_cache(1, embeds.shape[0] + max_new_tokens)
+        return self.greedy(self.decoder(embeds[None], cache), cache, max_new_tokens, min_new_tokens)
+
+    def _prompt_embeds(
+        self, audio_tokens: torch.Tensor, language: str | None, context: str
+    ) -> torch.Tensor:
+        """The embedded prompt ``[L, hidden]``: text tokens, with the audio's encoder tokens
+        ``[N, D]`` at the audio placeholders."""
         ids = self.prompt_ids(audio_tokens.shape[0], language, context)
         ids_t = torch.tensor(ids, device=self.decoder.embed_tokens.weight.device)
         embeds = self.decoder.embed_tokens(ids_t)
         embeds[ids_t == self.audio_pad_id] = audio_tokens.to(embeds)
-        cache = self.decoder.new_cache(1, len(ids) + max_new_tokens)
-        return self.greedy(self.decoder(embeds[None], cache), cache, max_new_tokens, min_new_tokens)
+        return embeds
 
     def greedy(
         self,
@@ -337,6 +346,40 @@ class ASR(nn.Module):
                     self.decoder.embed_tokens(torch.tensor([[token]], device=device)), cache
                 )
         return out
+
+    def transcribe_batch(
+        self,
+        audios: Sequence[str | Path | np.ndarray | torch.Tensor],
+        sample_rate: int = SAMPLE_RATE,
+        language: str | None = None,
+        context: str = "",
+        max_new_tokens: int = 512,
+        timestamps: bool = False,
+    ) -> list[Transcription]:
+        """Transcribe independent utterances together: each decoding step reads the decoder's
+        weights once for all of them. Each result equals :meth:`transcribe` of that audio
+        alone (up to float rounding, see :mod:`omnispeech.pipelines.asr_batch`).
+
+        Arguments are those of :meth:`transcribe`, applied to every utterance.
+
+        Raises:
+            AudioError: an unreadable, empty, silent or non-finite audio (which one is named).
+            InputError: as :meth:`transcribe`.
+        """
+        forced = resolve_language(language, list(self.config.languages) or None)
+        if timestamps:
+            self.require_ctc()
+        wavs = []
+        for i, audio in enumerate(audios):
+            wav = self._read(audio, sample_rate)
+            if not np.any(wav):
+                raise EmptyAudioError(f"audio {i} is silent (every sample is zero)")
+            wavs.append(wav)
+        tokens = [self._encode(wav) for wav in wavs]
+        prompts = [self._prompt_embeds(t, forced, context) for t in tokens]
+        budgets = [token_budget(wav.shape[0], max_new_tokens) for wav in wavs]
+        ids = greedy_batch(self.decoder, self._logits, prompts, self.config.eos_token_ids, budgets)
+        return [self._result(t, i, forced, timestamps) for t, i in zip(tokens, ids, strict=True)]
 
     def stream(
         self,
@@ -456,6 +499,17 @@ class ASR(nn.Module):
         max_new_tokens = token_budget(wav.shape[0], max_new_tokens)
         tokens = self._encode(wav)
         ids = self.generate(tokens, forced, context, max_new_tokens)
+        return self._result(tokens, ids, forced, timestamps, offset)
+
+    def _result(
+        self,
+        tokens: torch.Tensor,
+        ids: list[int],
+        forced: str | None,
+        timestamps: bool,
+        offset: float = 0.0,
+    ) -> Transcription:
+        """The transcription of generated ``ids`` (words placed in time with ``timestamps``)."""
         text, lang = parse_answer(self.tokenizer.decode(ids, skip_special_tokens=False), forced)
         words: tuple = ()
         if timestamps and text:
