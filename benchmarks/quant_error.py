@@ -40,6 +40,7 @@ from benchmarks.common import (
     machine_info,
     machine_line,
     print_json,
+    print_processor,
     randomize_,
     sig3,
     today,
@@ -246,6 +247,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    print_processor()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="small shapes; print only")
     args = parser.parse_args(argv)
