@@ -23,7 +23,7 @@ from omnispeech.checkpoint import CheckpointFolder, load_module, resolve_folder,
 from omnispeech.config import FrozenConfig
 from omnispeech.core import DecoderCache, DecoderStack
 from omnispeech.core.quant import DEFAULT_GROUP_SIZE, quantize_linear, quantize_linears_
-from omnispeech.core.sampling import SamplingConfig, sample
+from omnispeech.core.sampling import Generators, SamplingConfig, sample
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.talker.code_predictor import CodePredictor
 from omnispeech.talker.config import TalkerSpec, qwen3_tts_config, read_spec
@@ -113,6 +113,13 @@ class TalkerState:
     @property
     def frames(self) -> int:
         return self.history.shape[1]
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep only the streams ``index`` ``[B']``, in that order (drop finished ones)."""
+        self.cache.select(index)
+        self.hidden = self.hidden[index]
+        self.history = self.history[index]
+        self.done = self.done[index]
 
 
 class Talker(nn.Module):
@@ -234,25 +241,32 @@ class Talker(nn.Module):
 
     @torch.inference_mode()
     def start(
-        self, prompt: torch.Tensor, capacity: int, cache: DecoderCache | None = None
+        self,
+        prompt: torch.Tensor,
+        capacity: int,
+        cache: DecoderCache | None = None,
+        pad: torch.Tensor | None = None,
     ) -> TalkerState:
         """Prefill ``prompt`` ``[B, L, hidden]`` with room for ``capacity`` positions in all.
 
         ``cache`` (from an earlier state) is reused when it is large enough, so consecutive
-        utterances do not reallocate it.
+        utterances do not reallocate it. ``pad`` ``[B]`` batches independent prompts of
+        different lengths, each left-padded to ``L`` (see :class:`~omnispeech.core.KVCache`).
         """
         B, L, _ = prompt.shape
         if capacity < L + 1:
             raise InputError(f"capacity {capacity} cannot hold a prompt of {L} positions")
         keys = cache.layers[0].keys if cache is not None else None
         if (
-            keys is None
+            pad is not None
+            or (cache is not None and cache.pad is not None)
+            or keys is None
             or keys.shape[0] != B
             or keys.shape[2] < capacity
             or keys.dtype != prompt.dtype
             or keys.device != prompt.device
         ):
-            cache = self.model.new_cache(B, capacity, prompt.device, prompt.dtype)
+            cache = self.model.new_cache(B, capacity, prompt.device, prompt.dtype, pad)
         cache.truncate(0)
         hidden = self.model(prompt, cache)[:, -1]
         empty = torch.empty(B, 0, dtype=torch.long, device=prompt.device)
@@ -264,14 +278,16 @@ class Talker(nn.Module):
         self,
         state: TalkerState,
         gen: GenerationConfig,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         allow_end: bool = True,
     ) -> torch.Tensor:
         """Choose the next frame's codes ``[B, K]`` from the state (does not advance it).
 
         Rows whose codebook 0 is end-of-speech get ``codec_eos`` there and -1 in codebooks
         1..K-1; they are marked ``done``. ``allow_end`` False forbids ending (besides the
-        ``min_frames`` rule), e.g. while more text is known to come.
+        ``min_frames`` rule), e.g. while more text is known to come. ``generator`` may be one
+        per row (independent requests): the code predictor then runs on the rows that did
+        not end only, so an ending row draws nothing more, as when it runs alone.
         """
         logits = self.codec_head(state.hidden)
         suppress = self.suppress
@@ -283,11 +299,20 @@ class Talker(nn.Module):
         if ended.all():
             # The end-of-speech frame has no residual codes: skip the predictor entirely.
             residual = code0.new_full((code0.shape[0], self.num_code_groups - 1), -1)
-        else:
+        elif generator is None or isinstance(generator, torch.Generator):
             residual, _ = self.code_predictor.predict(
                 state.hidden, self.embed_codec(code0), gen.code_predictor, generator
             )
             residual[ended] = -1
+        else:
+            go = (~ended).nonzero().squeeze(-1)
+            residual = code0.new_full((code0.shape[0], self.num_code_groups - 1), -1)
+            residual[go], _ = self.code_predictor.predict(
+                state.hidden[go],
+                self.embed_codec(code0[go]),
+                gen.code_predictor,
+                [generator[int(i)] for i in go],
+            )
         state.done |= ended
         state.history = torch.cat((state.history, code0[:, None]), dim=1)
         return torch.cat((code0[:, None], residual), dim=1)
