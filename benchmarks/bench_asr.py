@@ -31,6 +31,8 @@ from benchmarks.common import (
     machine_info,
     machine_line,
     print_json,
+    print_processor,
+    processor_line,
     randomize_,
     set_threads,
     sig3,
@@ -381,6 +383,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    print_processor()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: short audio, few repeats, no RESULTS.md"
@@ -412,7 +415,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print_json(results)
     if not args.quick:
-        write_section("asr", markdown(results, "python -m benchmarks.bench_asr"))
+        write_section(
+            "asr",
+            markdown(results, "python -m benchmarks.bench_asr"),
+            processor=processor_line(results["machine"]),
+        )
 
 
 if __name__ == "__main__":

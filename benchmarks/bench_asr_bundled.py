@@ -26,6 +26,8 @@ from benchmarks.common import (
     machine_info,
     machine_line,
     print_json,
+    print_processor,
+    processor_line,
     set_threads,
     today,
     write_section,
@@ -50,6 +52,7 @@ def _peak_rss_mib(model: str | None, wav: Path) -> float:
 
 
 def main() -> None:
+    print_processor()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, required=True, help="held-out utterances")
     parser.add_argument("--model", default=None, help="ASR folder (default: bundled)")
@@ -107,7 +110,7 @@ def main() -> None:
 | final text after the last piece | {result["final_text_after_last_piece_s"]} s |
 | peak resident memory (load + one utterance) | {result["peak_rss_mib"]} MiB |
 """
-    write_section("asr-bundled", body)
+    write_section("asr-bundled", body, processor=processor_line(machine_info()))
     print(json.dumps({"written": "benchmarks/RESULTS.md"}))
 
 

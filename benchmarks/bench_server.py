@@ -35,7 +35,16 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from benchmarks.common import machine_info, machine_line, print_json, sig3, today, write_section
+from benchmarks.common import (
+    machine_info,
+    machine_line,
+    print_json,
+    print_processor,
+    processor_line,
+    sig3,
+    today,
+    write_section,
+)
 
 SR = 16_000
 
@@ -224,6 +233,7 @@ after {sig3(gone["worker_free_after_median_s"] * 1000)} ms (median of {gone["run
 
 
 def main(argv: list[str] | None = None) -> None:
+    print_processor()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=40.0, help="per load level")
     parser.add_argument("--speech-seconds", type=float, default=1.0)
@@ -275,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     print_json(result)
     if not args.quick:
-        write_section("server", report(result))
+        write_section("server", report(result), processor=processor_line(result["machine"]))
 
 
 if __name__ == "__main__":

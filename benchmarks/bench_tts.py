@@ -50,6 +50,8 @@ from benchmarks.common import (
     machine_info,
     machine_line,
     print_json,
+    print_processor,
+    processor_line,
     set_threads,
     sig3,
     time_call,
@@ -387,6 +389,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    print_processor()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run; no RESULTS.md")
     args = parser.parse_args(argv)
@@ -428,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     results["total_s"] = time.perf_counter() - t0
     print_json(results)
     if not args.quick:
-        write_section("tts", markdown(results))
+        write_section("tts", markdown(results), processor=processor_line(results["machine"]))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from benchmarks.common import (
     machine_info,
     machine_line,
     print_json,
+    print_processor,
+    processor_line,
     randomize_,
     set_threads,
     sig3,
@@ -338,6 +340,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    print_processor()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: short input, few repeats, no RESULTS.md"
@@ -370,7 +373,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
     print_json(results)
     if not args.quick:
-        write_section("vocoder", markdown(results, "python -m benchmarks.bench_vocoder"))
+        write_section(
+            "vocoder",
+            markdown(results, "python -m benchmarks.bench_vocoder"),
+            processor=processor_line(results["machine"]),
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,8 @@ RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 RESULTS_HEADER = (
     "# Benchmark results\n\n"
     "Each section is marked with its name. A section named after a script in `benchmarks/`\n"
-    "(`bench_NAME.py` writes `NAME`) is rewritten by that script; the others say at their top\n"
+    "(`bench_NAME.py` writes `NAME`) is written by that script, one block per processor it ran\n"
+    "on (a run replaces the block of its own processor only); the others say at their top\n"
     "that they are written by hand, and from which commands.\n"
 )
 
@@ -143,11 +145,69 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+_SYS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _bytes(text: str) -> int:
+    """``48K`` / ``2048K`` / ``4 MiB`` / ``1M`` -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def cpu_caches(root: Path = _SYS_CACHE) -> dict[str, int]:
+    """Cache sizes one core sees, in bytes: ``{"L1d", "L1i", "L2", "L3"}`` (those present).
+
+    Read from sysfs (``cpu0/cache/index*``: level, type, size); where that is missing, from
+    ``lscpu``, whose totals are divided by their instance count. Shared caches (L3) are given
+    whole, as the core can fill all of it.
+    """
+    caches: dict[str, int] = {}
+    try:
+        for index in sorted(root.glob("index*")):
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            name = f"L{level}" + {"Data": "d", "Instruction": "i"}.get(kind, "")
+            caches[name] = _bytes((index / "size").read_text())
+    except (OSError, ValueError):
+        caches = {}
+    if caches:
+        return caches
+    import subprocess
+
+    try:
+        text = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return lscpu_caches(text)
+
+
+def lscpu_caches(text: str) -> dict[str, int]:
+    """Per-instance cache sizes from ``lscpu`` output (``L2 cache: 4 MiB (2 instances)``)."""
+    caches: dict[str, int] = {}
+    pattern = r"^(L\d[di]?) cache:\s*([\d.]+\s*[KMG]?i?B?)(?:\s*\((\d+) instances?\))?"
+    for m in re.finditer(pattern, text, re.MULTILINE):
+        caches[m.group(1)] = _bytes(m.group(2)) // int(m.group(3) or 1)
+    return caches
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n} B"
+
+
 def machine_info() -> dict[str, Any]:
-    """What the numbers depend on: CPU, cores, torch threads and library versions."""
+    """What the numbers depend on: CPU model, cores, caches, torch threads, versions."""
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
+        "caches": cpu_caches(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -161,11 +221,28 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def processor_line(info: dict[str, Any]) -> str:
+    """The processor alone: model, logical cores and cache sizes per core.
+
+    It names a kind of machine: ``RESULTS.md`` keeps one block per distinct line (see
+    :func:`write_section`).
+    """
+    caches = info.get("caches") or {}
+    sizes = ", ".join(f"{k} {_size(v)}" for k, v in sorted(caches.items()))
+    return f"{info['cpu']}, {info['logical_cores']} logical cores" + (
+        f" ({sizes})" if sizes else ""
+    )
+
+
+def print_processor(info: dict[str, Any] | None = None) -> None:
+    """Say on stderr which processor the benchmark runs on."""
+    print(f"Processor: {processor_line(info or machine_info())}", file=sys.stderr)
+
+
 def machine_line(info: dict[str, Any]) -> str:
     """One markdown line describing the machine."""
     parts = [
-        f"{info['cpu']}",
-        f"{info['logical_cores']} logical cores",
+        processor_line(info),
         f"torch.set_num_threads({info['torch_threads']})",
         f"torch {info['torch']}",
     ]
@@ -194,21 +271,49 @@ def print_json(obj: dict[str, Any]) -> None:
     print(json.dumps(obj, indent=2, sort_keys=False))
 
 
-def write_section(name: str, body: str, path: Path = RESULTS_PATH) -> None:
-    """Replace the text between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in ``path``.
+_PROCESSOR = re.compile(r"<!-- PROCESSOR (.*?) -->\n")
+
+
+def write_section(
+    name: str, body: str, path: Path = RESULTS_PATH, processor: str | None = None
+) -> None:
+    """Write ``body`` between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in ``path``.
 
     The section is appended when missing and the file is created when absent, so several
     benchmarks can share one results file without overwriting each other.
+
+    With ``processor`` (a :func:`processor_line`), the section keeps one block per processor
+    seen, each after a ``<!-- PROCESSOR ... -->`` line: the block of this processor is
+    replaced (or appended after the others), those of other processors stay. Text of the
+    section from before such blocks existed stays at its top. Without it the whole section is
+    replaced.
     """
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    block = f"{begin}\n{body.strip()}\n{end}"
     text = path.read_text() if path.is_file() else RESULTS_HEADER
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
+    pattern = re.compile(re.escape(begin) + r"\n?(.*?)" + re.escape(end), re.DOTALL)
+    found = pattern.search(text)
+    content = body.strip() + "\n"
+    if processor is not None:
+        if "\n" in processor or "-->" in processor:
+            raise ValueError(f"not a processor line: {processor!r}")
+        head, blocks = _split_blocks(found.group(1) if found else "")
+        blocks[processor] = content
+        parts = [head.strip() + "\n"] if head.strip() else []
+        parts += [f"<!-- PROCESSOR {key} -->\n{value.strip()}\n" for key, value in blocks.items()]
+        content = "\n".join(parts)
+    block = f"{begin}\n{content}{end}"
+    if found:
         text = pattern.sub(lambda _: block, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def _split_blocks(content: str) -> tuple[str, dict[str, str]]:
+    """A section's text -> (text before any processor block, {processor: block}) in order."""
+    pieces = _PROCESSOR.split(content)
+    head, rest = pieces[0], pieces[1:]
+    return head, {rest[i]: rest[i + 1] for i in range(0, len(rest), 2)}
 
 
 def randomize_(module: torch.nn.Module, std: float = 0.02, seed: int = 0) -> None:

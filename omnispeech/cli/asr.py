@@ -59,6 +59,13 @@ import click
     show_default=True,
     help="Weight precision; bfloat16 halves memory (best on GPU).",
 )
+@click.option(
+    "--int8",
+    "int8",
+    is_flag=True,
+    help="Store the text decoder's weights as int8 (a quarter of the float32 bytes read per "
+    "token; it computes in bfloat16 instead of float32).",
+)
 def asr(  # noqa: PLR0913 - one parameter per CLI option
     files: tuple[Path, ...],
     model: str | None,
@@ -69,6 +76,7 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     segment_seconds: float,
     device: str,
     dtype: str,
+    int8: bool,
 ) -> None:
     """Transcribe FILES (wav, flac or ogg; any sample rate, mono or multi-channel).
 
@@ -79,6 +87,7 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
       omnispeech asr talk.wav --model ./Qwen3-ASR-0.6B
       omnispeech asr *.flac -m ./Qwen3-ASR-1.7B --language de --format json > out.jsonl
       omnispeech asr lecture.ogg -m ./Qwen3-ASR-0.6B --context "Fourier, Nyquist"
+      omnispeech asr talk.wav -m ./Qwen3-ASR-0.6B --int8    # faster decoding on CPU
 
     Long recordings are read block by block and shown with a progress bar. A file that
     cannot be transcribed is reported on one line; the others still run, and the exit
@@ -97,7 +106,9 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
         # Fail on an unknown language before loading a large model; the model's own list
         # is checked after loading.
         resolve_language(language, list(LANGUAGE_NAMES.values()))
-        pipeline = ASR.from_pretrained(model, dtype=getattr(torch, dtype), device=device)
+        pipeline = ASR.from_pretrained(
+            model, dtype=getattr(torch, dtype), device=device, quantize="int8" if int8 else None
+        )
         resolve_language(language, list(pipeline.config.languages) or None)
         if timestamps:
             pipeline.require_ctc()

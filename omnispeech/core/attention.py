@@ -2,7 +2,10 @@
 
 :class:`KVCache` is written in place: memory is reserved once for ``capacity`` positions, so a
 decode step allocates nothing and its cost depends on the attended length only. Streams in one
-batch advance in lockstep (the same number of positions each call).
+batch advance in lockstep (the same number of positions each call). Independent requests of
+different lengths share a batch by left padding: stream ``b`` starts ``pad[b]`` positions late,
+its keys before that are masked and its positions count from its own first input, so each
+stream computes what it would alone (up to float rounding of the masked softmax).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ class KVCache:
         head_dim: D.
         capacity: most positions the cache can hold.
         device, dtype: where and in what precision the buffers live.
+        pad: ``[B]`` int64 left-padding positions of each stream, or None (no padding).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the buffer's shape, placement and padding
         self,
         batch_size: int,
         num_kv_heads: int,
@@ -34,11 +38,22 @@ class KVCache:
         capacity: int,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        pad: torch.Tensor | None = None,
     ) -> None:
         shape = (batch_size, num_kv_heads, capacity, head_dim)
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
+        if pad is not None and pad.shape != (batch_size,):
+            raise ValueError(f"pad must have shape [{batch_size}], got {list(pad.shape)}")
+        self.pad = pad
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep only the streams ``index`` ``[B']`` (e.g. drop finished ones); copies."""
+        self.keys = self.keys[index]
+        self.values = self.values[index]
+        if self.pad is not None:
+            self.pad = self.pad[index]
 
     @property
     def capacity(self) -> int:
@@ -65,6 +80,21 @@ def causal_mask(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
     offset = k_len - q_len
     q_pos = torch.arange(q_len, device=device)[:, None] + offset
     return torch.arange(k_len, device=device)[None, :] <= q_pos
+
+
+def padded_causal_mask(q_len: int, k_len: int, pad: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[B, 1, q_len, k_len]`` mask for left-padded streams: causal, and no key of
+    stream ``b`` before ``pad[b]``.
+
+    A query inside the padding sees the padding before it (its output is never used): a row
+    with no visible key would give NaN, and a NaN value at a padded key would reach the real
+    rows through ``0 * NaN``.
+    """
+    q_pos = torch.arange(q_len, device=pad.device)[:, None] + (k_len - q_len)  # [T, 1]
+    k_pos = torch.arange(k_len, device=pad.device)[None, :]  # [1, K]
+    valid = k_pos[None] >= pad[:, None, None]  # [B, 1, K]
+    in_pad = q_pos[None] < pad[:, None, None]  # [B, T, 1]
+    return ((k_pos <= q_pos)[None] & (valid | in_pad))[:, None]
 
 
 class GQAttention(nn.Module):
@@ -125,7 +155,9 @@ class GQAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)
         k_len = k.shape[2]
-        if T == 1:
+        if cache is not None and cache.pad is not None:
+            mask = padded_causal_mask(T, k_len, cache.pad)
+        elif T == 1:
             mask = None  # a single new query may see every cached position
         elif k_len == T:
             mask = None

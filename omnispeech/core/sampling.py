@@ -7,12 +7,14 @@ warpers and takes the arg-max of the penalised, suppressed logits, so it reprodu
 reference's greedy tokens exactly.
 
 Randomness comes only from the caller's :class:`torch.Generator`: the same seed gives the same
-tokens, and two streams never share hidden global state.
+tokens, and two streams never share hidden global state. A batch of independent requests
+passes one generator per row, so each row draws what it would draw alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import torch
 
@@ -84,10 +86,13 @@ def warp(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     return logits
 
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
 def sample(
     logits: torch.Tensor,
     cfg: SamplingConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     history: torch.Tensor | None = None,
     suppress: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -96,7 +101,8 @@ def sample(
     Args:
         logits: ``[B, V]`` scores (any float dtype; computed in float32).
         cfg: the sampling settings.
-        generator: source of randomness for ``do_sample`` (seed it for reproducible output).
+        generator: source of randomness for ``do_sample`` (seed it for reproducible output),
+            or one generator per row (rows drawn one by one, each as if alone).
         history: ``[B, N]`` earlier tokens for the repetition penalty.
         suppress: ``[V]`` bool, True for tokens that may never be chosen.
 
@@ -110,4 +116,9 @@ def sample(
     if not cfg.do_sample:
         return logits.argmax(dim=-1)
     probs = warp(logits, cfg).softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if len(generator) != probs.shape[0]:
+        raise ValueError(f"{len(generator)} generators for {probs.shape[0]} rows")
+    rows = [torch.multinomial(probs[i : i + 1], 1, generator=g) for i, g in enumerate(generator)]
+    return torch.cat(rows).squeeze(-1)

@@ -93,6 +93,16 @@ class DecoderCache:
         """Positions already cached (the position of the next input)."""
         return self.layers[0].length
 
+    @property
+    def pad(self) -> torch.Tensor | None:
+        """``[B]`` left-padding positions per stream (see :class:`KVCache`), or None."""
+        return self.layers[0].pad
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep only the streams ``index`` ``[B']``, in that order (drop finished ones)."""
+        for layer in self.layers:
+            layer.select(index)
+
     def truncate(self, length: int) -> None:
         """Forget every position from ``length`` on (rollback; the memory stays reserved).
 
@@ -134,9 +144,17 @@ class DecoderStack(nn.Module):
         capacity: int,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        pad: torch.Tensor | None = None,
     ) -> DecoderCache:
-        """A preallocated cache for ``batch_size`` streams of up to ``capacity`` positions."""
+        """A preallocated cache for ``batch_size`` streams of up to ``capacity`` positions.
+
+        ``pad`` ``[B]`` (int64) batches requests of different lengths: stream ``b``'s input
+        is left-padded by ``pad[b]`` positions, which are masked and not counted in its
+        positions (see :class:`KVCache`).
+        """
         ref = self.norm.weight
+        if pad is not None:
+            pad = pad.to(device=device or ref.device, dtype=torch.long)
         return DecoderCache(
             [
                 KVCache(
@@ -146,6 +164,7 @@ class DecoderStack(nn.Module):
                     capacity,
                     device or ref.device,
                     dtype or ref.dtype,
+                    pad,
                 )
                 for _ in self.layers
             ]
@@ -156,11 +175,17 @@ class DecoderStack(nn.Module):
     ) -> torch.Tensor:
         """``inputs_embeds`` ``[B, T, hidden]`` -> final-normed hidden states ``[B, T, hidden]``.
 
-        Positions continue from ``cache.length`` (0 without a cache).
+        Positions continue from ``cache.length`` (0 without a cache), less each stream's
+        left padding when the cache has some.
         """
         B, T, _ = inputs_embeds.shape
         start = cache.length if cache is not None else 0
         positions = torch.arange(start, start + T, device=inputs_embeds.device).expand(B, T)
+        pad = cache.pad if cache is not None else None
+        if pad is not None:
+            # RoPE scores depend on position differences only, so this shift changes rounding
+            # alone; it gives each stream the very angles of its run without a batch.
+            positions = (positions - pad[:, None]).clamp_min(0)
         rope = self.rotary(positions, inputs_embeds.dtype)
         x = inputs_embeds
         for i, layer in enumerate(self.layers):

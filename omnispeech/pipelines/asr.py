@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +26,13 @@ from omnispeech.checkpoint import (
     save_folder,
 )
 from omnispeech.core import Decoder, DecoderCache, decoder_config_from_released
+from omnispeech.core.quant import Int8Linear, quantize_linears_
 from omnispeech.encoder import AudioEncoder
 from omnispeech.encoder.layouts import detect_layout
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
 from omnispeech.pipelines.asr_align import Alignment, AlignmentError, token_pieces
 from omnispeech.pipelines.asr_align import align as align_tokens
+from omnispeech.pipelines.asr_batch import greedy_batch
 from omnispeech.pipelines.asr_prompt import (
     ASR_TEXT,
     Transcription,
@@ -96,6 +98,7 @@ class ASR(nn.Module):
         self.config = config
         self.ctc_head = ctc_head
         self.audio_pad_id = special_id(tokenizer, "<|audio_pad|>")
+        self.quantized: str | None = None  # "int8" after quantize_int8()
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
@@ -104,14 +107,25 @@ class ASR(nn.Module):
         name_or_path: str | Path | None = None,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
+        quantize: str | None = None,
     ) -> ASR:
         """Load a Qwen3-ASR folder (original or ``-hf`` layout), one saved by omnispeech, or
         with no name the bundled model (every language of omnispeech's corpus, timestamps).
 
+        Args:
+            name_or_path: the folder, or None for the bundled model.
+            dtype: weight and activation dtype.
+            device: where the model runs.
+            quantize: ``"int8"`` stores the text decoder's weights as int8 rows (see
+                :meth:`quantize_int8`).
+
         Raises:
             CheckpointError: the folder is missing, not a Qwen3-ASR model, or its keys differ.
             TokenizerError: the folder has no usable tokenizer files.
+            InputError: an unknown ``quantize`` value.
         """
+        if quantize not in (None, "int8"):
+            raise InputError(f"quantize must be None or 'int8', got {quantize!r}")
         if name_or_path is None:
             name_or_path = default_model("asr")
         folder = CheckpointFolder(resolve_folder(name_or_path))
@@ -169,7 +183,33 @@ class ASR(nn.Module):
         eos_ids = tuple(eos) if isinstance(eos, list | tuple) else ((eos,) if eos else DEFAULT_EOS)
         config = ASRConfig(eos_token_ids=eos_ids, languages=tuple(cfg.get("support_languages", ())))
         model = cls(encoder, decoder, lm_head, load_tokenizer(folder.path), config, ctc_head)
-        return model.to(device=device, dtype=dtype).eval()
+        model = model.to(device=device, dtype=dtype).eval()
+        if quantize == "int8":
+            model.quantize_int8()
+        return model
+
+    def quantize_int8(self) -> int:
+        """Store the text decoder's weights as int8 rows (weight-only, per-row scales), with
+        the talker's quantizer (:mod:`omnispeech.core.quant`).
+
+        Decoding reads every decoder weight and the whole output head once per token, so its
+        time is the time to read them: int8 reads a quarter of the float32 bytes. The head
+        (tied to the embedding table or not, the largest matrix of the small models) gets
+        its own int8 copy; the token embedding stays in floating point (a lookup reads one
+        row). A float32 decoder computes in bfloat16 afterwards, because the fused int8 CPU
+        kernel takes 16-bit activations; the audio encoder, run once per utterance, keeps its
+        dtype. A quantized model cannot be saved. Returns the number of layers converted.
+        """
+        if self.quantized is not None:
+            raise InputError(f"the model is already quantized ({self.quantized})")
+        if self.decoder.norm.weight.dtype == torch.float32:
+            self.decoder.to(torch.bfloat16)
+        dtype = self.decoder.norm.weight.dtype
+        count = quantize_linears_(self.decoder.layers, dtype)
+        head = self.decoder.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        self.lm_head = Int8Linear.from_weight(head, None, dtype)
+        self.quantized = "int8"
+        return count + 1
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write the original Qwen3-ASR layout (``thinker.*``) with tokenizer files.
@@ -178,7 +218,15 @@ class ASR(nn.Module):
             path: the folder (created).
             dtype: store floating tensors in this type (e.g. ``torch.bfloat16``, as the
                 released checkpoints are); None keeps the modules' own.
+
+        Raises:
+            CheckpointError: the model is quantized (save the float model instead).
         """
+        if self.quantized is not None:
+            raise CheckpointError(
+                f"a {self.quantized} model cannot be saved in the released layout; save the "
+                "float model and quantize it when loading"
+            )
         enc, dec = self.encoder.cfg, self.decoder.cfg
         audio = {k: v for k, v in enc.to_dict().items() if k != "pad_short_batches_to_longest"}
         text = {
@@ -256,12 +304,20 @@ class ASR(nn.Module):
         Returns:
             generated ids, without the end token.
         """
+        embeds = self._prompt_embeds(audio_tokens, language, context)
+        cache = self.decoder.new_cache(1, embeds.shape[0] + max_new_tokens)
+        return self.greedy(self.decoder(embeds[None], cache), cache, max_new_tokens, min_new_tokens)
+
+    def _prompt_embeds(
+        self, audio_tokens: torch.Tensor, language: str | None, context: str
+    ) -> torch.Tensor:
+        """The embedded prompt ``[L, hidden]``: text tokens, with the audio's encoder tokens
+        ``[N, D]`` at the audio placeholders."""
         ids = self.prompt_ids(audio_tokens.shape[0], language, context)
         ids_t = torch.tensor(ids, device=self.decoder.embed_tokens.weight.device)
         embeds = self.decoder.embed_tokens(ids_t)
         embeds[ids_t == self.audio_pad_id] = audio_tokens.to(embeds)
-        cache = self.decoder.new_cache(1, len(ids) + max_new_tokens)
-        return self.greedy(self.decoder(embeds[None], cache), cache, max_new_tokens, min_new_tokens)
+        return embeds
 
     def greedy(
         self,
@@ -290,6 +346,40 @@ class ASR(nn.Module):
                     self.decoder.embed_tokens(torch.tensor([[token]], device=device)), cache
                 )
         return out
+
+    def transcribe_batch(
+        self,
+        audios: Sequence[str | Path | np.ndarray | torch.Tensor],
+        sample_rate: int = SAMPLE_RATE,
+        language: str | None = None,
+        context: str = "",
+        max_new_tokens: int = 512,
+        timestamps: bool = False,
+    ) -> list[Transcription]:
+        """Transcribe independent utterances together: each decoding step reads the decoder's
+        weights once for all of them. Each result equals :meth:`transcribe` of that audio
+        alone (up to float rounding, see :mod:`omnispeech.pipelines.asr_batch`).
+
+        Arguments are those of :meth:`transcribe`, applied to every utterance.
+
+        Raises:
+            AudioError: an unreadable, empty, silent or non-finite audio (which one is named).
+            InputError: as :meth:`transcribe`.
+        """
+        forced = resolve_language(language, list(self.config.languages) or None)
+        if timestamps:
+            self.require_ctc()
+        wavs = []
+        for i, audio in enumerate(audios):
+            wav = self._read(audio, sample_rate)
+            if not np.any(wav):
+                raise EmptyAudioError(f"audio {i} is silent (every sample is zero)")
+            wavs.append(wav)
+        tokens = [self._encode(wav) for wav in wavs]
+        prompts = [self._prompt_embeds(t, forced, context) for t in tokens]
+        budgets = [token_budget(wav.shape[0], max_new_tokens) for wav in wavs]
+        ids = greedy_batch(self.decoder, self._logits, prompts, self.config.eos_token_ids, budgets)
+        return [self._result(t, i, forced, timestamps) for t, i in zip(tokens, ids, strict=True)]
 
     def stream(
         self,
@@ -412,6 +502,17 @@ class ASR(nn.Module):
         max_new_tokens = token_budget(wav.shape[0], max_new_tokens)
         tokens = self._encode(wav)
         ids = self.generate(tokens, forced, context, max_new_tokens)
+        return self._result(tokens, ids, forced, timestamps, offset)
+
+    def _result(
+        self,
+        tokens: torch.Tensor,
+        ids: list[int],
+        forced: str | None,
+        timestamps: bool,
+        offset: float = 0.0,
+    ) -> Transcription:
+        """The transcription of generated ``ids`` (words placed in time with ``timestamps``)."""
         text, lang = parse_answer(self.tokenizer.decode(ids, skip_special_tokens=False), forced)
         words: tuple = ()
         if timestamps and text:

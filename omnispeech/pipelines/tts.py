@@ -23,7 +23,7 @@ import dataclasses
 import json
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from omnispeech.errors import CheckpointError, InputError
 from omnispeech.interleave import RatePolicy
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tokenizer import load_tokenizer
+from omnispeech.pipelines.tts_batch import frames_batch
 from omnispeech.pipelines.tts_loop import SynthesisRequest, frames
 from omnispeech.pipelines.tts_prompt import ARRANGEMENTS, VoicePrompt
 from omnispeech.pipelines.tts_text import TextFeed
@@ -118,6 +119,7 @@ class TTS:
         self.max_segment_tokens = max_segment_tokens
         self.role_ids = tokenizer.encode("<|im_start|>assistant\n").ids
         self.last_seed: int | None = None
+        self.last_seeds: list[int] = []  # of the last codes_batch / synthesize_batch
         # How frames are stepped: the reference loop, or on a CUDA GPU the fixed-shape step
         # replayed as CUDA graphs (dense talkers); "static" runs that step eagerly.
         dense = talker.spec.talker.num_experts == 0
@@ -140,16 +142,19 @@ class TTS:
             name_or_path: the model folder.
             dtype: talker and speaker-encoder dtype (the codec always runs in float32).
             device: where the models run.
-            quantize: ``"int8"`` stores the talker's per-frame weights as int8 (about 4x
-                fewer bytes to read per frame); it computes in bfloat16 when ``dtype`` is
-                float32, because the fused int8 kernel takes 16-bit activations.
+            quantize: ``"int8"`` stores the talker's per-frame weights (decoder layers, codec
+                head, code predictor) as int8 (about 4x fewer bytes to read per frame); it
+                computes in bfloat16 when ``dtype`` is float32, because the fused int8 kernel
+                takes 16-bit activations. ``"int4"`` stores them in 4 bits with a scale and
+                offset per 64 input columns (about 6x fewer bytes than float32) and keeps
+                ``dtype``: the int4 kernel takes float32 activations too.
 
         Raises:
             CheckpointError: missing parts (tokenizer, ``speech_tokenizer/``) or wrong kind.
             InputError: an unknown ``quantize`` value.
         """
-        if quantize not in (None, "int8"):
-            raise InputError(f"quantize must be None or 'int8', got {quantize!r}")
+        if quantize not in (None, "int8", "int4"):
+            raise InputError(f"quantize must be None, 'int8' or 'int4', got {quantize!r}")
         if quantize == "int8" and dtype == torch.float32:
             dtype = torch.bfloat16
         path = resolve_folder(name_or_path)
@@ -157,6 +162,8 @@ class TTS:
         talker = Talker.from_pretrained(path, dtype=dtype, device=device)
         if quantize == "int8":
             talker.quantize_int8()
+        elif quantize == "int4":
+            talker.quantize_int4()
         codec_dir = path / "speech_tokenizer"
         if not (codec_dir / "config.json").is_file():
             raise CheckpointError(f"{path}: no speech_tokenizer/ folder (the 12 Hz codec)")
@@ -332,7 +339,68 @@ class TTS:
 
         Keyword options are the fields of :class:`TTSOptions`.
         """
-        codes = self.codes(text, voice, **options)
+        return self._decode(self.codes(text, voice, **options), voice)
+
+    def codes_batch(
+        self,
+        texts: Sequence[str],
+        voices: Sequence[VoicePrompt | None] | None = None,
+        seeds: Sequence[int | None] | None = None,
+        **options,
+    ) -> list[torch.Tensor]:
+        """Codes of several independent requests generated together (see
+        :mod:`omnispeech.pipelines.tts_batch`): per request ``[K, T_b]`` int64, the codes
+        :meth:`codes` gives for that text, voice and seed alone.
+
+        Args:
+            texts: one text per request.
+            voices: one voice (or None) per request; None for none at all.
+            seeds: one seed (or None to draw one) per request; :attr:`last_seeds` tells which.
+            options: the other fields of :class:`TTSOptions`, shared by all requests.
+
+        Raises:
+            InputError: mismatched list lengths, an empty text, or the options of
+                :meth:`codes`.
+        """
+        n = len(texts)
+        voices = list(voices) if voices is not None else [None] * n
+        seeds = list(seeds) if seeds is not None else [None] * n
+        if len(voices) != n or len(seeds) != n:
+            raise InputError(f"{n} texts need {n} voices and {n} seeds")
+        if "seed" in options:
+            raise InputError("give per-request seeds as seeds=[...]")
+        requests = []
+        for text, voice, seed in zip(texts, voices, seeds, strict=True):
+            if not isinstance(text, str):
+                raise InputError(f"each text must be a str, got {type(text).__name__}")
+            requests.append(self._request(text, voice, TTSOptions(seed=seed, **options)))
+        self.last_seeds = [int(r.generator.initial_seed()) for r in requests]
+        out = []
+        for i, codes in enumerate(frames_batch(requests)):
+            if not codes:
+                raise InputError(f"text {i}: nothing to say, the text is empty")
+            out.append(torch.stack(codes, dim=1).cpu())
+        return out
+
+    def synthesize_batch(
+        self,
+        texts: Sequence[str],
+        voices: Sequence[VoicePrompt | None] | None = None,
+        seeds: Sequence[int | None] | None = None,
+        **options,
+    ) -> list[np.ndarray]:
+        """Speech for several independent requests: per request ``[S_b]`` float32 samples at
+        :attr:`sample_rate`, the samples :meth:`synthesize` gives for it alone.
+
+        The talker steps all requests together; each request's codes are then decoded on
+        their own. Arguments are those of :meth:`codes_batch`.
+        """
+        codes = self.codes_batch(texts, voices, seeds, **options)
+        voices = list(voices) if voices is not None else [None] * len(texts)
+        return [self._decode(c, v) for c, v in zip(codes, voices, strict=True)]
+
+    def _decode(self, codes: torch.Tensor, voice: VoicePrompt | None) -> np.ndarray:
+        """Codes ``[K, T]`` of the speech -> samples, the reference frames' audio cut."""
         ref = voice.ref_codes if voice is not None and voice.in_context else None
         if ref is not None:
             # The reference frames give the vocoder the voice's context; their audio is cut.

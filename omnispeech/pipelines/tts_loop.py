@@ -98,97 +98,131 @@ def frames(request: SynthesisRequest) -> Iterator[torch.Tensor]:
         yield from _utterance(request, track, list(first), cache_holder)
 
 
+class Utterance:
+    """One utterance of a request: its prompt, then the text entering after each frame.
+
+    Built from the first tokens of a segment (reading more of the segment as the prompt
+    needs). The frame loop (:func:`frames` for one request, :mod:`omnispeech.pipelines.
+    tts_batch` for many) prefills :attr:`prompt` ``[L, hidden]``, then per frame checks
+    :meth:`cut`, samples, and feeds :meth:`next_text`; :meth:`finish` closes the segment.
+    """
+
+    def __init__(self, request: SynthesisRequest, track: TextTrack, first: list[int]) -> None:
+        self.request, self.track = request, track
+        talker, voice = request.talker, request.voice
+        ids = talker.spec.tokens
+        prefix = control_prefix(
+            track, request.role_ids, request.language, voice, request.instruct_ids
+        )
+        self.sched = Scheduler(request.policy)
+        self.tokens = list(first)
+        if voice.in_context:
+            # The overlay needs the text that fits over the reference frames (all of it for
+            # the full arrangement); then the rest enters one token per frame.
+            room = voice.ref_codes.shape[1] + 1 - len(voice.ref_text_ids)
+            closed = False
+            while not closed and (request.arrangement == "full" or len(self.tokens) < room):
+                got = request.pull()
+                if got is SEGMENT_END or got is _EXHAUSTED:
+                    closed = True
+                else:
+                    self.tokens.extend(got)
+            block, trailing, self.end_in_prompt = reference_overlay(
+                track, voice, self.tokens, closed, request.arrangement
+            )
+            self.sched.push(trailing)
+            if closed:
+                self.sched.close()
+            self.prompt = torch.cat((prefix, block))
+        else:
+            self.sched.push(first)
+            self.end_in_prompt = False
+            # Text-only lead-in positions carry codec_pad; the first speech position codec_bos.
+            codec_pad, codec_bos = track.codec([ids.codec_pad, ids.codec_bos])
+            lead = []
+            while True:
+                pos = self.sched.next()
+                if pos.is_wait:
+                    self._more()
+                    continue
+                if pos.is_lead_in:
+                    lead.append(track.item(pos.text) + codec_pad)
+                    continue
+                lead.append(track.item(pos.text) + codec_bos)
+                break
+            self.prompt = torch.cat((prefix, torch.stack(lead)))
+        self.capacity = min(
+            talker.spec.talker.max_positions,
+            self.prompt.shape[0] + request.guard(request.feed.max_tokens) + 2,
+        )
+        self.made = 0
+
+    def _more(self) -> None:
+        got = self.request.pull()
+        if got is SEGMENT_END or got is _EXHAUSTED:
+            self.sched.close()
+        else:
+            self.sched.push(got)
+            self.tokens.extend(got)
+
+    def cut(self, used: int) -> bool:
+        """Whether the duration guard ends the utterance now (with a warning), after
+        :attr:`made` frames and ``used`` cached positions."""
+        limit = self.request.guard(len(self.tokens))
+        if self.made >= limit or used >= self.capacity:
+            warnings.warn(
+                f"speech did not end after {self.made} frames ({self.made / FRAME_RATE:.1f} s) "
+                f"for {len(self.tokens)} text tokens; cut by the duration guard",
+                GenerationWarning,
+                stacklevel=4,
+            )
+            return True
+        return False
+
+    def next_text(self) -> torch.Tensor:
+        """Counts the frame just made; the text-track vector ``[hidden]`` to feed with it."""
+        self.made += 1
+        if self.end_in_prompt:
+            return self.track.pad
+        while (pos := self.sched.next()).is_wait:
+            self._more()
+        return self.track.item(pos.text)
+
+    def finish(self) -> None:
+        """The model may end before all of the segment's text entered: drop the rest of it
+        so the next segment starts where it should."""
+        while not self.sched.closed:
+            self._more()
+        if not self.end_in_prompt and not self.sched.done:
+            warnings.warn(
+                "speech ended before all of its text was spoken", GenerationWarning, stacklevel=4
+            )
+
+
+def next_utterance(request: SynthesisRequest, track: TextTrack) -> Utterance | None:
+    """The request's next utterance, or None when its text is exhausted."""
+    while True:
+        first = request.pull()
+        if first is _EXHAUSTED:
+            return None
+        if first is not SEGMENT_END:
+            return Utterance(request, track, list(first))
+
+
 def _utterance(
     request: SynthesisRequest, track: TextTrack, first: list[int], cache_holder: list
 ) -> Iterator[torch.Tensor]:
-    talker, voice = request.talker, request.voice
-    ids = talker.spec.tokens
-    prefix = control_prefix(track, request.role_ids, request.language, voice, request.instruct_ids)
-    sched = Scheduler(request.policy)
-    tokens = list(first)
-
-    def more() -> None:
-        got = request.pull()
-        if got is SEGMENT_END or got is _EXHAUSTED:
-            sched.close()
-        else:
-            sched.push(got)
-            tokens.extend(got)
-
-    if voice.in_context:
-        # The overlay needs the text that fits over the reference frames (all of it for the
-        # full arrangement); then the rest enters one token per frame.
-        room = voice.ref_codes.shape[1] + 1 - len(voice.ref_text_ids)
-        closed = False
-        while not closed and (request.arrangement == "full" or len(tokens) < room):
-            got = request.pull()
-            if got is SEGMENT_END or got is _EXHAUSTED:
-                closed = True
-            else:
-                tokens.extend(got)
-        block, trailing, end_in_prompt = reference_overlay(
-            track, voice, tokens, closed, request.arrangement
-        )
-        sched.push(trailing)
-        if closed:
-            sched.close()
-        prompt = torch.cat((prefix, block))
-    else:
-        sched.push(first)
-        end_in_prompt = False
-        # Text-only lead-in positions carry codec_pad; the first speech position codec_bos.
-        codec_pad, codec_bos = track.codec([ids.codec_pad, ids.codec_bos])
-        lead = []
-        while True:
-            pos = sched.next()
-            if pos.is_wait:
-                more()
-                continue
-            if pos.is_lead_in:
-                lead.append(track.item(pos.text) + codec_pad)
-                continue
-            lead.append(track.item(pos.text) + codec_bos)
-            break
-        prompt = torch.cat((prefix, torch.stack(lead)))
-
-    capacity = min(
-        talker.spec.talker.max_positions,
-        prompt.shape[0] + request.guard(request.feed.max_tokens) + 2,
-    )
-    state = talker.start(prompt[None], capacity, cache_holder[0])
+    utt = Utterance(request, track, first)
+    state = request.talker.start(utt.prompt[None], utt.capacity, cache_holder[0])
     cache_holder[0] = state.cache
     stepper = _Stepper(request, state)
-    made = 0
-    while True:
-        limit = request.guard(len(tokens))
-        if made >= limit or state.cache.length >= capacity:
-            warnings.warn(
-                f"speech did not end after {made} frames ({made / FRAME_RATE:.1f} s) for "
-                f"{len(tokens)} text tokens; cut by the duration guard",
-                GenerationWarning,
-                stacklevel=3,
-            )
-            break
+    while not utt.cut(state.cache.length):
         codes = stepper.sample()
         if codes is None:
             break
         yield codes[0]
-        made += 1
-        if end_in_prompt:
-            text = track.pad
-        else:
-            while (pos := sched.next()).is_wait:
-                more()
-            text = track.item(pos.text)
-        stepper.advance(codes, text)
-    # The model may end before all of the segment's text entered: drop the rest of it so the
-    # next segment starts where it should.
-    while not sched.closed:
-        more()
-    if not end_in_prompt and not sched.done:
-        warnings.warn(
-            "speech ended before all of its text was spoken", GenerationWarning, stacklevel=3
-        )
+        stepper.advance(codes, utt.next_text())
+    utt.finish()
 
 
 class _Stepper:

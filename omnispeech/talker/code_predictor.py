@@ -20,7 +20,7 @@ from torch import nn
 
 from omnispeech.checkpoint import CheckpointFolder, load_module, resolve_folder, save_folder
 from omnispeech.core import DecoderCache, DecoderStack
-from omnispeech.core.sampling import SamplingConfig, sample
+from omnispeech.core.sampling import Generators, SamplingConfig, sample
 from omnispeech.talker.config import CodePredictorConfig, read_spec
 
 PREFIX = "talker.code_predictor."
@@ -127,7 +127,7 @@ class CodePredictor(nn.Module):
         hidden: torch.Tensor,
         code0_embed: torch.Tensor,
         sampling: SamplingConfig,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Codebooks 1..K-1 of one frame.
 
@@ -137,7 +137,7 @@ class CodePredictor(nn.Module):
             code0_embed: ``[B, input_size]`` the talker's embedding of that codebook-0 code.
             sampling: how each residual code is chosen (no repetition penalty is applied: the
                 released models use none here).
-            generator: randomness for sampling.
+            generator: randomness for sampling (or one generator per row).
 
         Returns:
             ``(codes, embed_sum)``: codes ``[B, K-1]`` int64 for groups 1..K-1, and

@@ -22,8 +22,8 @@ from torch import nn
 from omnispeech.checkpoint import CheckpointFolder, load_module, resolve_folder, save_folder
 from omnispeech.config import FrozenConfig
 from omnispeech.core import DecoderCache, DecoderStack
-from omnispeech.core.quant import Int8Linear, quantize_linears_
-from omnispeech.core.sampling import SamplingConfig, sample
+from omnispeech.core.quant import DEFAULT_GROUP_SIZE, quantize_linear, quantize_linears_
+from omnispeech.core.sampling import Generators, SamplingConfig, sample
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.talker.code_predictor import CodePredictor
 from omnispeech.talker.config import TalkerSpec, qwen3_tts_config, read_spec
@@ -137,6 +137,13 @@ class TalkerState:
     def frames(self) -> int:
         return self.history.shape[1]
 
+    def select(self, index: torch.Tensor) -> None:
+        """Keep only the streams ``index`` ``[B']``, in that order (drop finished ones)."""
+        self.cache.select(index)
+        self.hidden = self.hidden[index]
+        self.history = self.history[index]
+        self.done = self.done[index]
+
 
 class Talker(nn.Module):
     """Qwen3-TTS talker (dense) or Qwen3-Omni talker (mixture of experts) with its MTP.
@@ -199,11 +206,23 @@ class Talker(nn.Module):
         the model's dtype; on the CPU use bfloat16 or float16 for the fused kernel (see
         :mod:`omnispeech.core.quant`). Returns the number of layers converted.
         """
+        return self._quantize(8, DEFAULT_GROUP_SIZE)
+
+    def quantize_int4(self, group_size: int = DEFAULT_GROUP_SIZE) -> int:
+        """Store the same weights as :meth:`quantize_int8` in 4 bits, with a scale and an
+        offset per ``group_size`` input columns (see :class:`~omnispeech.core.quant.Int4Linear`).
+
+        ATen's CPU int4 kernel takes float32, bfloat16 and float16 activations alike, so the
+        model's dtype is kept. Returns the number of layers converted.
+        """
+        return self._quantize(4, group_size)
+
+    def _quantize(self, bits: int, group_size: int) -> int:
         dtype = self.model.norm.weight.dtype
         # The MoE router ("gate") stays exact: a rounding error there would switch experts.
-        count = quantize_linears_(self.model, dtype, skip=("gate",))
-        count += quantize_linears_(self.code_predictor, dtype)
-        self.codec_head = Int8Linear.from_linear(self.codec_head, dtype)
+        count = quantize_linears_(self.model, dtype, ("gate",), bits, group_size)
+        count += quantize_linears_(self.code_predictor, dtype, (), bits, group_size)
+        self.codec_head = quantize_linear(self.codec_head, dtype, bits, group_size)
         return count + 1
 
     # -- embeddings -----------------------------------------------------------------------------
@@ -245,25 +264,32 @@ class Talker(nn.Module):
 
     @torch.inference_mode()
     def start(
-        self, prompt: torch.Tensor, capacity: int, cache: DecoderCache | None = None
+        self,
+        prompt: torch.Tensor,
+        capacity: int,
+        cache: DecoderCache | None = None,
+        pad: torch.Tensor | None = None,
     ) -> TalkerState:
         """Prefill ``prompt`` ``[B, L, hidden]`` with room for ``capacity`` positions in all.
 
         ``cache`` (from an earlier state) is reused when it is large enough, so consecutive
-        utterances do not reallocate it.
+        utterances do not reallocate it. ``pad`` ``[B]`` batches independent prompts of
+        different lengths, each left-padded to ``L`` (see :class:`~omnispeech.core.KVCache`).
         """
         B, L, _ = prompt.shape
         if capacity < L + 1:
             raise InputError(f"capacity {capacity} cannot hold a prompt of {L} positions")
         keys = cache.layers[0].keys if cache is not None else None
         if (
-            keys is None
+            pad is not None
+            or (cache is not None and cache.pad is not None)
+            or keys is None
             or keys.shape[0] != B
             or keys.shape[2] < capacity
             or keys.dtype != prompt.dtype
             or keys.device != prompt.device
         ):
-            cache = self.model.new_cache(B, capacity, prompt.device, prompt.dtype)
+            cache = self.model.new_cache(B, capacity, prompt.device, prompt.dtype, pad)
         cache.truncate(0)
         hidden = self.model(prompt, cache)[:, -1]
         empty = torch.empty(B, 0, dtype=torch.long, device=prompt.device)
@@ -275,14 +301,16 @@ class Talker(nn.Module):
         self,
         state: TalkerState,
         gen: GenerationConfig,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         allow_end: bool = True,
     ) -> torch.Tensor:
         """Choose the next frame's codes ``[B, K]`` from the state (does not advance it).
 
         Rows whose codebook 0 is end-of-speech get ``codec_eos`` there and -1 in codebooks
         1..K-1; they are marked ``done``. ``allow_end`` False forbids ending (besides the
-        ``min_frames`` rule), e.g. while more text is known to come.
+        ``min_frames`` rule), e.g. while more text is known to come. ``generator`` may be one
+        per row (independent requests): the code predictor then runs on the rows that did
+        not end only, so an ending row draws nothing more, as when it runs alone.
         """
         logits = self.codec_head(state.hidden)
         suppress = self.suppress
@@ -294,11 +322,20 @@ class Talker(nn.Module):
         if ended.all():
             # The end-of-speech frame has no residual codes: skip the predictor entirely.
             residual = code0.new_full((code0.shape[0], self.num_code_groups - 1), -1)
-        else:
+        elif generator is None or isinstance(generator, torch.Generator):
             residual, _ = self.code_predictor.predict(
                 state.hidden, self.embed_codec(code0), gen.code_predictor, generator
             )
             residual[ended] = -1
+        else:
+            go = (~ended).nonzero().squeeze(-1)
+            residual = code0.new_full((code0.shape[0], self.num_code_groups - 1), -1)
+            residual[go], _ = self.code_predictor.predict(
+                state.hidden[go],
+                self.embed_codec(code0[go]),
+                gen.code_predictor,
+                [generator[int(i)] for i in go],
+            )
         state.done |= ended
         state.history = torch.cat((state.history, code0[:, None]), dim=1)
         return torch.cat((code0[:, None], residual), dim=1)
