@@ -7,27 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from omnispeech.core import Decoder, DecoderConfig
 from omnispeech.core.attention import padded_causal_mask
+from tests.tiny import TINY_DECODER, tiny_decoder
 
-CFG = DecoderConfig(
-    vocab_size=50,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-)
-
-
-def _decoder() -> Decoder:
-    torch.manual_seed(0)
-    dec = Decoder(CFG).eval()
-    with torch.no_grad():
-        for p in dec.parameters():
-            p.normal_(0, 0.2)
-    return dec
+CFG = TINY_DECODER
 
 
 def test_padded_mask():
@@ -53,7 +36,7 @@ def test_ragged_batch_equals_each_stream_alone():
     """Prefill three prompts of 2, 7 and 4 positions left-padded in one batch, then decode 4
     steps in lockstep, dropping the second stream after 2: every stream's states equal its
     own unbatched run (measured: max difference 5e-7)."""
-    dec = _decoder()
+    dec = tiny_decoder()
     g = torch.Generator().manual_seed(1)
     lengths = [2, 7, 4]
     prompts = [torch.randn(n, 32, generator=g) for n in lengths]

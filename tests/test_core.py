@@ -7,32 +7,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnispeech.core import Decoder, DecoderConfig, KVCache, RMSNorm
+from omnispeech.core import KVCache, RMSNorm
+from tests.tiny import TINY_DECODER, tiny_decoder
 
-CFG = DecoderConfig(
-    vocab_size=50,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-)
-
-
-def _decoder() -> Decoder:
-    torch.manual_seed(0)
-    dec = Decoder(CFG).eval()
-    with torch.no_grad():
-        for p in dec.parameters():
-            p.normal_(0, 0.2)
-    return dec
+CFG = TINY_DECODER
 
 
 @settings(max_examples=20, deadline=None)
 @given(sizes=st.lists(st.integers(1, 7), min_size=1, max_size=8), seed=st.integers(0, 1000))
 def test_cached_chunks_equal_full_pass(sizes, seed):
-    dec = _decoder()
+    dec = tiny_decoder()
     x = torch.randn(2, sum(sizes), CFG.hidden_size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         full = dec(x)
@@ -45,7 +29,7 @@ def test_cached_chunks_equal_full_pass(sizes, seed):
 
 
 def test_future_tokens_do_not_change_past_outputs():
-    dec = _decoder()
+    dec = tiny_decoder()
     x = torch.randn(1, 12, CFG.hidden_size)
     y = x.clone()
     y[:, 8:] = torch.randn(1, 4, CFG.hidden_size)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from tokenizers import Tokenizer
 
+from omnispeech.core import Decoder, DecoderConfig
 from tests.conftest import TINY_AUDIO, redraw
 
 
@@ -193,3 +195,25 @@ def tiny_omni_model(audio_output: bool, talker_layers: int = 1, thinker_layers: 
         thinker_config=thinker, enable_audio_output=audio_output, **TINY_OMNI_CHAT, **extra
     )
     return Qwen3OmniMoeForConditionalGeneration(cfg).eval()
+
+
+# A small random text decoder (2 layers, grouped KV heads) with weights large enough that its
+# outputs differ clearly between positions: for cache and batching tests.
+TINY_DECODER = DecoderConfig(
+    vocab_size=50,
+    hidden_size=32,
+    intermediate_size=48,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+)
+
+
+def tiny_decoder() -> Decoder:
+    torch.manual_seed(0)
+    dec = Decoder(TINY_DECODER).eval()
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.normal_(0, 0.2)
+    return dec
