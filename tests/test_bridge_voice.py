@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
 from omnispeech.bridge import reply_text, reply_tokens, speak_reply
 from omnispeech.errors import InputError
-from omnispeech.pipelines import TTS, tts_loop
-from omnispeech.pipelines.tts_loop import GenerationWarning
+from omnispeech.pipelines import TTS
 from tests.conftest import redraw
-from tests.tts_ref import tiny_tts
+from tests.tts_ref import short_guard, tiny_tts
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "ran", "far", "away"] * 7  # 70 ids
 STOP = 69
@@ -48,10 +45,7 @@ def tts(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _short_guard(monkeypatch):
     # Random talkers never end by themselves: a short duration guard ends each utterance.
-    monkeypatch.setattr(tts_loop, "GUARD_SECONDS", 1.0)
-    monkeypatch.setattr(tts_loop, "GUARD_SECONDS_PER_TOKEN", 0.24)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GenerationWarning)
+    with short_guard(monkeypatch, 1.0, 0.24):
         yield
 
 

@@ -14,7 +14,7 @@ from omnispeech.cli import main
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
 from omnispeech.pipelines import TTS, tts_loop
 from omnispeech.pipelines.tts_loop import GenerationWarning
-from tests.tts_ref import tiny_tts
+from tests.tts_ref import short_guard, tiny_tts
 
 RATE = 24000
 TEXT = "Hello there, the cat sat. Then it ran away!"
@@ -43,10 +43,7 @@ def _quiet_guard(monkeypatch):
     # shorter guard (1 s + 0.24 s per token: 3 frames per token, still room for the whole text
     # to enter one token per frame) makes each utterance a third as long as the released guard
     # would, and tests the same contracts; test_duration_guard reads the values it applies.
-    monkeypatch.setattr(tts_loop, "GUARD_SECONDS", 1.0)
-    monkeypatch.setattr(tts_loop, "GUARD_SECONDS_PER_TOKEN", 0.24)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GenerationWarning)
+    with short_guard(monkeypatch, 1.0, 0.24):
         yield
 
 

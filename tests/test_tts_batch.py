@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
 from omnispeech.errors import InputError
-from omnispeech.pipelines import TTS, tts_loop
-from omnispeech.pipelines.tts_loop import GenerationWarning
-from tests.tts_ref import tiny_tts
+from omnispeech.pipelines import TTS
+from tests.tts_ref import short_guard, tiny_tts
 
 RATE = 24000
 TEXTS = [
@@ -36,10 +33,7 @@ def tts(folder):
 def _short_guard(monkeypatch):
     # Random weights never end speech by themselves: a short duration guard (as in
     # test_tts.py) bounds each utterance at a length that still differs per text.
-    monkeypatch.setattr(tts_loop, "GUARD_SECONDS", 0.5)
-    monkeypatch.setattr(tts_loop, "GUARD_SECONDS_PER_TOKEN", 0.16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GenerationWarning)
+    with short_guard(monkeypatch, 0.5, 0.16):
         yield
 
 

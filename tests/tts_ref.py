@@ -7,12 +7,18 @@ tiny 12 Hz codec exported by the codec training code, all in the released folder
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import torch
 
+from omnispeech.pipelines import tts_loop
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tts import TTS
+from omnispeech.pipelines.tts_loop import GenerationWarning
 from omnispeech.pipelines.tts_prompt import VoicePrompt
 from omnispeech.talker import (
     CodePredictorConfig,
@@ -26,6 +32,20 @@ from omnispeech.talker import (
 from omnispeech.testing import tiny_tokenizer
 from omnispeech.training.codec_model import TrainableCodec
 from omnispeech.training.config import CodecModelConfig, CodecRunConfig
+
+
+@contextlib.contextmanager
+def short_guard(
+    monkeypatch: pytest.MonkeyPatch, seconds: float, per_token: float
+) -> Iterator[None]:
+    """Random talkers never choose end-of-speech: a duration guard of ``seconds`` plus
+    ``per_token`` seconds per text token ends every utterance, without its warning."""
+    monkeypatch.setattr(tts_loop, "GUARD_SECONDS", seconds)
+    monkeypatch.setattr(tts_loop, "GUARD_SECONDS_PER_TOKEN", per_token)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GenerationWarning)
+        yield
+
 
 TTS_SPECIALS = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
