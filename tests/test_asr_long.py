@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from omnispeech.audio import iter_quiet_segments
 from omnispeech.errors import InputError
 from omnispeech.pipelines import ASR
-from omnispeech.pipelines.asr import _segments
 
 SR = 16000
 
@@ -26,7 +26,7 @@ def test_segments_cut_in_quiet_gaps_and_keep_every_sample(tmp_path):
     rng = np.random.default_rng(0)
     wav = _speechy(70.0, gaps=[26.0, 50.0], rng=rng)
     sf.write(tmp_path / "long.wav", wav, SR)
-    segments = list(_segments(tmp_path / "long.wav", segment_seconds=30.0))
+    segments = list(iter_quiet_segments(tmp_path / "long.wav", segment_seconds=30.0))
     assert sum(s.shape[0] for s in segments) == wav.shape[0]
     cuts = np.cumsum([s.shape[0] for s in segments])[:-1] / SR
     assert len(cuts) == 2
@@ -48,7 +48,8 @@ def test_transcribe_file_joins_segment_transcripts(asr, tmp_path):
         tmp_path / "a.wav", language="en", segment_seconds=5.0, progress=done.append
     )
     assert len(done) == 2 and abs(sum(done) - 8.0) < 1e-6
-    parts = [asr.transcribe(s, language="en").text for s in _segments(tmp_path / "a.wav", 5.0)]
+    segments = iter_quiet_segments(tmp_path / "a.wav", 5.0)
+    parts = [asr.transcribe(s, language="en").text for s in segments]
     assert result.text == " ".join(p for p in parts if p)
     assert result.language == "English"
 

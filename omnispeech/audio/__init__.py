@@ -1,7 +1,8 @@
 """Audio input for omnispeech: files and arrays -> 16 kHz mono float32 -> 128-bin log-mel.
 
 * :mod:`omnispeech.audio.io`: :func:`load_audio`, :func:`prepare_audio`,
-  :func:`iter_audio_blocks`, :func:`audio_duration`, :func:`save_audio`.
+  :func:`iter_audio_blocks`, :func:`iter_quiet_segments`, :func:`audio_duration`,
+  :func:`save_audio`.
 * :mod:`omnispeech.audio.features`: the Whisper-style log-mel of Qwen3-Omni / Qwen3-ASR,
   offline (:func:`log_mel_spectrogram`, :func:`batch_log_mel`) and streaming
   (:class:`StreamingLogMel`).
@@ -24,6 +25,7 @@ from omnispeech.audio.features import (
 from omnispeech.audio.io import (
     audio_duration,
     iter_audio_blocks,
+    iter_quiet_segments,
     load_audio,
     prepare_audio,
     save_audio,
@@ -42,6 +44,7 @@ __all__ = [
     "batch_log_mel",
     "feature_lengths",
     "iter_audio_blocks",
+    "iter_quiet_segments",
     "load_audio",
     "log_mel_spectrogram",
     "mel_distance",

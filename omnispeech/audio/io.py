@@ -203,6 +203,51 @@ def iter_audio_blocks(
     return _blocks(path, block_frames, rate, sample_rate)
 
 
+def iter_quiet_segments(
+    path: str | Path, segment_seconds: float, sample_rate: int = 16000
+) -> Iterator[np.ndarray]:
+    """Cut a long file into segments of at most ``segment_seconds``, each ending at the
+    quietest 100 ms of its last quarter (so cuts fall between words, not inside them).
+
+    The file is read block by block (:func:`iter_audio_blocks`), so memory holds one segment.
+    The segments, concatenated, are the whole file.
+
+    Args:
+        path: an audio file soundfile can decode.
+        segment_seconds: the longest segment, in seconds (at least 0.4).
+        sample_rate: output rate in Hz.
+
+    Returns:
+        An iterator over ``[s]`` float32 segments at ``sample_rate``.
+
+    Raises:
+        AudioFileError, EmptyAudioError, InvalidAudioError: as :func:`load_audio`.
+    """
+    frame = _check_rate(sample_rate) // 10  # 100 ms energy frames
+    limit = int(segment_seconds * sample_rate)
+    if limit < 4 * frame:
+        raise InputError(f"segment_seconds must be at least 0.4, got {segment_seconds!r}")
+    return _quiet_segments(iter_audio_blocks(path, 1.0, sample_rate), limit, frame)
+
+
+def _quiet_segments(blocks: Iterator[np.ndarray], limit: int, frame: int) -> Iterator[np.ndarray]:
+    """The generator behind :func:`iter_quiet_segments` (arguments already checked)."""
+    buffer = np.zeros(0, dtype=np.float32)
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        while buffer.shape[0] >= limit:
+            search_from = (limit * 3 // 4) // frame
+            energies = [
+                float(np.square(buffer[i * frame : (i + 1) * frame]).sum())
+                for i in range(search_from, limit // frame)
+            ]
+            cut = (search_from + int(np.argmin(energies))) * frame + frame // 2
+            yield buffer[:cut]
+            buffer = buffer[cut:]
+    if buffer.shape[0]:
+        yield buffer
+
+
 def _blocks(path: Path, block_frames: int, rate: int, sample_rate: int) -> Iterator[np.ndarray]:
     """The generator behind :func:`iter_audio_blocks` (arguments already checked)."""
     stream = None

@@ -7,32 +7,29 @@ published for the ``qwen-asr`` package) and in the transformers ``-hf`` layout
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from omnispeech.audio import load_audio, log_mel_spectrogram, prepare_audio
+from omnispeech.audio import iter_quiet_segments, load_audio, log_mel_spectrogram, prepare_audio
 from omnispeech.bundled import default_model
-from omnispeech.checkpoint import (
-    CheckpointFolder,
-    build_on_meta,
-    load_state,
-    resolve_folder,
-    save_folder,
-)
-from omnispeech.core import Decoder, DecoderCache, decoder_config_from_released
+from omnispeech.checkpoint import CheckpointFolder, resolve_folder
+from omnispeech.core import Decoder, DecoderCache
 from omnispeech.core.quant import Int8Linear, quantize_linears_
 from omnispeech.encoder import AudioEncoder
-from omnispeech.encoder.layouts import detect_layout
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
 from omnispeech.pipelines.asr_align import Alignment, AlignmentError, token_pieces
 from omnispeech.pipelines.asr_align import align as align_tokens
 from omnispeech.pipelines.asr_batch import greedy_batch
+from omnispeech.pipelines.asr_checkpoint import (
+    ASRConfig,
+    ASRParts,
+    read_asr_folder,
+    write_asr_folder,
+)
 from omnispeech.pipelines.asr_prompt import (
     ASR_TEXT,
     Transcription,
@@ -47,15 +44,6 @@ from omnispeech.pipelines.tokenizer import load_tokenizer, special_id
 SAMPLE_RATE = 16_000
 # The reference front end zero-pads clips shorter than 0.5 s to 0.5 s.
 MIN_SAMPLES = SAMPLE_RATE // 2
-DEFAULT_EOS = (151643, 151645)  # <|endoftext|>, <|im_end|>
-
-
-@dataclasses.dataclass(frozen=True)
-class ASRConfig:
-    """What the pipeline needs besides the two networks' shapes."""
-
-    eos_token_ids: tuple[int, ...] = DEFAULT_EOS
-    languages: tuple[str, ...] = ()  # the checkpoint's own list; empty = the built-in 30
 
 
 class ASR(nn.Module):
@@ -129,60 +117,15 @@ class ASR(nn.Module):
         if name_or_path is None:
             name_or_path = default_model("asr")
         folder = CheckpointFolder(resolve_folder(name_or_path))
-        cfg = folder.config
-        if cfg.get("model_type") != "qwen3_asr":
-            raise CheckpointError(
-                f"{folder.path}: not a Qwen3-ASR checkpoint (model_type "
-                f"{cfg.get('model_type', 'missing')!r}); `omnispeech asr` needs a Qwen3-ASR folder"
-            )
-        if isinstance(cfg.get("thinker_config"), dict):  # original layout
-            text_cfg = cfg["thinker_config"].get("text_config")
-            text_prefix, head_key = "thinker.model.", "thinker.lm_head.weight"
-        else:  # transformers -hf layout
-            text_cfg = cfg.get("text_config")
-            text_prefix, head_key = "model.language_model.", "lm_head.weight"
-        if not isinstance(text_cfg, dict):
-            raise CheckpointError(f"{folder.path}: config.json has no text_config")
-        dec_cfg = decoder_config_from_released(text_cfg)
-        layout = detect_layout(folder)
-        encoder = build_on_meta(lambda: AudioEncoder(layout.config))
-        load_state(encoder.net, layout.read(folder, dtype), f"{folder.path} (audio encoder)")
-        decoder = build_on_meta(lambda: Decoder(dec_cfg))
-        load_state(decoder, folder.read(text_prefix, dtype), f"{folder.path} (text decoder)")
-        lm_head = None
-        # Each layout follows its reference. The original layout (qwen-asr) ties the head to
-        # the embedding after loading when the config says tie_word_embeddings, so a stored
-        # thinker.lm_head.weight (the released folders hold one) is never used. transformers
-        # (the -hf layout) keeps a stored head that differs from the embedding.
-        stored = head_key in folder.keys(head_key)
-        original = head_key.startswith("thinker.")
-        if stored and not (original and dec_cfg.tie_word_embeddings):
-            weight = folder.read(head_key, dtype)[""]
-            if not (
-                dec_cfg.tie_word_embeddings and torch.equal(weight, decoder.embed_tokens.weight)
-            ):
-                lm_head = build_on_meta(
-                    lambda: nn.Linear(dec_cfg.hidden_size, dec_cfg.vocab_size, bias=False)
-                )
-                load_state(lm_head, {"weight": weight}, f"{folder.path} (lm head)")
-        elif not stored and not dec_cfg.tie_word_embeddings:
-            raise CheckpointError(
-                f"{folder.path}: the config unties the output head but {head_key} is missing"
-            )
-        ctc_head = None
-        ctc_prefix = "thinker.ctc_head."
-        if folder.keys(ctc_prefix):
-            ctc_state = folder.read(ctc_prefix, dtype)
-            classes, width = ctc_state["weight"].shape
-            ctc_head = build_on_meta(lambda: nn.Linear(width, classes))
-            load_state(ctc_head, ctc_state, f"{folder.path} (CTC head)")
-        eos = cfg.get("eos_token_id") or cfg.get("thinker_config", {}).get("eos_token_id")
-        gen_file = folder.path / "generation_config.json"
-        if gen_file.is_file():
-            eos = json.loads(gen_file.read_text()).get("eos_token_id", eos)
-        eos_ids = tuple(eos) if isinstance(eos, list | tuple) else ((eos,) if eos else DEFAULT_EOS)
-        config = ASRConfig(eos_token_ids=eos_ids, languages=tuple(cfg.get("support_languages", ())))
-        model = cls(encoder, decoder, lm_head, load_tokenizer(folder.path), config, ctc_head)
+        parts = read_asr_folder(folder, dtype)
+        model = cls(
+            parts.encoder,
+            parts.decoder,
+            parts.lm_head,
+            load_tokenizer(folder.path),
+            parts.config,
+            parts.ctc_head,
+        )
         model = model.to(device=device, dtype=dtype).eval()
         if quantize == "int8":
             model.quantize_int8()
@@ -227,45 +170,8 @@ class ASR(nn.Module):
                 f"a {self.quantized} model cannot be saved in the released layout; save the "
                 "float model and quantize it when loading"
             )
-        enc, dec = self.encoder.cfg, self.decoder.cfg
-        audio = {k: v for k, v in enc.to_dict().items() if k != "pad_short_batches_to_longest"}
-        text = {
-            "model_type": "qwen3",
-            "vocab_size": dec.vocab_size,
-            "hidden_size": dec.hidden_size,
-            "intermediate_size": dec.intermediate_size,
-            "num_hidden_layers": dec.num_layers,
-            "num_attention_heads": dec.num_heads,
-            "num_key_value_heads": dec.num_kv_heads,
-            "head_dim": dec.head_dim,
-            "rope_theta": dec.rope_theta,
-            "rms_norm_eps": dec.rms_norm_eps,
-            "max_position_embeddings": dec.max_positions,
-            "tie_word_embeddings": self.lm_head is None,
-        }
-        config = {
-            "model_type": "qwen3_asr",
-            "thinker_config": {
-                "audio_config": {**audio, "activation_function": "gelu"},
-                "text_config": text,
-                "audio_token_id": self.audio_pad_id,
-            },
-            "eos_token_id": list(self.config.eos_token_ids),
-        }
-        if self.config.languages:
-            config["support_languages"] = list(self.config.languages)
-        tensors = {f"thinker.audio_tower.{k}": v for k, v in self.encoder.net.state_dict().items()}
-        tensors.update({f"thinker.model.{k}": v for k, v in self.decoder.state_dict().items()})
-        if self.lm_head is not None:
-            tensors["thinker.lm_head.weight"] = self.lm_head.weight
-        if self.ctc_head is not None:
-            tensors.update(
-                {f"thinker.ctc_head.{k}": v for k, v in self.ctc_head.state_dict().items()}
-            )
-        if dtype is not None:
-            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-        save_folder(path, config, tensors)
-        self.tokenizer.save(str(Path(path) / "tokenizer.json"))
+        parts = ASRParts(self.encoder, self.decoder, self.lm_head, self.ctc_head, self.config)
+        write_asr_folder(path, parts, self.audio_pad_id, self.tokenizer, dtype)
 
     # -- recognition --------------------------------------------------------------------------
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -557,7 +463,7 @@ class ASR(nn.Module):
             self.require_ctc()
         texts, languages, ids, words = [], [], [], []
         offset = 0.0
-        for segment in _segments(path, segment_seconds):
+        for segment in iter_quiet_segments(path, segment_seconds, SAMPLE_RATE):
             if np.any(segment):
                 result = self._transcribe_wav(
                     segment, forced, context, 512, timestamps=timestamps, offset=offset
@@ -575,28 +481,6 @@ class ASR(nn.Module):
         lang = next((x for x in languages if x), None)
         text = " ".join(texts)
         return Transcription(text=text, language=lang, token_ids=tuple(ids), words=tuple(words))
-
-
-def _segments(path: str | Path, segment_seconds: float) -> Iterator[np.ndarray]:
-    """Cut a file into segments at low-energy points, reading it block by block."""
-    from omnispeech.audio import iter_audio_blocks
-
-    limit = int(segment_seconds * SAMPLE_RATE)
-    frame = SAMPLE_RATE // 10  # 100 ms energy frames
-    buffer = np.zeros(0, dtype=np.float32)
-    for block in iter_audio_blocks(path, block_seconds=1.0, sample_rate=SAMPLE_RATE):
-        buffer = np.concatenate([buffer, block])
-        while buffer.shape[0] >= limit:
-            search_from = (limit * 3 // 4) // frame
-            energies = [
-                float(np.square(buffer[i * frame : (i + 1) * frame]).sum())
-                for i in range(search_from, limit // frame)
-            ]
-            cut = (search_from + int(np.argmin(energies))) * frame + frame // 2
-            yield buffer[:cut]
-            buffer = buffer[cut:]
-    if buffer.shape[0]:
-        yield buffer
 
 
 __all__ = ["ASR", "ASRConfig", "Transcription"]
