@@ -276,6 +276,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
         f"- Machine: {machine_line(res['machine'])}",
         f"- Date: {res['date']}",
         f"- Command: `{command}`",
+        f"- Tiles: {_tiles_line(res['tiles'])}",
         "- Weights: random N(0, 0.02²), identical in both (transformers' model saved in the",
         "  released `code2wav.*` layout and loaded by omnispeech). Reference:",
         '  `Qwen3OmniMoeCode2Wav` with `attn_implementation="sdpa"`. Timings interleave the two',
@@ -339,11 +340,28 @@ def markdown(res: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
+def _tiles_line(tiles: dict[str, Any]) -> str:
+    frames = tiles["fine_samples"] / 32  # the released shapes: 32 coarse samples per frame
+    source = {"measured": "measured on this machine", "given": "given"}.get(
+        tiles["source"], f"derived from the cache sizes ({tiles['source']})"
+    )
+    return (
+        f"coarse {tiles['coarse_frames']} frames, fine {tiles['fine_samples']} samples "
+        f"({frames:g} frames), {source}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     print_processor()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: short input, few repeats, no RESULTS.md"
+    )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="measure the best tile plan on this machine first (Code2Wav.tune_tiles) and time "
+        "with it; default: the plan derived from the cache sizes (or one stored by tuning)",
     )
     args = parser.parse_args(argv)
     s = QUICK if args.quick else FULL
@@ -357,6 +375,12 @@ def main(argv: list[str] | None = None) -> None:
             "machine": machine_info(),
             "settings": {**dataclasses.asdict(s), "quick": args.quick},
         }
+        if args.tune:
+            print("measuring tile plans ...", file=sys.stderr)
+            ours.tune_tiles(
+                store=False, progress=lambda p, t: print(f"  {p}: {t:.3f} s", file=sys.stderr)
+            )
+        results["tiles"] = dataclasses.asdict(ours.tiles)
         for name, fn in (
             ("offline", lambda: bench_offline(ref, ours, s)),
             ("streaming", lambda: bench_streaming(ref, ours, s)),
@@ -375,7 +399,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.quick:
         write_section(
             "vocoder",
-            markdown(results, "python -m benchmarks.bench_vocoder"),
+            markdown(
+                results, "python -m benchmarks.bench_vocoder" + (" --tune" if args.tune else "")
+            ),
             processor=processor_line(results["machine"]),
         )
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from omnispeech.core.cpuinfo import cpu_caches, cpu_model
+
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 RESULTS_HEADER = (
     "# Benchmark results\n\n"
@@ -132,67 +134,6 @@ def gemv_bandwidth(rows: int = 8192, cols: int = 8192, repeats: int = 10) -> dic
         "median_s": t.median,
         "gb_per_s": w.numel() * w.element_size() / t.median / 1e9,
     }
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else what :mod:`platform` reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-_SYS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-def _bytes(text: str) -> int:
-    """``48K`` / ``2048K`` / ``4 MiB`` / ``1M`` -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if not m:
-        raise ValueError(f"not a size: {text!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-
-
-def cpu_caches(root: Path = _SYS_CACHE) -> dict[str, int]:
-    """Cache sizes one core sees, in bytes: ``{"L1d", "L1i", "L2", "L3"}`` (those present).
-
-    Read from sysfs (``cpu0/cache/index*``: level, type, size); where that is missing, from
-    ``lscpu``, whose totals are divided by their instance count. Shared caches (L3) are given
-    whole, as the core can fill all of it.
-    """
-    caches: dict[str, int] = {}
-    try:
-        for index in sorted(root.glob("index*")):
-            level = (index / "level").read_text().strip()
-            kind = (index / "type").read_text().strip()
-            name = f"L{level}" + {"Data": "d", "Instruction": "i"}.get(kind, "")
-            caches[name] = _bytes((index / "size").read_text())
-    except (OSError, ValueError):
-        caches = {}
-    if caches:
-        return caches
-    import subprocess
-
-    try:
-        text = subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return lscpu_caches(text)
-
-
-def lscpu_caches(text: str) -> dict[str, int]:
-    """Per-instance cache sizes from ``lscpu`` output (``L2 cache: 4 MiB (2 instances)``)."""
-    caches: dict[str, int] = {}
-    pattern = r"^(L\d[di]?) cache:\s*([\d.]+\s*[KMG]?i?B?)(?:\s*\((\d+) instances?\))?"
-    for m in re.finditer(pattern, text, re.MULTILINE):
-        caches[m.group(1)] = _bytes(m.group(2)) // int(m.group(3) or 1)
-    return caches
 
 
 def _size(n: int) -> str:

@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import (
-    RESULTS_HEADER,
-    cpu_caches,
-    lscpu_caches,
-    processor_line,
-    write_section,
-)
+from benchmarks.common import RESULTS_HEADER, processor_line, write_section
+from omnispeech.core.cpuinfo import cpu_caches, lscpu_caches
 
 XEON = "Intel Xeon, 2 logical cores (L1d 48 KiB, L2 2 MiB)"
 EPYC = "AMD EPYC 7B13, 2 logical cores (L1d 32 KiB, L2 512 KiB)"

@@ -45,16 +45,18 @@ def test_omni_window_and_long_input(tmp_path):
     assert (mine(codes) - expected).abs().max() < TOL
 
 
-@pytest.mark.parametrize("coarse,fine", [(1, 1), (3, 5), (64, 64)])
+# Fine tiles of a fraction of a frame (down to one coarse sample) are what small-L2 cores get.
+@pytest.mark.parametrize("coarse,fine", [(1, 1), (3, 5), (64, 64), (2, 0.25), (5, 1 / 32)])
 def test_tile_sizes_do_not_change_the_output(omni_pair, coarse, fine):
     _, mine = omni_pair
     codes = torch.randint(0, 64, (2, 16, 23), generator=torch.Generator().manual_seed(4))
     base = mine(codes)
+    plan = mine.tiles
     mine.coarse_frames, mine.fine_frames = coarse, fine
     try:
         assert (mine(codes) - base).abs().max() < 1e-6
     finally:
-        mine.coarse_frames, mine.fine_frames = 32, 2
+        mine.set_tiles(plan)
 
 
 def test_padded_batch_decode_matches_items(omni_pair):

@@ -14,8 +14,7 @@ weights are large, run on wider tiles so that each weight read serves many sampl
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -39,14 +38,20 @@ from omnispeech.vocoder.conv import (
 )
 from omnispeech.vocoder.embed import MeanCodeEmbedding, SplitResidualDequantizer
 from omnispeech.vocoder.layouts import OWN_MODEL_TYPE, detect_layout
+from omnispeech.vocoder.tiles import (
+    COARSE_BLOCKS,
+    TilePlan,
+    coarse_hop,
+    default_plan,
+    measure_plan,
+    plan_key,
+    store_plan,
+    time_decode,
+)
 from omnispeech.vocoder.transformer import PreTransformer
 
 # Frames per transformer call when a call holds many (bounds the attention memory offline).
 TRANSFORMER_BLOCK = 256
-# Decoder blocks run on coarse tiles: their weights are large and their activations small, so
-# wide tiles amortise reading the weights. The later blocks (few channels, high rates) run on
-# fine tiles that keep their activations in cache.
-COARSE_BLOCKS = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,19 +93,30 @@ class Code2Wav(StreamingModule[_Stream]):
     Args:
         cfg: the network shape.
         coarse_frames: frames per tile of the upsampler and first decoder block.
-        fine_frames: frames per tile of the later decoder blocks. Tiles change speed and memory
-            only; the output is the same for any tile sizes.
+        fine_frames: frames per tile of the later decoder blocks (fractions allowed: on a
+            core with a small L2 cache a tile of less than a frame is fastest). None (both):
+            this machine's plan (:func:`omnispeech.vocoder.tiles.default_plan`: a measured one
+            if :meth:`tune_tiles` stored it, else derived from the cache sizes). Tiles change
+            speed and memory only; the output is the same for any tile sizes.
     """
 
-    def __init__(self, cfg: Code2WavConfig, coarse_frames: int = 32, fine_frames: int = 2) -> None:
+    def __init__(
+        self,
+        cfg: Code2WavConfig,
+        coarse_frames: int | None = None,
+        fine_frames: float | None = None,
+    ) -> None:
         super().__init__()
-        if coarse_frames < 1 or fine_frames < 1:
-            raise ValueError("tile sizes must be >= 1 frame")
         self.cfg = cfg
-        self.coarse_frames = coarse_frames
-        self.fine_frames = fine_frames
-        ratios = (*cfg.upsampling_ratios, *cfg.upsample_rates[:COARSE_BLOCKS])
-        self._coarse_hop = math.prod(ratios)  # coarse-stage samples per frame
+        self._coarse_hop = coarse_hop(cfg)  # coarse-stage samples per frame
+        plan = default_plan(cfg)
+        self.set_tiles(
+            TilePlan(
+                plan.coarse_frames if coarse_frames is None else coarse_frames,
+                plan.fine_samples if fine_frames is None else self._fine_samples(fine_frames),
+                plan.source if coarse_frames is None and fine_frames is None else "given",
+            )
+        )
         trim = cfg.trims_left
         if cfg.flavor == "omni":
             self.code_embedding = MeanCodeEmbedding(cfg)
@@ -130,6 +146,64 @@ class Code2Wav(StreamingModule[_Stream]):
             ]
         )
 
+    # -- tiles ----------------------------------------------------------------------------------
+    @property
+    def tiles(self) -> TilePlan:
+        """The tile plan in force (see :mod:`omnispeech.vocoder.tiles`)."""
+        return self._tiles
+
+    def set_tiles(self, plan: TilePlan) -> None:
+        """Use these tile widths from the next call on (the output does not change)."""
+        self._tiles = plan
+
+    @property
+    def coarse_frames(self) -> int:
+        """Coarse tile width in code frames."""
+        return self._tiles.coarse_frames
+
+    @coarse_frames.setter
+    def coarse_frames(self, frames: int) -> None:
+        self.set_tiles(dataclasses.replace(self._tiles, coarse_frames=frames))
+
+    @property
+    def fine_frames(self) -> float:
+        """Fine tile width in code frames (coarse-stage samples / samples per frame)."""
+        return self._tiles.fine_samples / self._coarse_hop
+
+    @fine_frames.setter
+    def fine_frames(self, frames: float) -> None:
+        self.set_tiles(dataclasses.replace(self._tiles, fine_samples=self._fine_samples(frames)))
+
+    def _fine_samples(self, frames: float) -> int:
+        if not frames > 0:
+            raise ValueError(f"tile sizes must be positive, got {frames!r} frames")
+        return max(1, round(frames * self._coarse_hop))
+
+    def tune_tiles(
+        self,
+        frames: int = 25,
+        repeats: int = 2,
+        store: bool = True,
+        progress: Callable[[TilePlan, float], None] | None = None,
+    ) -> TilePlan:
+        """Time candidate tile plans on this machine and keep the fastest.
+
+        Decodes ``frames`` random frames (2 s by default) ``repeats + 1`` times per candidate
+        (9 candidates; about 10-30 s at the released shapes on 2 cores). With ``store`` the plan
+        is written to the plan file (:func:`omnispeech.vocoder.tiles.plan_file`) under this
+        processor, thread count, shape and dtype, so every later Code2Wav built here uses it.
+
+        Returns:
+            The plan now in force.
+        """
+        if self.is_streaming:
+            raise RuntimeError("tune_tiles decodes offline: leave streaming() first")
+        plan = measure_plan(time_decode(self, frames, repeats), self.cfg, progress=progress)
+        self.set_tiles(plan)
+        if store:
+            store_plan(plan_key(self.cfg, self.pre_transformer.norm.weight.dtype), plan)
+        return plan
+
     @property
     def sample_rate(self) -> int:
         """Output samples per second (24000)."""
@@ -147,19 +221,20 @@ class Code2Wav(StreamingModule[_Stream]):
         name_or_path: str | Path,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
-        coarse_frames: int = 32,
-        fine_frames: int = 2,
+        coarse_frames: int | None = None,
+        fine_frames: float | None = None,
     ) -> Code2Wav:
         """Load from a Qwen3-Omni, Qwen3-TTS-Tokenizer-12Hz or omnispeech folder.
 
-        Only the vocoder's tensors are read, however large the checkpoint.
+        Only the vocoder's tensors are read, however large the checkpoint. Tile widths as in
+        :class:`Code2Wav` (None: this machine's plan for the model's shape and ``dtype``).
 
         Raises:
             CheckpointError: missing folder, wrong kind of checkpoint, or mismatched keys.
         """
         folder = CheckpointFolder(resolve_folder(name_or_path))
         layout = detect_layout(folder)
-        return load_module(
+        model = load_module(
             folder,
             lambda: cls(layout.config, coarse_frames, fine_frames),
             layout.prefix,
@@ -167,6 +242,9 @@ class Code2Wav(StreamingModule[_Stream]):
             device,
             layout.kind,
         )
+        if coarse_frames is None and fine_frames is None:
+            model.set_tiles(default_plan(model.cfg, dtype))  # 16-bit activations: wider tiles
+        return model
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` + ``model.safetensors`` (released names under ``code2wav.``)."""
@@ -270,7 +348,7 @@ class Code2Wav(StreamingModule[_Stream]):
             # Padding may hold anything (e.g. -1); embed a valid code there and ignore it.
             codes = codes.clamp_min(0)
         hidden = self._embed(codes, lengths)  # [B, latent, T]
-        fine_step = self.fine_frames * self._coarse_hop
+        fine_step = self._tiles.fine_samples
         pieces = []
         for h, n in _tiles(hidden, lengths, self.coarse_frames):
             h, n = self._coarse(h, n)
