@@ -28,7 +28,7 @@ import enum
 import math
 import sys
 from fractions import Fraction
-from typing import Final
+from typing import Final, Protocol
 
 from omnispeech.config import FrozenConfig
 
@@ -144,25 +144,7 @@ class RatePolicy(FrozenConfig):
     speed: float = 1.0
 
     def __post_init__(self) -> None:
-        # bool is an int subclass; a True look-ahead is a bug, not "1".
-        if isinstance(self.lookahead, bool) or not isinstance(self.lookahead, int):
-            raise ValueError(f"lookahead must be an int, got {self.lookahead!r}")
-        if self.lookahead < 0:
-            raise ValueError(f"lookahead must be >= 0 text tokens, got {self.lookahead}")
-        for name in ("frames_per_token", "min_frames_per_token", "max_frames_per_token", "speed"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if self.min_frames_per_token > self.max_frames_per_token:
-            raise ValueError(
-                f"min_frames_per_token ({self.min_frames_per_token}) must not exceed "
-                f"max_frames_per_token ({self.max_frames_per_token})"
-            )
-        if not self.min_frames_per_token <= self.frames_per_token <= self.max_frames_per_token:
-            raise ValueError(
-                f"frames_per_token ({self.frames_per_token}) must lie within "
-                f"[{self.min_frames_per_token}, {self.max_frames_per_token}]"
-            )
+        check_rate_fields(self)
 
     @classmethod
     def released(cls, *, streaming_text: bool = True) -> RatePolicy:
@@ -205,6 +187,50 @@ class RatePolicy(FrozenConfig):
         ``ceil(hi)`` (>= 1)."""
         hi = Fraction(self.max_frames_per_token) / Fraction(self.speed)
         return max(1, math.ceil(hi))
+
+
+class RateFields(Protocol):
+    """The fields every rate policy has, read-only (see :class:`RatePolicy` for their units)."""
+
+    @property
+    def lookahead(self) -> int: ...
+    @property
+    def frames_per_token(self) -> float: ...
+    @property
+    def min_frames_per_token(self) -> float: ...
+    @property
+    def max_frames_per_token(self) -> float: ...
+    @property
+    def speed(self) -> float: ...
+
+
+def check_rate_fields(config: RateFields) -> None:
+    """Validate the fields a rate policy shares (look-ahead, target, bounds, speed).
+
+    Shared by :class:`RatePolicy` and the single-stream policy, whose fields mean the same.
+
+    Raises:
+        ValueError: naming the offending field.
+    """
+    # bool is an int subclass; a True look-ahead is a bug, not "1".
+    if isinstance(config.lookahead, bool) or not isinstance(config.lookahead, int):
+        raise ValueError(f"lookahead must be an int, got {config.lookahead!r}")
+    if config.lookahead < 0:
+        raise ValueError(f"lookahead must be >= 0 text tokens, got {config.lookahead}")
+    for name in ("frames_per_token", "min_frames_per_token", "max_frames_per_token", "speed"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if config.min_frames_per_token > config.max_frames_per_token:
+        raise ValueError(
+            f"min_frames_per_token ({config.min_frames_per_token}) must not exceed "
+            f"max_frames_per_token ({config.max_frames_per_token})"
+        )
+    if not config.min_frames_per_token <= config.frames_per_token <= config.max_frames_per_token:
+        raise ValueError(
+            f"frames_per_token ({config.frames_per_token}) must lie within "
+            f"[{config.min_frames_per_token}, {config.max_frames_per_token}]"
+        )
 
 
 def round_half_up(value: Fraction) -> int:

@@ -77,7 +77,7 @@ def build_training_stream(
     if alignment is None:
         starts = _even_starts(n, n_frames, policy)
     else:
-        starts = _checked_alignment(alignment, n, n_frames)
+        starts = check_alignment(alignment, n, n_frames)
         starts.append(n_frames - 1)  # the end of the text: as late as the frames allow
     entries = _entry_frames(starts, n, n_frames, policy)
 
@@ -91,7 +91,7 @@ def build_training_stream(
     return stream
 
 
-def _checked_alignment(alignment: Sequence[int], n: int, n_frames: int) -> list[int]:
+def check_alignment(alignment: Sequence[int], n: int, n_frames: int) -> list[int]:
     """The alignment as a list, after checking length, range and order."""
     starts = [int(a) for a in alignment]
     if len(starts) != n:
