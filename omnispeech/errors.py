@@ -40,6 +40,10 @@ class InputError(OmnispeechError):
     """An argument outside the range the model accepts (wrong shape, dtype or value)."""
 
 
+class LanguageError(InputError):
+    """A language that the model, or its text front end (e.g. espeak-ng), cannot speak."""
+
+
 class TokenizerError(OmnispeechError):
     """A tokenizer that cannot be built from the files of a checkpoint folder."""
 

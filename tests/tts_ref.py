@@ -1,7 +1,8 @@
 """A tiny random Qwen3-TTS folder built by omnispeech itself (no network, a few seconds).
 
 Talker (16 code groups, 2048-entry codebooks so that its codes are valid for the codec), code
-predictor, ECAPA speaker encoder, a byte-level tokenizer with the Qwen/TTS special tokens and a
+predictor, ECAPA speaker encoder, a byte-level tokenizer with the Qwen/TTS special tokens (or,
+with ``phonemes``, the espeak-ng phoneme front end declared in ``text_frontend.json``) and a
 tiny 12 Hz codec exported by the codec training code, all in the released folder layout.
 """
 
@@ -18,6 +19,7 @@ import torch
 from omnispeech.pipelines import tts_loop
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tts import TTS
+from omnispeech.pipelines.tts_frontend import PhonemeFrontend
 from omnispeech.pipelines.tts_loop import GenerationWarning
 from omnispeech.pipelines.tts_prompt import VoicePrompt
 from omnispeech.talker import (
@@ -72,10 +74,11 @@ def tiny_codec(path: Path, seed: int = 0) -> Path:
     return TrainableCodec(cfg, CodecRunConfig()).export(path)
 
 
-def tiny_tts(path: Path, seed: int = 0) -> Path:
-    """Write a tiny random Qwen3-TTS Base folder at ``path`` and return it."""
-    tok = tiny_tokenizer(TTS_SPECIALS)
-    sid = tok.token_to_id
+def tiny_tts(path: Path, seed: int = 0, phonemes: bool = False) -> Path:
+    """Write a tiny random Qwen3-TTS Base folder at ``path`` and return it; with ``phonemes``
+    it reads text as espeak-ng IPA (default inventory) instead of BPE."""
+    tok = PhonemeFrontend() if phonemes else tiny_tokenizer(TTS_SPECIALS)
+    sid = tok.tokenizer.token_to_id if phonemes else tok.token_to_id
     tokens = TalkerTokens(
         tts_pad=sid("<|tts_pad|>"),
         tts_bos=sid("<|tts_text_bos|>"),
@@ -92,7 +95,7 @@ def tiny_tts(path: Path, seed: int = 0) -> Path:
         num_kv_heads=2,
         head_dim=8,
         max_positions=4096,
-        text_vocab_size=tok.get_vocab_size(),
+        text_vocab_size=tok.vocab_size if phonemes else tok.get_vocab_size(),
         text_hidden_size=24,
         projection_size=24,
     )

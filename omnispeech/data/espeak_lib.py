@@ -5,22 +5,21 @@ library reports, while it synthesises, an event for each word with its position 
 and in the audio. That gives a true word alignment for any text in any espeak-ng voice: the
 reference for measuring word timestamps, and alignments for training streams.
 
-The C API is reached through ctypes (Debian's ``libespeak-ng1``, or the library inside the
-``espeakng-loader`` wheel when that is installed).
+The C API is reached through ctypes, through the one handle this process shares with the
+phoneme front end (:mod:`omnispeech.pipelines.espeak`: Debian's ``libespeak-ng1``, or the
+library inside the ``espeakng-loader`` wheel when that is installed).
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import dataclasses
-import threading
 
 import numpy as np
 
-from omnispeech.errors import DependencyError, InputError
+from omnispeech.errors import InputError
+from omnispeech.pipelines.espeak import LOCK, library
 
-_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
 _EVENT_WORD = 1
 _EVENT_END = 0
@@ -39,21 +38,6 @@ class _Event(ctypes.Structure):
     ]
 
 
-class _Voice(ctypes.Structure):
-    # espeak_VOICE of speak_lib.h: what espeak_SetVoiceByProperties matches against.
-    _fields_ = (
-        ("name", ctypes.c_char_p),
-        ("languages", ctypes.c_char_p),
-        ("identifier", ctypes.c_char_p),
-        ("gender", ctypes.c_ubyte),
-        ("age", ctypes.c_ubyte),
-        ("variant", ctypes.c_ubyte),
-        ("xx1", ctypes.c_ubyte),
-        ("score", ctypes.c_int),
-        ("spare", ctypes.c_void_p),
-    )
-
-
 _CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
 )
@@ -68,26 +52,21 @@ class SpokenWord:
 
 
 class EspeakLibrary:
-    """One loaded espeak-ng library (calls are serialised: the library is not re-entrant).
+    """Speech with word times from the process-wide espeak-ng library
+    (:func:`omnispeech.pipelines.espeak.library`); calls are serialised by its lock, since the
+    library is not re-entrant and its voice and callback are global.
 
     Raises:
         DependencyError: no espeak-ng library is installed.
     """
 
-    _lock = threading.Lock()
-
     def __init__(self) -> None:
-        path, data = _locate()
-        self.lib = ctypes.CDLL(path)
-        self.lib.espeak_Initialize.restype = ctypes.c_int
-        rate = self.lib.espeak_Initialize(_SYNCHRONOUS, 0, data, 0)
-        if rate <= 0:
-            raise DependencyError(f"espeak-ng could not be initialised from {path}")
-        self.sample_rate = int(rate)
+        self._handle = library()
+        self.lib = self._handle.lib
+        self.sample_rate = self._handle.sample_rate
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, int]] = []
-        self._callback = _CALLBACK(self._on_audio)  # kept alive as long as the library
-        self.lib.espeak_SetSynthCallback(self._callback)
+        self._callback = _CALLBACK(self._on_audio)  # kept alive as long as this object
 
     def _on_audio(self, wav, n: int, events) -> int:
         if n > 0:
@@ -100,15 +79,6 @@ class EspeakLibrary:
             i += 1
         return 0
 
-    def _set_voice(self, voice: str) -> bool:
-        """Select ``voice`` as the espeak-ng program does: by voice file name first, then by
-        language (``fr-fr`` names no voice file but is the French voice's language; a
-        ``+variant`` suffix is honoured either way)."""
-        if self.lib.espeak_SetVoiceByName(voice.encode()) == 0:
-            return True
-        wanted = _Voice(languages=voice.encode())
-        return self.lib.espeak_SetVoiceByProperties(ctypes.byref(wanted)) == 0
-
     def speak(self, text: str, voice: str) -> tuple[np.ndarray, list[SpokenWord]]:
         """Synthesise ``text`` with ``voice`` (``en-us``, ``de+f3``, ...).
 
@@ -118,9 +88,11 @@ class EspeakLibrary:
         Raises:
             InputError: an unknown voice.
         """
-        with self._lock:
-            if not self._set_voice(voice):
+        with LOCK:
+            if not self._handle.set_voice(voice):
                 raise InputError(f"espeak-ng has no voice {voice!r}")
+            # The callback is global to the library: claim it for this call.
+            self.lib.espeak_SetSynthCallback(self._callback)
             self._chunks, self._events = [], []
             data = text.encode("utf-8")
             self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
@@ -133,20 +105,3 @@ class EspeakLibrary:
             if length > 0
         ]
         return wav.astype(np.float32), words
-
-
-def _locate() -> tuple[str, bytes | None]:
-    """The library's path and its data folder (None: the library's built-in default)."""
-    try:
-        import espeakng_loader
-
-        return espeakng_loader.get_library_path(), espeakng_loader.get_data_path().encode()
-    except ImportError:
-        pass
-    path = ctypes.util.find_library("espeak-ng")
-    if path is None:
-        raise DependencyError(
-            "the espeak-ng library is not installed: apt-get install libespeak-ng1 "
-            "(or pip install espeakng-loader)"
-        )
-    return path, None

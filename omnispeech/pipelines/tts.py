@@ -3,6 +3,8 @@
 One Qwen3-TTS folder holds everything: ``config.json`` + safetensors (``talker.*`` and, for
 Base models, ``speaker_encoder.*``), the Qwen tokenizer files, ``speech_tokenizer/`` (the
 12 Hz codec: encoder for reference clips, Code2Wav for output) and ``generation_config.json``.
+A folder may instead declare a phoneme text front end in ``text_frontend.json`` (see
+:mod:`omnispeech.pipelines.tts_frontend`); without one, text is read by the BPE tokenizer.
 
 Usage::
 
@@ -36,11 +38,10 @@ from omnispeech.core.sampling import SamplingConfig
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.interleave import RatePolicy
 from omnispeech.pipelines.codec import Codec
-from omnispeech.pipelines.tokenizer import load_tokenizer
 from omnispeech.pipelines.tts_batch import frames_batch
+from omnispeech.pipelines.tts_frontend import BpeFrontend, TextFrontend, load_frontend
 from omnispeech.pipelines.tts_loop import SynthesisRequest, frames
 from omnispeech.pipelines.tts_prompt import ARRANGEMENTS, VoicePrompt
-from omnispeech.pipelines.tts_text import TextFeed
 from omnispeech.talker import GenerationConfig, SpeakerEncoder, Talker
 from omnispeech.talker.config import qwen3_tts_config
 
@@ -54,7 +55,8 @@ class TTSOptions:
     """Per-call settings of :meth:`TTS.synthesize` / :meth:`TTS.stream`.
 
     Attributes:
-        language: a language of the checkpoint (``TTS.languages``) or ``auto``.
+        language: a language of the checkpoint (``TTS.languages``) or ``auto``; with a
+            phoneme front end it also picks the espeak-ng voice that reads the text.
         seed: sampling seed (None draws one; :attr:`TTS.last_seed` tells which).
         speed: speech speed control for the text feed (> 1 faster, < 1 slower; 1 = as
             trained). With the released models, text already enters at the fastest rate the
@@ -81,7 +83,8 @@ class TTS:
     Args:
         talker: a Qwen3-TTS talker with its code predictor.
         codec: the 12 Hz speech codec (reference clips in, audio out).
-        tokenizer: the Qwen text tokenizer.
+        tokenizer: the Qwen text tokenizer, or a text front end (e.g.
+            :class:`~omnispeech.pipelines.tts_frontend.PhonemeFrontend`).
         speaker_encoder: the ECAPA speaker encoder (Base models), or None.
         generation: default sampling settings.
         max_segment_tokens: most text tokens per utterance; longer text is split.
@@ -91,7 +94,7 @@ class TTS:
         self,
         talker: Talker,
         codec: Codec,
-        tokenizer: Tokenizer,
+        tokenizer: Tokenizer | TextFrontend,
         speaker_encoder: SpeakerEncoder | None = None,
         generation: GenerationConfig | None = None,
         max_segment_tokens: int = 150,
@@ -106,18 +109,20 @@ class TTS:
                 f"the talker makes {talker.num_code_groups} codebooks per frame but the codec "
                 f"decodes {codec.decoder.cfg.num_quantizers}"
             )
-        if tokenizer.get_vocab_size() > talker.spec.talker.text_vocab_size:
+        frontend = tokenizer if isinstance(tokenizer, TextFrontend) else BpeFrontend(tokenizer)
+        if frontend.vocab_size > talker.spec.talker.text_vocab_size:
             raise CheckpointError(
-                f"the tokenizer has {tokenizer.get_vocab_size()} tokens but the talker embeds "
+                f"the tokenizer has {frontend.vocab_size} tokens but the talker embeds "
                 f"only {talker.spec.talker.text_vocab_size}: tokenizer and model do not match"
             )
+        frontend.check(talker.spec.tokens)
         self.talker = talker
         self.codec = codec
-        self.tokenizer = tokenizer
+        self.frontend = frontend
         self.speaker_encoder = speaker_encoder
         self.generation = generation or GenerationConfig()
         self.max_segment_tokens = max_segment_tokens
-        self.role_ids = tokenizer.encode("<|im_start|>assistant\n").ids
+        self.role_ids = frontend.role_ids
         self.last_seed: int | None = None
         self.last_seeds: list[int] = []  # of the last codes_batch / synthesize_batch
         # How frames are stepped: the reference loop, or on a CUDA GPU the fixed-shape step
@@ -172,12 +177,13 @@ class TTS:
         if folder.has_prefix("speaker_encoder."):
             speaker = SpeakerEncoder.from_pretrained(path, dtype=dtype, device=device)
         generation = _read_generation(path / "generation_config.json")
-        tts = cls(talker, codec, load_tokenizer(path), speaker, generation)
+        tts = cls(talker, codec, load_frontend(path), speaker, generation)
         tts._source = path
         return tts
 
     def save_pretrained(self, path: str | Path) -> None:
-        """Write a Qwen3-TTS-layout folder: weights, config, tokenizer, codec, sampling."""
+        """Write a Qwen3-TTS-layout folder: weights, config, text front end (tokenizer or
+        phoneme declaration), codec, sampling."""
         out = Path(path)
         tensors = {f"talker.{k}": v for k, v in self.talker.state_dict().items()}
         extra: dict = {"tts_model_type": "custom_voice"}
@@ -191,7 +197,7 @@ class TTS:
             }
         extra["tokenizer_type"] = "qwen3_tts_tokenizer_12hz"
         save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
-        self.tokenizer.save(str(out / "tokenizer.json"))
+        self.frontend.save(out)
         if self._source is None or not (self._source / "speech_tokenizer").is_dir():
             raise CheckpointError("the codec folder this model was loaded with is unknown")
         if (out / "speech_tokenizer").resolve() != (self._source / "speech_tokenizer").resolve():
@@ -199,6 +205,11 @@ class TTS:
         _write_generation(out / "generation_config.json", self.generation)
 
     # -- what the model knows -------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        """The BPE tokenizer of a model that reads text as BPE (None with phonemes)."""
+        return self.frontend.tokenizer if isinstance(self.frontend, BpeFrontend) else None
+
     @property
     def sample_rate(self) -> int:
         """Output samples per second (24000)."""
@@ -222,6 +233,7 @@ class TTS:
         ref_text: str | None = None,
         sample_rate: int | None = None,
         speaker: str | None = None,
+        language: str = "auto",
     ) -> VoicePrompt:
         """A reusable voice from a reference clip, or a built-in speaker.
 
@@ -233,6 +245,8 @@ class TTS:
             ref_text: transcript of the clip for in-context cloning.
             sample_rate: rate of in-memory samples (Hz).
             speaker: a built-in speaker name instead of a clip.
+            language: the language of ``ref_text``, for models that read phonemes (which
+                espeak-ng voice reads it); BPE models read any language as written.
 
         Raises:
             InputError: neither or both of a clip and a speaker; cloning with a model that
@@ -267,7 +281,7 @@ class TTS:
             vector = self.speaker_encoder.embed(x)[0]
         if ref_text is None:
             return VoicePrompt(speaker=vector)
-        ids = self.tokenizer.encode(ref_text.strip(), add_special_tokens=False).ids
+        ids = self.frontend.encode(ref_text.strip(), language)
         if not ids:
             raise InputError("the reference transcript is empty; omit it for x-vector cloning")
         device = next(self.codec.encoder.parameters()).device
@@ -298,10 +312,7 @@ class TTS:
         generator = torch.Generator(device=device).manual_seed(seed)
         policy = RatePolicy.released(streaming_text=arrangement == "stream")
         policy = dataclasses.replace(policy, speed=options.speed)
-        feed = TextFeed(
-            lambda s: self.tokenizer.encode(s, add_special_tokens=False).ids,
-            self.max_segment_tokens,
-        )
+        feed = self.frontend.feed(self.max_segment_tokens, options.language)
         return SynthesisRequest(
             talker=self.talker,
             role_ids=self.role_ids,
@@ -320,7 +331,7 @@ class TTS:
     def _instruct_ids(self, instruct: str | None) -> list[int] | None:
         if instruct is None or not instruct.strip():
             return None  # an empty instruction means none, as in the released wrapper
-        return self.tokenizer.encode(f"<|im_start|>user\n{instruct.strip()}<|im_end|>\n").ids
+        return self.frontend.instruct_ids(instruct.strip())
 
     def codes(
         self, text: str | Iterable[str], voice: VoicePrompt | None = None, **options

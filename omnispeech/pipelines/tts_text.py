@@ -8,6 +8,10 @@ decision is taken word by word, in order, on complete words only:
   never merges across those points, so the tokens of a text prefix ending there are a prefix of
   the tokens of the whole text). A word is released once the next one has begun or the text is
   finished: a word still being written may change.
+* A front end whose conversion looks across words (phonemes: espeak-ng reads "the" before a
+  vowel differently, and "Dr." or "1,000" from their neighbours) passes ``cuts`` that find
+  larger units, whole clauses (:func:`omnispeech.pipelines.espeak.clause_ends`); a unit is
+  then released once the next has begun, exactly as a word is.
 * A segment (one utterance for the talker) takes words until it holds at least ``min_tokens``
   tokens and a word ends a sentence, or until the next word would exceed ``max_tokens``; a single
   word longer than ``max_tokens`` is cut between tokens. Text over the model's limit is split
@@ -29,6 +33,11 @@ _SENTENCE_END = re.compile(r"[.!?;:\u2026\u3002\uff01\uff1f\uff1b][\"')\]\u201d\
 SEGMENT_END = None  # what :meth:`TextFeed.take` returns when the current segment is complete
 
 
+def word_ends(text: str) -> list[int]:
+    """Character offsets where the words of ``text`` end (see the module docstring)."""
+    return [m.start() for m in _BOUNDARY.finditer(text)]
+
+
 class TextFeed:
     """Text pieces in, token ids out, in segments of at most ``max_tokens``.
 
@@ -37,14 +46,22 @@ class TextFeed:
         max_tokens: most text tokens in one segment (the model's per-utterance limit).
         min_tokens: a segment ends at the first sentence end once it holds this many tokens
             (default ``max_tokens // 2``).
+        cuts: text -> offsets where its units end (default :func:`word_ends`). ``tokenize``
+            of text that ends at a cut must give a prefix of the tokens of any longer text,
+            and a prefix of a text must have a prefix of its cuts.
     """
 
     def __init__(
-        self, tokenize: Callable[[str], list[int]], max_tokens: int, min_tokens: int | None = None
+        self,
+        tokenize: Callable[[str], list[int]],
+        max_tokens: int,
+        min_tokens: int | None = None,
+        cuts: Callable[[str], list[int]] = word_ends,
     ) -> None:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         self._tokenize = tokenize
+        self._cuts = cuts
         self.max_tokens = max_tokens
         self.min_tokens = max_tokens // 2 if min_tokens is None else min_tokens
         self._pending = ""  # text received and not yet placed in a segment
@@ -93,10 +110,9 @@ class TextFeed:
 
     # -- internals ------------------------------------------------------------------------------
     def _words(self) -> list[str]:
-        """Complete words of the pending text (the last one only once finished)."""
-        cuts = [m.start() for m in _BOUNDARY.finditer(self._pending)]
+        """Complete words (units) of the pending text (the last one only once finished)."""
         words, start = [], 0
-        for cut in cuts:
+        for cut in self._cuts(self._pending):
             words.append(self._pending[start:cut])
             start = cut
         if self._finished and start < len(self._pending):
