@@ -188,3 +188,33 @@ def test_cli_trains_exports_and_reports_config_errors_in_one_line(corpus, tmp_pa
     assert result.output.strip().splitlines() == [
         "Error: TTSDataConfig: unknown config keys ['batch_frame']"
     ]
+
+
+def test_speaker_encoder_fills_the_slot_and_the_export_clones(corpus, tmp_path, monkeypatch):
+    from tests.tts_ref import tiny_tts
+
+    base = tiny_tts(tmp_path / "base")  # its speaker encoder gives 32 values = hidden_size
+    root = tmp_path / "voices"
+    root.mkdir()
+    lines = []
+    for n, text in enumerate(TEXTS[:2]):
+        sf.write(root / f"v{n}.wav", _tone(1.2, 120 + 30 * n, n), 24000)
+        lines.append({"path": f"v{n}.wav", "text": text, "language": "en", "split": "train"})
+    sf.write(root / "short.wav", _tone(0.5, 150, 9), 24000)  # too short for an x-vector
+    lines.append({"path": "short.wav", "text": "hi", "language": "en", "split": "train"})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cfg = _config(corpus, steps=2, save_every=2)
+    cfg = cfg.replace(
+        model=cfg.model.replace(speaker_encoder=str(base)),
+        data=cfg.data.replace(train=str(root / "manifest.jsonl"), valid=""),
+    )
+    trainer = TTSTrainer(cfg, tmp_path / "run", progress=False)
+    assert dict(trainer.skipped) == {"no_speaker_vector": 1}
+    assert trainer.train_cache.speakers.shape == (2, 32)
+    batch = trainer.batcher.batch(0, 0, 0)
+    assert batch.speakers is not None and batch.speaker_mask.sum() == batch.text_ids.shape[0]
+    tts = TTS.from_pretrained(trainer.fit(progress=False))
+    assert tts.speaker_encoder is not None
+    with short_guard(monkeypatch, 0.4, 0.0):
+        wav = tts.synthesize("save it", tts.voice(root / "v0.wav"), seed=0)
+    assert wav.size > 0 and np.isfinite(wav).all()

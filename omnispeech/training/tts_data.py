@@ -90,8 +90,9 @@ class CodeCache:
         utterances: the usable utterances, in manifest order.
         codes: ``[K, total]`` int64 codes of all utterances, end to end.
         speakers: ``[U, hidden]`` x-vectors (one per utterance) or None.
-        skipped: utterances left out, by reason (``unreadable``, ``too_short``, and those of
-            the manifest reader: ``missing``, ``no_text``, ``too_long``).
+        skipped: utterances left out, by reason (``unreadable``, ``too_short``,
+            ``no_speaker_vector``, and those of the manifest reader: ``missing``, ``no_text``,
+            ``too_long``).
     """
 
     utterances: list[CachedUtterance]
@@ -131,7 +132,8 @@ def build_cache(  # noqa: PLR0913 - where the cache goes and what fills it
         name: the cache's file stem (``train``, ``valid``).
         items: utterances from :func:`~omnispeech.training.asr_data.read_transcribed`.
         skipped: that reader's counts; files the codec cannot decode are added under
-            ``unreadable``, files too short for one frame under ``too_short``.
+            ``unreadable``, files too short for one frame under ``too_short``, clips the
+            speaker encoder refuses (silent, under 1 s) under ``no_speaker_vector``.
         codec_dir: the codec folder.
         folder: where the cache files go (``OUT/cache``).
         speaker: a speaker encoder for the x-vectors, or None.
@@ -165,11 +167,15 @@ def build_cache(  # noqa: PLR0913 - where the cache goes and what fills it
                 bar.update(1)
             try:
                 c = codec.encode_file(utt.path)
+            except OmnispeechError:
+                # Undecodable audio (a corrupt file behind a valid header), NaN samples.
+                skipped["unreadable"] += 1
+                continue
+            try:
                 vector = speaker.embed_audio(utt.path).float().cpu() if speaker else None
             except OmnispeechError:
-                # Undecodable audio (a corrupt file behind a valid header), NaN samples, or a
-                # clip the speaker encoder refuses (silent, under a second).
-                skipped["unreadable"] += 1
+                # The speaker encoder refuses silent clips and clips under a second.
+                skipped["no_speaker_vector"] += 1
                 continue
             if c.shape[1] == 0:
                 skipped["too_short"] += 1
