@@ -127,11 +127,7 @@ def test_corrupt_audio_is_skipped_and_counted_and_the_cache_is_reused(corpus, tm
 
 def test_overfitting_two_utterances_lowers_both_losses(corpus, tmp_path):
     trainer = TTSTrainer(_config(corpus, steps=30), tmp_path / "run", progress=False)
-    # Two utterances only: the training set cut to its first two.
-    cache = trainer.train_cache
-    cache.utterances = cache.utterances[:2]
-    trainer.batcher.text_ids = trainer.batcher.text_ids[:2]
-    trainer.batcher.cost = trainer.batcher.cost[:2]
+    trainer.batcher.usable = [0, 1]  # batches drawn from two utterances only
     trainer.model.train()
     first = trainer.train_step()
     for _ in range(29):
@@ -218,3 +214,52 @@ def test_speaker_encoder_fills_the_slot_and_the_export_clones(corpus, tmp_path, 
     with short_guard(monkeypatch, 0.4, 0.0):
         wav = tts.synthesize("save it", tts.voice(root / "v0.wav"), seed=0)
     assert wav.size > 0 and np.isfinite(wav).all()
+
+
+def test_single_stream_arrangement_predicts_each_frame_just_before_it():
+    from omnispeech.interleave import build_single_stream
+    from omnispeech.training.tts_batch import arrange_single
+    from omnispeech.training.tts_config import TTSModelConfig
+
+    ids = TalkerTokens(tts_pad=1, tts_bos=2, tts_eos=3)
+    codes = torch.arange(16 * 9).reshape(16, 9)  # K = 16, N = 9 frames
+    text = [40, 41, 42]
+    policy = TTSModelConfig(arrangement="single").single_policy()
+    seq = arrange_single(text, codes, ids, [7, 8, 9], None, False, policy)
+    prefix = 3 + 3 + 1  # role header, [nothink, think_bos, think_eos], codec_pad + tts_bos
+    assert [c[0] for c in seq.codec[3:prefix]] == [
+        ids.codec_nothink, ids.codec_think_bos, ids.codec_think_eos, ids.codec_pad,
+    ]  # fmt: skip
+    stream = build_single_stream(text, 9, policy).positions
+    assert len(seq.text) == prefix + len(stream)
+    for k, pos in enumerate(stream):
+        at = prefix + k
+        if pos.is_speech:
+            # Speech position: tts_pad + the frame itself; predicted one position earlier.
+            assert seq.text[at] == 1 and seq.codec[at] == codes[:, pos.frame].tolist()
+            assert seq.labels[at - 1] == codes[0, pos.frame]
+            assert seq.frame_at[pos.frame] == at - 1
+        else:
+            token = pos.text.token if pos.text.is_token else 3
+            assert seq.text[at] == token and seq.codec[at] == [ids.codec_pad] + [NONE] * 15
+    assert seq.labels[-1] == ids.codec_eos
+    assert sum(label != IGNORE for label in seq.labels) == 9 + 1
+
+
+def test_single_stream_training_learns_and_records_its_arrangement(corpus, tmp_path):
+    cfg = _config(corpus, steps=20, save_every=20)
+    cfg = cfg.replace(model=cfg.model.replace(arrangement="single"))
+    trainer = TTSTrainer(cfg, tmp_path / "run", progress=False)
+    assert trainer.batcher.unfit == 0
+    first = trainer.train_step()
+    for _ in range(18):
+        trainer.train_step()
+    folder = trainer.fit(progress=False)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["talker"] < first["talker"] and np.isfinite(log[-1]["valid_talker"])
+    config = json.loads((folder / "config.json").read_text())
+    assert config["talker_arrangement"]["kind"] == "single"
+    assert TTS.from_pretrained(folder).talker.num_code_groups == 16
+    tight = cfg.replace(model=cfg.model.replace(min_frames_per_token=50, max_frames_per_token=60))
+    with pytest.raises(ConfigError, match="no training utterance fits"):
+        TTSTrainer(tight, tmp_path / "tight", progress=False)

@@ -16,8 +16,17 @@ tokens ``t_0..t_{n-1}`` and codes ``c`` ``[K, N]`` becomes, position by position
 
 This is exactly the prompt :func:`~omnispeech.pipelines.tts_prompt.build_prompt` builds at
 inference followed by the positions the generation loop appends, so the exported model runs in
-``TTS`` unchanged. A batch depends only on (seed, step, rank), as for ASR: a resumed run draws
-the very batches an uninterrupted one would.
+``TTS`` unchanged.
+
+The single stream (ARIA, :func:`arrange_single`) keeps items 1-2 and replaces 3-4 by the
+positions of :func:`~omnispeech.interleave.build_single_stream`: a text position is its item
+(token or ``tts_eos``) + ``codec_pad``; the speech position of frame ``f`` is ``tts_pad`` + frame
+``f`` (the sum of its K code embeddings). Frame ``f`` is predicted at the position just before
+its speech position, and ``codec_eos`` at the last position; text positions that follow other
+positions carry no target (text comes from outside, the talker never predicts it).
+
+A batch depends only on (seed, step, rank), as for ASR: a resumed run draws the very batches an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -29,7 +38,14 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from omnispeech.interleave import ItemKind, RatePolicy, build_training_stream
+from omnispeech.interleave import (
+    ItemKind,
+    RatePolicy,
+    SingleStreamPolicy,
+    TextItem,
+    build_single_stream,
+    build_training_stream,
+)
 from omnispeech.talker import TalkerTokens
 from omnispeech.training.tts_data import CodeCache
 
@@ -79,7 +95,12 @@ class _Sequence:
     codec: list[list[int]]
     labels: list[int]
     speaker_at: int
-    frame_at: list[int]  # position of frame f, for f in 0..N-1
+    frame_at: list[int]  # position whose hidden state predicts frame f, for f in 0..N-1
+
+    def add(self, text: int, codec: list[int], label: int = IGNORE) -> None:
+        self.text.append(text)
+        self.codec.append(codec)
+        self.labels.append(label)
 
 
 def arrange(  # noqa: PLR0913 - one utterance's parts and the arrangement's choices
@@ -103,46 +124,84 @@ def arrange(  # noqa: PLR0913 - one utterance's parts and the arrangement's choi
         mode: ``stream`` or ``full`` (the released text arrangements).
     """
     K, N = codes.shape
+    seq = _prefix(K, ids, role_ids, language_tag, speaker)
+    none = [NONE] * K
+    policy = RatePolicy.released(streaming_text=mode == "stream")
+    frame_lists = codes.T.tolist()  # [N][K]
+    for pos in build_training_stream(text_ids, N, policy):
+        text = _text_id(pos.text, ids)
+        if pos.frame is None:
+            seq.add(text, [ids.codec_pad] + none[1:])
+            continue
+        f = pos.frame
+        seq.frame_at.append(len(seq.text))
+        codec = [ids.codec_bos] + none[1:] if f == 0 else frame_lists[f - 1]
+        seq.add(text, codec, frame_lists[f][0])
+    seq.add(ids.tts_pad, frame_lists[N - 1], ids.codec_eos)
+    return seq
+
+
+def arrange_single(  # noqa: PLR0913 - one utterance's parts and the arrangement's choices
+    text_ids: Sequence[int],
+    codes: torch.Tensor,
+    ids: TalkerTokens,
+    role_ids: Sequence[int],
+    language_tag: int | None,
+    speaker: bool,
+    policy: SingleStreamPolicy,
+) -> _Sequence:
+    """One utterance as talker positions in the single stream (see the module docstring).
+
+    Arguments as for :func:`arrange`, with the single-stream ``policy`` instead of a mode.
+
+    Raises:
+        ValueError: the text does not fit in the frames under ``policy``'s bounds.
+    """
+    K, N = codes.shape
+    seq = _prefix(K, ids, role_ids, language_tag, speaker)
+    none = [NONE] * K
+    frame_lists = codes.T.tolist()  # [N][K]
+    for pos in build_single_stream(text_ids, N, policy).positions:
+        if pos.frame is None:
+            assert pos.text is not None
+            seq.add(_text_id(pos.text, ids), [ids.codec_pad] + none[1:])
+            continue
+        f = pos.frame
+        # The position before reads everything up to here and predicts this frame.
+        seq.labels[-1] = frame_lists[f][0]
+        seq.frame_at.append(len(seq.text) - 1)
+        seq.add(ids.tts_pad, frame_lists[f])
+    seq.labels[-1] = ids.codec_eos
+    return seq
+
+
+def _prefix(
+    K: int, ids: TalkerTokens, role_ids: Sequence[int], language_tag: int | None, speaker: bool
+) -> _Sequence:
+    """Role header and control prefix (items 1-2 of the module docstring)."""
     none = [NONE] * K
     seq = _Sequence([], [], [], -1, [])
-
-    def add(text: int, codec: list[int], label: int = IGNORE) -> None:
-        seq.text.append(text)
-        seq.codec.append(codec)
-        seq.labels.append(label)
-
     for r in role_ids:
-        add(r, none)
+        seq.add(r, none)
     control = (
         [ids.codec_nothink, ids.codec_think_bos, ids.codec_think_eos]
         if language_tag is None
         else [ids.codec_think, ids.codec_think_bos, language_tag, ids.codec_think_eos]
     )
     for c in control:
-        add(ids.tts_pad, [c] + none[1:])
+        seq.add(ids.tts_pad, [c] + none[1:])
     if speaker:
         seq.speaker_at = len(seq.text)
-        add(ids.tts_pad, none)
-    add(ids.tts_bos, [ids.codec_pad] + none[1:])
-    policy = RatePolicy.released(streaming_text=mode == "stream")
-    frame_lists = codes.T.tolist()  # [N][K]
-    for pos in build_training_stream(text_ids, N, policy):
-        item = pos.text
-        text = (
-            item.token
-            if item.kind is ItemKind.TOKEN
-            else ids.tts_eos
-            if item.kind is ItemKind.TEXT_END
-            else ids.tts_pad
-        )
-        if pos.frame is None:
-            add(text, [ids.codec_pad] + none[1:])
-            continue
-        f = pos.frame
-        seq.frame_at.append(len(seq.text))
-        add(text, [ids.codec_bos] + none[1:] if f == 0 else frame_lists[f - 1], frame_lists[f][0])
-    add(ids.tts_pad, frame_lists[N - 1], ids.codec_eos)
+        seq.add(ids.tts_pad, none)
+    seq.add(ids.tts_bos, [ids.codec_pad] + none[1:])
     return seq
+
+
+def _text_id(item: TextItem, ids: TalkerTokens) -> int:
+    """The text-track token id of an item: the token, ``tts_eos`` or ``tts_pad``."""
+    if item.kind is ItemKind.TOKEN:
+        return item.token
+    return ids.tts_eos if item.kind is ItemKind.TEXT_END else ids.tts_pad
 
 
 class TTSBatcher:
@@ -157,6 +216,9 @@ class TTSBatcher:
         auto_language: share of utterances given the "auto" prefix instead of their tag.
         batch_positions: talker positions per batch (a batch holds at least one utterance).
         max_batch: utterances per batch at most.
+        single: train the single stream under this policy instead of the dual track (then
+            ``text_modes`` is not used); utterances whose text does not fit are left out
+            (:attr:`unfit` counts them).
     """
 
     def __init__(  # noqa: PLR0913 - each argument is one independent setting
@@ -169,6 +231,7 @@ class TTSBatcher:
         auto_language: float,
         batch_positions: int,
         max_batch: int,
+        single: SingleStreamPolicy | None = None,
     ) -> None:
         self.cache = cache
         self.ids = ids
@@ -177,6 +240,7 @@ class TTSBatcher:
         self.auto_language = auto_language
         self.batch_positions = batch_positions
         self.max_batch = max_batch
+        self.single = single
         self.role_ids = tokenizer.encode("<|im_start|>assistant\n").ids
         texts = [u.text for u in cache.utterances]
         self.text_ids = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
@@ -186,8 +250,22 @@ class TTSBatcher:
             for t, u in zip(self.text_ids, cache.utterances, strict=True)
         ]
 
+        # The utterances batches are drawn from (indices into the cache).
+        self.usable = list(range(len(cache.utterances)))
+        if single is not None:
+            self.usable = [i for i in self.usable if self._fits(i, single)]
+        self.unfit = len(cache.utterances) - len(self.usable)
+
+    def _fits(self, index: int, policy: SingleStreamPolicy) -> bool:
+        try:
+            build_single_stream(self.text_ids[index], self.cache.utterances[index].frames, policy)
+        except ValueError:
+            return False
+        return True
+
     def __len__(self) -> int:
-        return len(self.cache.utterances)
+        """Utterances batches are drawn from."""
+        return len(self.usable)
 
     def pick(self, seed: int, step: int, rank: int) -> tuple[list[int], np.random.Generator]:
         """The utterances of ``rank``'s batch at ``step`` and the generator for the rest.
@@ -196,7 +274,7 @@ class TTSBatcher:
         fills ``batch_positions`` is kept: little padding, every utterance equally likely.
         """
         rng = np.random.default_rng([seed, step, rank])
-        pool = rng.integers(len(self), size=4 * self.max_batch).tolist()
+        pool = [self.usable[i] for i in rng.integers(len(self), size=4 * self.max_batch)]
         ordered = sorted(pool, key=lambda i: self.cost[i])
         start = int(rng.integers(len(ordered)))
         chosen: list[int] = []
@@ -227,9 +305,11 @@ class TTSBatcher:
             auto = bool(rng.random() < self.auto_language)
             tag = None if auto else self.language_tags.get(u.language)
             codes = self.cache.codes_of(i)
-            seqs.append(
-                arrange(self.text_ids[i], codes, self.ids, self.role_ids, tag, speaker, mode)
-            )
+            parts = (self.text_ids[i], codes, self.ids, self.role_ids, tag, speaker)
+            if self.single is not None:
+                seqs.append(arrange_single(*parts, self.single))
+            else:
+                seqs.append(arrange(*parts, mode))
         B, L = len(seqs), max(len(s.text) for s in seqs)
         K = self.cache.codes.shape[0]
         text_ids = torch.full((B, L), self.ids.tts_pad, dtype=torch.long)

@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from omnispeech.config import FrozenConfig
+from omnispeech.interleave import SingleStreamPolicy
 from omnispeech.training.asr_config import ASROptimConfig, ASRRunConfig
 from omnispeech.training.config import SectionedConfig
 
-ARRANGEMENTS = ("dual",)  # the released dual track; "single" (ARIA) is not trained yet
+# "dual": the released dual track (text beside speech, one text item per position);
+# "single": ARIA as one interleaved stream (text items and frames at separate positions).
+ARRANGEMENTS = ("dual", "single")
 TEXT_MODES = ("stream", "full")  # released streaming-text / non-streaming arrangements
 
 
@@ -56,9 +59,15 @@ class TTSModelConfig(FrozenConfig):
     rope_theta: float = 1_000_000.0
     max_positions: int = 4096  # longest prompt + speech the talker is built for (positions)
     arrangement: str = "dual"  # how text meets speech; see ARRANGEMENTS
-    # Per utterance, one of these released arrangements is drawn: "stream" puts one text
-    # token beside each frame from the first on, "full" puts the whole text before the speech.
+    # Dual track: per utterance, one of these released arrangements is drawn: "stream" puts
+    # one text token beside each frame from the first on, "full" puts the whole text first.
     text_modes: tuple[str, ...] = TEXT_MODES
+    # Single stream: text items ahead of their speech, and the bounds of the speech-to-text
+    # rate in frames (80 ms) per token (see interleave.SingleStreamPolicy); utterances whose
+    # text does not fit in their frames at min_frames_per_token are left out.
+    lookahead: int = 2
+    min_frames_per_token: float = 0.5
+    max_frames_per_token: float = 8.0
     # Share of utterances trained with the "auto" language prefix instead of their language
     # tag, so that language="auto" works at inference.
     auto_language: float = 0.2
@@ -78,10 +87,19 @@ class TTSModelConfig(FrozenConfig):
             kv = getattr(self, name.replace("heads", "kv_heads"))
             if kv < 1 or getattr(self, name) % kv:
                 raise ValueError(f"model.{name} must be a multiple of its key/value heads")
+        if self.arrangement == "single":
+            self.single_policy()  # validates the look-ahead and the bounds
         if not 0 <= self.auto_language <= 1:
             raise ValueError("model.auto_language must lie in [0, 1]")
         if self.predictor_weight < 0:
             raise ValueError("model.predictor_weight must be >= 0")
+
+    def single_policy(self) -> SingleStreamPolicy:
+        """The single-stream policy (training takes durations from the data; the target
+        only has to lie within the bounds)."""
+        lo, hi = self.min_frames_per_token, self.max_frames_per_token
+        target = min(max(3.5, lo), hi)
+        return SingleStreamPolicy(self.lookahead, target, lo, hi)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -195,13 +195,17 @@ class TrainableTTS(nn.Module):
         tokenizer: Tokenizer,
         codec_dir: str | Path,
         speaker_encoder: SpeakerEncoder | None = None,
+        cfg: TTSModelConfig | None = None,
     ) -> Path:
         """Write a Qwen3-TTS folder that ``TTS.from_pretrained`` loads unchanged.
 
         ``config.json`` + ``model.safetensors`` (``talker.*``, and ``speaker_encoder.*`` for a
         model with a speaker slot: a "base" model that clones, else "custom_voice" without
         built-in speakers), ``tokenizer.json``, ``speech_tokenizer/`` (a copy of the codec
-        folder) and ``generation_config.json`` (the released sampling settings).
+        folder) and ``generation_config.json`` (the released sampling settings). A model
+        trained on the single stream (``cfg.arrangement`` "single") records it and its policy
+        under ``talker_arrangement`` in ``config.json``: the released readers ignore that key,
+        but the dual-track generation loop of ``TTS`` does not match such a model.
         """
         out = Path(folder)
         tensors = {f"talker.{k}": v for k, v in self.talker.state_dict().items()}
@@ -215,6 +219,8 @@ class TrainableTTS(nn.Module):
                 "speaker_encoder_config": speaker_encoder.cfg.to_dict(),
             }
         extra["tokenizer_type"] = "qwen3_tts_tokenizer_12hz"
+        if cfg is not None and cfg.arrangement == "single":
+            extra["talker_arrangement"] = {"kind": "single", **cfg.single_policy().to_dict()}
         save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
         tokenizer.save(str(out / "tokenizer.json"))
         codec_copy = out / "speech_tokenizer"

@@ -135,11 +135,20 @@ class TTSTrainer:
                 mc.auto_language,
                 dc.batch_frames,
                 dc.max_batch,
+                mc.single_policy() if mc.arrangement == "single" else None,
             )
             if cache is not None
             else None
             for cache in (self.train_cache, self.valid_cache)
         )
+        assert self.batcher is not None
+        if not len(self.batcher):
+            raise ConfigError(
+                "no training utterance fits the single stream: every text is too long for its "
+                "frames at model.min_frames_per_token; lower it"
+            )
+        if self.batcher.unfit:
+            self.skipped["text_too_long"] += self.batcher.unfit
         self.step = 0
         self.stopped_by: signal.Signals | None = None  # set by fit() when a signal stopped it
         torch.manual_seed(cfg.run.seed * 7919 + 1 + self.workers.rank)
@@ -193,7 +202,11 @@ class TTSTrainer:
     def export(self, folder: Path | None = None) -> Path:
         """Write the current model as a Qwen3-TTS folder (default ``OUT/model``)."""
         return self.model.export(
-            folder or self.out / "model", self.tokenizer, self.codec_dir, self.speaker_encoder
+            folder or self.out / "model",
+            self.tokenizer,
+            self.codec_dir,
+            self.speaker_encoder,
+            self.cfg.model,
         )
 
     def save(self) -> Path:
@@ -264,7 +277,7 @@ class TTSTrainer:
         self.model.eval()
         with torch.inference_mode():
             for start in range(0, len(vb), size):
-                chosen = list(range(start, min(len(vb), start + size)))
+                chosen = vb.usable[start : start + size]
                 batch = vb.make(chosen, np.random.default_rng([self.cfg.run.seed, start]))
                 losses = self.model(batch.to(self.workers.device))
                 for name in LOSS_NAMES:
