@@ -263,3 +263,35 @@ def test_single_stream_training_learns_and_records_its_arrangement(corpus, tmp_p
     tight = cfg.replace(model=cfg.model.replace(min_frames_per_token=50, max_frames_per_token=60))
     with pytest.raises(ConfigError, match="no training utterance fits"):
         TTSTrainer(tight, tmp_path / "tight", progress=False)
+
+
+@pytest.mark.parametrize("mode", ["stream", "full"])
+def test_training_inputs_equal_what_the_pipeline_feeds(corpus, tmp_path, mode):
+    """The prompt part of a training sequence is build_prompt's prompt, vector for vector, and
+    every later position is the previous frame's code embeddings plus the text item the
+    generation loop adds there (trailing text, tts_eos, then tts_pad), up to the rounding of
+    adding the same vectors in another order."""
+    from omnispeech.pipelines.tts_prompt import TextTrack, VoicePrompt, build_prompt
+
+    cfg = _config(corpus, steps=1)
+    cfg = cfg.replace(model=cfg.model.replace(text_modes=(mode,), auto_language=0.0))
+    trainer = TTSTrainer(cfg, tmp_path / "run", progress=False)
+    batcher, talker = trainer.batcher, trainer.model.talker.eval()
+    batch = batcher.make([1], np.random.default_rng(0))
+    with torch.no_grad():
+        x = trainer.model.embed(batch)[0]
+        text_ids = batcher.text_ids[1]
+        prompt = build_prompt(talker, batcher.role_ids, text_ids, "english", VoicePrompt(), mode)
+        L = prompt.embeds.shape[1]
+        torch.testing.assert_close(x[:L], prompt.embeds[0], rtol=1e-6, atol=1e-5)
+        track = TextTrack(talker)
+        codes = trainer.train_cache.codes_of(1)
+        N = codes.shape[1]
+        trailing = [track.tokens([t])[0] for t in prompt.trailing]
+        if not prompt.end_in_prompt:
+            trailing.append(track.eos)
+        assert x.shape[0] == L + N  # frames 1..N-1 and the end-of-speech position follow
+        frames = talker.embed_frames(codes[None])[0]
+        for s in range(N):
+            text = trailing[s] if s < len(trailing) else track.pad
+            torch.testing.assert_close(x[L + s], frames[s] + text, rtol=1e-6, atol=1e-5)
