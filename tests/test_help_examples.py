@@ -37,7 +37,10 @@ REPO_DIRS = ("recipes", "benchmarks", "docs", "tests", ".ci")
 
 # Names the examples give to models, and the tiny stand-in that answers to each.
 ASR_NAMES = ("./Qwen3-ASR-0.6B", "./Qwen3-ASR-1.7B", "runs/asr/model")
-TTS_NAMES = ("./Qwen3-TTS-12Hz-0.6B-Base", "path/to/Qwen3-TTS-12Hz-0.6B-Base", "./Base", "M")
+TTS_NAMES = (
+    "./Qwen3-TTS-12Hz-0.6B-Base", "path/to/Qwen3-TTS-12Hz-0.6B-Base", "./Base", "M",
+    "runs/tts/model",
+)  # fmt: skip
 CODEC_NAMES = ("./Qwen3-TTS-Tokenizer-12Hz", "runs/demo/model")
 CLIPS = ("talk.wav", "me.wav", "sample.wav", "voice.wav", "a.flac", "b.ogg", "lecture.ogg")
 TEXTS = {"talk.txt": "What the recording says.\n", "story.txt": "Once upon a time.\nThe end.\n"}
