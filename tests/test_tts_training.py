@@ -1,9 +1,13 @@
 """TTS training: config errors, the dual-track arrangement, the code cache (corrupt files
-skipped and counted), learning, exact resume, and an export that TTS.from_pretrained runs."""
+skipped and counted), learning, exact resume (one process and two under torchrun), an export
+that TTS.from_pretrained runs, and the single-stream (ARIA) arrangement."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +299,36 @@ def test_training_inputs_equal_what_the_pipeline_feeds(corpus, tmp_path, mode):
         for s in range(N):
             text = trailing[s] if s < len(trailing) else track.pad
             torch.testing.assert_close(x[L + s], frames[s] + text, rtol=1e-6, atol=1e-5)
+
+
+def _torchrun(config: Path, out: Path, steps: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "omnispeech", "train", "tts", "--config", str(config), "--out", str(out),
+        "--steps", str(steps), "--quiet",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_process_training_resumes_exactly(corpus, tmp_path):
+    config = tmp_path / "ddp.json"
+    cfg = _config(corpus, steps=4, save_every=2, log_every=1)
+    config.write_text(json.dumps(cfg.to_dict()))
+    _torchrun(config, tmp_path / "straight", 4)
+    _torchrun(config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
+    _torchrun(config, tmp_path / "resumed", 4)  # ...and continues from it
+    logs = [
+        {r["step"]: r for r in map(json.loads, (tmp_path / run / "log.jsonl").open())}
+        for run in ("straight", "resumed")
+    ]
+    assert sorted(logs[0]) == sorted(logs[1]) == [1, 2, 3, 4]
+    for step in (3, 4):
+        assert logs[0][step]["total"] == logs[1][step]["total"]
+    assert logs[0][4]["valid_talker"] == logs[1][4]["valid_talker"]
+    a, b = (
+        TTS.from_pretrained(tmp_path / run / "model").talker.state_dict()
+        for run in ("straight", "resumed")
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
