@@ -37,7 +37,10 @@ REPO_DIRS = ("recipes", "benchmarks", "docs", "tests", ".ci")
 
 # Names the examples give to models, and the tiny stand-in that answers to each.
 ASR_NAMES = ("./Qwen3-ASR-0.6B", "./Qwen3-ASR-1.7B", "runs/asr/model")
-TTS_NAMES = ("./Qwen3-TTS-12Hz-0.6B-Base", "path/to/Qwen3-TTS-12Hz-0.6B-Base", "./Base", "M")
+TTS_NAMES = (
+    "./Qwen3-TTS-12Hz-0.6B-Base", "path/to/Qwen3-TTS-12Hz-0.6B-Base", "./Base", "M",
+    "runs/tts/model",
+)  # fmt: skip
 CODEC_NAMES = ("./Qwen3-TTS-Tokenizer-12Hz", "runs/demo/model")
 CLIPS = ("talk.wav", "me.wav", "sample.wav", "voice.wav", "a.flac", "b.ogg", "lecture.ogg")
 TEXTS = {"talk.txt": "What the recording says.\n", "story.txt": "Once upon a time.\nThe end.\n"}
@@ -149,7 +152,8 @@ def test_the_examples_are_found():
     }
     # Every command a user meets first has at least one example that is checked here.
     for name in ("asr", "align", "tts", "codec encode", "codec decode", "vocode", "train codec",
-                 "train asr", "eval codec", "eval asr", "data build", "demo", "serve"):  # fmt: skip
+                 "train asr", "train tts", "eval codec", "eval asr", "data build", "demo",
+                 "serve"):  # fmt: skip
         assert name in commands, name
     assert len(EXAMPLES) > 60
 
@@ -178,10 +182,11 @@ def test_every_example_parses_and_names_what_exists(where, example, tmp_path, mo
 
 def _check_training_data(kind: str, params: dict) -> None:
     """A training example must give training data: in its config, or with --train."""
-    from omnispeech.training import ASRTrainConfig, CodecTrainConfig
+    from omnispeech.training import ASRTrainConfig, CodecTrainConfig, TTSTrainConfig
 
     config = ROOT / params["config_file"]
-    cfg = (CodecTrainConfig if kind == "codec" else ASRTrainConfig).from_file(config)
+    kinds = {"codec": CodecTrainConfig, "asr": ASRTrainConfig, "tts": TTSTrainConfig}
+    cfg = kinds[kind].from_file(config)
     assert cfg.data.train or params["train_data"], f"{config.name}: no --train and no data.train"
 
 

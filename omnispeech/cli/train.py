@@ -1,5 +1,5 @@
-"""``omnispeech train codec|asr``: train a codec or a recogniser from a JSON config, on one
-process or many."""
+"""``omnispeech train codec|asr|tts``: train a codec, a recogniser or a text-to-speech model
+from a JSON config, on one process or many."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def train() -> None:
     Examples:
       omnispeech train codec -c recipes/codec/cpu_demo.json --train corpus/train -o runs/demo
       omnispeech train asr -c recipes/asr/tiny.json --train corpus/manifest.jsonl -o runs/asr
+      omnispeech train tts -c recipes/tts/tiny.json --train corpus/manifest.jsonl \\
+          --codec runs/demo/model -o runs/tts
       torchrun --nproc_per_node 2 -m omnispeech train codec -c recipes/codec/cpu_demo.json \\
           --train corpus/train -o runs/ddp
     """
@@ -187,6 +189,98 @@ def asr(  # noqa: PLR0913 - one option each
             given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
             cfg = cfg.replace(data=cfg.data.replace(**given))
         trainer = ASRTrainer(cfg, out, Workers.from_env(device))
+        if trainer.workers.is_main and trainer.skipped:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(trainer.skipped.items()))
+            click.echo(f"skipped utterances: {counts}", err=True)
+        folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    _report(trainer, folder)
+
+
+@train.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON config with sections model, data, optim, run (see recipes/tts/).",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder: tokenizer.json, cache/, checkpoints/, model/ (the export), log.jsonl.",
+)
+@click.option(
+    "--train",
+    "train_data",
+    metavar="MANIFEST",
+    help="Training manifest (JSONL: path, text, language, split); overrides data.train.",
+)
+@click.option("--valid", metavar="MANIFEST", help="Held-out manifest; overrides data.valid.")
+@click.option(
+    "--codec",
+    metavar="FOLDER",
+    help="Speech tokenizer folder whose codes the model learns (a Qwen3-TTS speech_tokenizer/, "
+    "or a codec from `omnispeech train codec`); overrides data.codec.",
+)
+@click.option(
+    "--steps", type=click.IntRange(min=1), help="Train until this step (default: run.steps)."
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue from the newest checkpoint in --out, exactly where it stopped "
+    "(--no-resume refuses a folder that already holds checkpoints).",
+)
+@click.option(
+    "--device", default=None, help="torch device (default: this process's GPU, else cpu)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def tts(  # noqa: PLR0913 - one option each
+    config_file: Path,
+    out: Path,
+    train_data: str | None,
+    valid: str | None,
+    codec: str | None,
+    steps: int | None,
+    resume: bool,
+    device: str | None,
+    quiet: bool,
+) -> None:
+    """Train a text-to-speech model of the Qwen3-TTS architecture (talker + code predictor).
+
+    First, once: a byte-level BPE tokenizer is trained on the transcripts (OUT/tokenizer.json)
+    and every utterance is encoded with the codec into OUT/cache (files that cannot be decoded
+    are skipped and counted). Then the talker learns codebook 0 (and when to stop) in the
+    released dual-track arrangement, text beside speech, and the code predictor learns
+    codebooks 1..K-1 of each frame. A checkpoint is written every run.save_every steps and at
+    the end, with the held-out losses in OUT/log.jsonl; the model is exported to OUT/model, a
+    Qwen3-TTS folder that `omnispeech tts --model OUT/model` reads. Ctrl-C (or SIGTERM) stops
+    after the step in progress and saves it; the same command continues a stopped run exactly.
+
+    \b
+    Examples:
+      omnispeech data build --hours 2 --min-sentences 400 --redistributable -o corpus
+      omnispeech train tts -c recipes/tts/tiny.json --train corpus/manifest.jsonl \\
+          --valid corpus/manifest.jsonl --codec Qwen3-TTS-Tokenizer-12Hz -o runs/tts
+      torchrun --nproc_per_node 2 -m omnispeech train tts -c recipes/tts/tiny.json \\
+          --train corpus/manifest.jsonl --codec runs/codec/model -o runs/tts-ddp
+    """
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.training import TTSTrainConfig, TTSTrainer, Workers
+
+    try:
+        cfg = TTSTrainConfig.from_file(config_file)
+        paths = {"train": train_data, "valid": valid, "codec": codec}
+        if any(paths.values()):
+            given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
+            cfg = cfg.replace(data=cfg.data.replace(**given))
+        trainer = TTSTrainer(cfg, out, Workers.from_env(device), progress=not quiet)
         if trainer.workers.is_main and trainer.skipped:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(trainer.skipped.items()))
             click.echo(f"skipped utterances: {counts}", err=True)

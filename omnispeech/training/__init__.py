@@ -1,12 +1,14 @@
 """Training recipes: a codec of configurable size (sample rate, frame rate, codebooks), and a
-speech recogniser of the Qwen3-ASR architecture (:class:`ASRTrainer`).
+speech recogniser of the Qwen3-ASR architecture (:class:`ASRTrainer`), and a text-to-speech
+model of the Qwen3-TTS architecture (talker + code predictor, :class:`TTSTrainer`) on codes
+cached from any codec folder.
 
 :class:`CodecTrainer` trains the Qwen3-TTS 12 Hz tokenizer architecture (causal SEANet encoder,
 split RVQ, Code2Wav decoder) with a multi-scale mel loss, period and STFT discriminators and
 feature matching, on one process or many (``torchrun``), and exports a folder that
 ``omnispeech.Codec`` loads like the released tokenizer.
 
-Both trainers stop on SIGINT (Ctrl-C) or SIGTERM after the step in progress, with a checkpoint
+The trainers stop on SIGINT (Ctrl-C) or SIGTERM after the step in progress, with a checkpoint
 of it (:class:`StopRequest`), and resume from it exactly.
 """
 
@@ -31,6 +33,9 @@ from omnispeech.training.config import (
 )
 from omnispeech.training.interrupt import StopRequest
 from omnispeech.training.trainer import CodecTrainer, Workers
+from omnispeech.training.tts_config import TTSDataConfig, TTSModelConfig, TTSTrainConfig
+from omnispeech.training.tts_model import TrainableTTS
+from omnispeech.training.tts_trainer import TTSTrainer
 
 __all__ = [
     "ASRDataConfig",
@@ -50,5 +55,10 @@ __all__ = [
     "CodecTrainer",
     "StopRequest",
     "TrainableCodec",
+    "TrainableTTS",
+    "TTSDataConfig",
+    "TTSModelConfig",
+    "TTSTrainConfig",
+    "TTSTrainer",
     "Workers",
 ]

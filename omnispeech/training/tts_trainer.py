@@ -1,0 +1,320 @@
+"""The TTS training loop: one process or many (``torchrun``; gloo on CPU, NCCL on GPU).
+
+Before the first step the main process trains the text tokenizer (unless one is given) and
+encodes every utterance once with the codec (and the speaker encoder, if any) into
+``OUT/cache``. Each step: a batch of cached utterances per process in the released dual-track
+arrangement, the talker's and the code predictor's cross-entropies, gradients averaged by DDP,
+AdamW with warm-up and cosine decay. Resuming is exact: a checkpoint holds the weights, the
+optimizer, the scheduler, the step and every process's random state, and batches depend only
+on (seed, step, rank).
+
+Output folder::
+
+    OUT/tokenizer.json                 trained once, before the first step (kept on resume)
+    OUT/cache/{train,valid}.*          codec codes per utterance (see tts_data)
+    OUT/checkpoints/step-00001000.pt   training state (torch.save; read with weights_only)
+    OUT/model/                         the latest export: a Qwen3-TTS folder
+    OUT/log.jsonl                      losses per logged step, held-out losses per save
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from omnispeech.errors import ConfigError
+from omnispeech.pipelines.codec import Codec
+from omnispeech.talker import SpeakerEncoder
+from omnispeech.training.asr_data import Transcribed, read_transcribed
+from omnispeech.training.loop import fit_steps
+from omnispeech.training.trainer import KEEP_CHECKPOINTS, Workers, _rng_state, _set_rng_state
+from omnispeech.training.tts_batch import TTSBatcher
+from omnispeech.training.tts_config import TTSTrainConfig
+from omnispeech.training.tts_data import (
+    CodeCache,
+    build_cache,
+    language_key,
+    tokenizer_texts,
+    train_text_tokenizer,
+)
+from omnispeech.training.tts_model import TrainableTTS, talker_spec, talker_tokens
+
+LOSS_NAMES = ("total", "talker", "predictor", "accuracy")
+
+
+class TTSTrainer:
+    """Trains a Qwen3-TTS-architecture model described by a :class:`TTSTrainConfig`.
+
+    Args:
+        cfg: the run (``data.train`` and ``data.codec`` are required).
+        out_dir: tokenizer, cache, checkpoints, exported model and log.
+        workers: this process's place (default: from the ``torchrun`` environment).
+        progress: progress bars while encoding the cache.
+    """
+
+    def __init__(
+        self,
+        cfg: TTSTrainConfig,
+        out_dir: str | Path,
+        workers: Workers | None = None,
+        progress: bool = True,
+    ) -> None:
+        dc, mc = cfg.data, cfg.model
+        if not dc.train:
+            raise ConfigError("no training data: pass --train MANIFEST (or set data.train)")
+        if not dc.codec or not (Path(dc.codec) / "config.json").is_file():
+            raise ConfigError(
+                f"no codec folder at {dc.codec!r}: pass --codec FOLDER (a speech tokenizer "
+                "folder with config.json, e.g. the speech_tokenizer/ of a Qwen3-TTS model)"
+            )
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.workers = workers or Workers.from_env()
+        self.codec_dir = Path(dc.codec)
+        train_items, skipped = read_transcribed(
+            dc.train, dc.train_split, dc.languages, dc.max_seconds
+        )
+        self.languages = sorted({u.language for u in train_items})
+        valid_items: list[Transcribed] = []
+        if dc.valid:
+            held, _ = read_transcribed(dc.valid, dc.valid_split, self.languages, dc.max_seconds)
+            valid_items = _spread(held, dc.valid_utterances)
+        self.tokenizer = self._tokenizer(train_items)
+        codec = Codec.from_pretrained(self.codec_dir)
+        num_codebooks, codebook_size = (
+            codec.decoder.cfg.num_quantizers,
+            codec.decoder.cfg.codebook_size,
+        )
+        del codec
+        self.speaker_encoder: SpeakerEncoder | None = None
+        if mc.speaker_encoder:
+            self.speaker_encoder = SpeakerEncoder.from_pretrained(mc.speaker_encoder)
+            if self.speaker_encoder.embedding_size != mc.hidden_size:
+                raise ConfigError(
+                    f"the speaker encoder gives {self.speaker_encoder.embedding_size} values but "
+                    f"model.hidden_size is {mc.hidden_size}: they must be equal (the x-vector "
+                    "enters the talker's speaker slot unprojected)"
+                )
+        self.train_cache = self._cache("train", train_items, skipped, progress)
+        self.skipped = self.train_cache.skipped
+        self.valid_cache = (
+            self._cache("valid", valid_items, Counter(), progress) if valid_items else None
+        )
+        tokens = talker_tokens(self.tokenizer, codebook_size, self.languages)
+        text_vocab = max(dc.text_vocab_size, self.tokenizer.get_vocab_size())
+        spec = talker_spec(mc, tokens, num_codebooks, codebook_size, text_vocab)
+        dev = self.workers.device
+        torch.manual_seed(cfg.run.seed)  # every process builds the same initial weights
+        self.model = TrainableTTS(spec, mc.predictor_weight).to(dev)
+        oc = cfg.optim
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": oc.weight_decay}, {"params": no_decay}],
+            lr=oc.lr,
+            betas=oc.betas,
+            weight_decay=0.0,
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
+        tags = {code: tokens.languages[language_key(code)] for code in self.languages}
+        self.batcher, self.valid_batcher = (
+            TTSBatcher(
+                cache,
+                self.tokenizer,
+                tokens,
+                tags,
+                mc.text_modes,
+                mc.auto_language,
+                dc.batch_frames,
+                dc.max_batch,
+                mc.single_policy() if mc.arrangement == "single" else None,
+            )
+            if cache is not None
+            else None
+            for cache in (self.train_cache, self.valid_cache)
+        )
+        assert self.batcher is not None
+        if not len(self.batcher):
+            raise ConfigError(
+                "no training utterance fits the single stream: every text is too long for its "
+                "frames at model.min_frames_per_token; lower it"
+            )
+        if self.batcher.unfit:
+            self.skipped["text_too_long"] += self.batcher.unfit
+        self.step = 0
+        self.stopped_by: signal.Signals | None = None  # set by fit() when a signal stopped it
+        torch.manual_seed(cfg.run.seed * 7919 + 1 + self.workers.rank)
+        self.ddp: nn.Module = (
+            DistributedDataParallel(self.model) if self.workers.world_size > 1 else self.model
+        )
+
+    def _lr_factor(self, step: int) -> float:
+        oc, total = self.cfg.optim, self.cfg.run.steps
+        if step < oc.warmup:
+            return (step + 1) / oc.warmup
+        progress = min(1.0, (step - oc.warmup) / max(1, total - oc.warmup))
+        return oc.min_lr_ratio + (1 - oc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _tokenizer(self, items: list[Transcribed]) -> Tokenizer:
+        """Given, or trained once on the training transcripts by the main process."""
+        if self.cfg.data.tokenizer:
+            return Tokenizer.from_file(self.cfg.data.tokenizer)
+        path = self.out / "tokenizer.json"
+        if self.workers.is_main and not path.is_file():
+            self.out.mkdir(parents=True, exist_ok=True)
+            tok = train_text_tokenizer(tokenizer_texts(items), self.cfg.data.text_vocab_size)
+            tmp = path.with_suffix(".tmp")
+            tok.save(str(tmp))
+            tmp.replace(path)
+        self.workers.barrier()
+        return Tokenizer.from_file(str(path))
+
+    def _cache(
+        self, name: str, items: list[Transcribed], skipped: Counter[str], progress: bool
+    ) -> CodeCache:
+        """The main process encodes; the others wait, then read the same files."""
+        folder = self.out / "cache"
+        source = self.cfg.model.speaker_encoder
+        args = (name, items, skipped, self.codec_dir, folder, self.speaker_encoder, source)
+        if self.workers.is_main:
+            build_cache(*args, progress=progress)
+        self.workers.barrier()
+        return build_cache(*args, progress=False)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint in the output folder, if any."""
+        found = sorted(self.checkpoint_dir.glob("step-*.pt"))
+        return found[-1] if found else None
+
+    def export(self, folder: Path | None = None) -> Path:
+        """Write the current model as a Qwen3-TTS folder (default ``OUT/model``)."""
+        return self.model.export(
+            folder or self.out / "model",
+            self.tokenizer,
+            self.codec_dir,
+            self.speaker_encoder,
+            self.cfg.model,
+        )
+
+    def save(self) -> Path:
+        """Write the training state (all processes take part) and export the model."""
+        rng = self.workers.gather(_rng_state(self.workers.device).to(self.workers.device))
+        path = self.checkpoint_dir / f"step-{self.step:08d}.pt"
+        if self.workers.is_main:
+            state = {
+                "step": self.step,
+                "world_size": self.workers.world_size,
+                "config": self.cfg.to_dict(),
+                "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(),
+                "rng": [r.cpu() for r in rng],
+            }
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(state, tmp)
+            tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+            for old in sorted(self.checkpoint_dir.glob("step-*.pt"))[:-KEEP_CHECKPOINTS]:
+                old.unlink()
+            self.export()
+        self.workers.barrier()
+        return path
+
+    def load(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save` (same number of processes)."""
+        state = torch.load(path, map_location=self.workers.device, weights_only=True)
+        if state["world_size"] != self.workers.world_size:
+            raise ConfigError(
+                f"{path} was written by {state['world_size']} processes; resume with the "
+                f"same number (this run has {self.workers.world_size}) for an exact continuation"
+            )
+        if state["config"]["model"] != self.cfg.model.to_dict():
+            raise ConfigError(f"{path}: the model section of the config differs from this run's")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        _set_rng_state(state["rng"][self.workers.rank].cpu(), self.workers.device)
+        self.step = int(state["step"])
+
+    # -- one step ------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step; returns the losses averaged over processes."""
+        batch = self.batcher.batch(self.cfg.run.seed, self.step, self.workers.rank)
+        losses = self.ddp(batch.to(self.workers.device))
+        self.opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        values = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
+        out = dict(zip(LOSS_NAMES, self.workers.mean(values).tolist(), strict=True))
+        out["frames"] = batch.frames
+        return out
+
+    def validate(self) -> dict[str, float]:
+        """Mean held-out losses (talker, predictor) and codebook-0 accuracy, weighted by
+        frames; every held-out utterance once, in fixed arrangements (seeded by its index)."""
+        if self.valid_batcher is None:
+            return {}
+        vb = self.valid_batcher
+        size = self.cfg.data.max_batch
+        sums: Counter[str] = Counter()
+        frames = 0
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(vb), size):
+                chosen = vb.usable[start : start + size]
+                batch = vb.make(chosen, np.random.default_rng([self.cfg.run.seed, start]))
+                losses = self.model(batch.to(self.workers.device))
+                for name in LOSS_NAMES:
+                    sums[name] += float(losses[name]) * batch.frames
+                frames += batch.frames
+        self.model.train()
+        return {f"valid_{name}": sums[name] / frames for name in LOSS_NAMES}
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, steps: int | None = None, resume: bool = True, progress: bool = True) -> Path:
+        """Train until ``steps`` (default: the config's), saving and validating every
+        ``save_every`` steps and at the end; returns the exported model folder.
+
+        SIGINT (Ctrl-C) or SIGTERM stops the run after the step in progress, with a checkpoint
+        of that step, and :attr:`stopped_by` names the signal (None when the run finished);
+        calling ``fit`` again (the same command) continues from it.
+        """
+        self.model.train()
+        return fit_steps(
+            self,
+            self.cfg.run.steps if steps is None else steps,
+            save_every=self.cfg.run.save_every,
+            log_every=self.cfg.run.log_every,
+            resume=resume,
+            progress=progress,
+            name="train tts",
+            validate=self.validate,
+            postfix=lambda losses: {
+                "talker": f"{losses['talker']:.3f}",
+                "mtp": f"{losses['predictor']:.3f}",
+            },
+        )
+
+
+def _spread(items: list[Transcribed], count: int) -> list[Transcribed]:
+    """``count`` items spread evenly over the list (every language, when sorted by it)."""
+    ordered = sorted(items, key=lambda u: (u.language, str(u.path)))
+    if len(ordered) <= count:
+        return ordered
+    return [ordered[i * len(ordered) // count] for i in range(count)]
