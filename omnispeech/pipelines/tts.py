@@ -36,12 +36,13 @@ from omnispeech.audio import load_audio, prepare_audio
 from omnispeech.checkpoint import CheckpointFolder, resolve_folder, save_folder
 from omnispeech.core.sampling import SamplingConfig
 from omnispeech.errors import CheckpointError, InputError
-from omnispeech.interleave import RatePolicy
+from omnispeech.interleave import RatePolicy, SingleStreamPolicy
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tts_batch import frames_batch
 from omnispeech.pipelines.tts_frontend import BpeFrontend, TextFrontend, load_frontend
-from omnispeech.pipelines.tts_loop import SynthesisRequest, frames
+from omnispeech.pipelines.tts_loop import SynthesisRequest, frames, stream_audio
 from omnispeech.pipelines.tts_prompt import ARRANGEMENTS, VoicePrompt
+from omnispeech.pipelines.tts_single import arrangement_entry, read_arrangement
 from omnispeech.talker import GenerationConfig, SpeakerEncoder, Talker
 from omnispeech.talker.config import qwen3_tts_config
 
@@ -88,6 +89,9 @@ class TTS:
         speaker_encoder: the ECAPA speaker encoder (Base models), or None.
         generation: default sampling settings.
         max_segment_tokens: most text tokens per utterance; longer text is split.
+        single: the policy of a talker trained on the single stream (text and frames at
+            separate positions, see :mod:`omnispeech.pipelines.tts_single`); None for the
+            released dual track.
     """
 
     def __init__(  # noqa: PLR0913 - the pipeline's parts
@@ -98,6 +102,7 @@ class TTS:
         speaker_encoder: SpeakerEncoder | None = None,
         generation: GenerationConfig | None = None,
         max_segment_tokens: int = 150,
+        single: SingleStreamPolicy | None = None,
     ) -> None:
         if talker.spec.family != "qwen3_tts":
             raise CheckpointError(
@@ -122,6 +127,7 @@ class TTS:
         self.speaker_encoder = speaker_encoder
         self.generation = generation or GenerationConfig()
         self.max_segment_tokens = max_segment_tokens
+        self.single = single
         self.role_ids = frontend.role_ids
         self.last_seed: int | None = None
         self.last_seeds: list[int] = []  # of the last codes_batch / synthesize_batch
@@ -177,7 +183,8 @@ class TTS:
         if folder.has_prefix("speaker_encoder."):
             speaker = SpeakerEncoder.from_pretrained(path, dtype=dtype, device=device)
         generation = _read_generation(path / "generation_config.json")
-        tts = cls(talker, codec, load_frontend(path), speaker, generation)
+        single = read_arrangement(json.loads((path / "config.json").read_text()))
+        tts = cls(talker, codec, load_frontend(path), speaker, generation, single=single)
         tts._source = path
         return tts
 
@@ -196,6 +203,8 @@ class TTS:
                 "speaker_encoder_config": self.speaker_encoder.cfg.to_dict(),
             }
         extra["tokenizer_type"] = "qwen3_tts_tokenizer_12hz"
+        if self.single is not None:
+            extra["talker_arrangement"] = arrangement_entry(self.single)
         save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
         self.frontend.save(out)
         if self._source is None or not (self._source / "speech_tokenizer").is_dir():
@@ -295,9 +304,11 @@ class TTS:
     ) -> SynthesisRequest:
         voice = voice or VoicePrompt()
         arrangement = options.arrangement
+        if self.single is not None and arrangement not in (None, "single"):
+            raise InputError("this model was trained on the single stream: leave arrangement out")
         if arrangement is None:
             arrangement = "full" if voice.speaker_id is not None else "stream"
-        if arrangement not in ARRANGEMENTS:
+        if arrangement not in ARRANGEMENTS and self.single is None:
             raise InputError(f"arrangement must be one of {ARRANGEMENTS}, got {arrangement!r}")
         if not options.speed > 0:
             raise InputError(f"speed must be > 0, got {options.speed}")
@@ -325,7 +336,8 @@ class TTS:
             generation=options.generation or self.generation,
             generator=generator,
             instruct_ids=self._instruct_ids(options.instruct),
-            step=self.step,
+            step=self.step if self.single is None else "eager",
+            single=None if self.single is None else self.single.replace(speed=options.speed),
         )
 
     def _instruct_ids(self, instruct: str | None) -> list[int] | None:
@@ -387,7 +399,11 @@ class TTS:
             requests.append(self._request(text, voice, TTSOptions(seed=seed, **options)))
         self.last_seeds = [int(r.generator.initial_seed()) for r in requests]
         out = []
-        for i, codes in enumerate(frames_batch(requests)):
+        if self.single is None:
+            batch = frames_batch(requests)
+        else:  # the single stream steps one request at a time
+            batch = [list(frames(r)) for r in requests]
+        for i, codes in enumerate(batch):
             if not codes:
                 raise InputError(f"text {i}: nothing to say, the text is empty")
             out.append(torch.stack(codes, dim=1).cpu())
@@ -432,33 +448,7 @@ class TTS:
         """
         request = self._request(text, voice, TTSOptions(**options))
         ref = voice.ref_codes if voice is not None and voice.in_context else None
-        return _stream_audio(self.codec.decoder, request, ref)
-
-
-@torch.inference_mode()
-def _stream_audio(decoder, request: SynthesisRequest, ref: torch.Tensor | None):
-    """Frames through the streaming vocoder; the reference frames' own audio is dropped."""
-    device = next(decoder.parameters()).device
-    with decoder.streaming(1):
-        skip = 0
-        if ref is not None:
-            skip = ref.shape[1] * decoder.hop_length
-            _, skip = _cut(decoder.push(ref[None].to(device)), skip)
-        for frame in frames(request):
-            wav, skip = _cut(decoder.push(frame[None, :, None].to(device)), skip)
-            if wav.size:
-                yield wav
-        wav, skip = _cut(decoder.flush(), skip)
-        if wav.size:
-            yield wav
-
-
-def _cut(chunk, skip: int) -> tuple[np.ndarray, int]:
-    """Drop the first ``skip`` samples of the stream (the reference's audio)."""
-    wav = chunk.wav[0, 0, : int(chunk.lengths[0])].cpu().numpy()
-    if skip >= len(wav):
-        return wav[:0], skip - len(wav)
-    return wav[skip:], 0
+        return stream_audio(self.codec.decoder, request, ref)
 
 
 def _read_generation(path: Path) -> GenerationConfig:

@@ -1,5 +1,9 @@
 """The frame loop of text to speech: text feed -> ARIA scheduler -> talker + MTP -> codes.
 
+This is the loop of the released dual-track talkers; a folder trained on the single stream
+runs the loop of :mod:`omnispeech.pipelines.tts_single` instead (``SynthesisRequest.single``),
+which reuses this module's utterance bookkeeping, stepping and duration guard.
+
 Text is pulled from the caller's pieces only when the speech needs it: the scheduler answers
 ``WAIT`` when the text item due at the next position has not arrived, and only then is the
 next piece read. Each segment of the text (see :mod:`omnispeech.pipelines.tts_text`) is one
@@ -18,10 +22,11 @@ import math
 import warnings
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from omnispeech.errors import InputError
-from omnispeech.interleave import RatePolicy, Scheduler
+from omnispeech.interleave import RatePolicy, Scheduler, SingleStreamPolicy
 from omnispeech.pipelines.tts_prompt import (
     TextTrack,
     VoicePrompt,
@@ -60,6 +65,7 @@ class SynthesisRequest:
     generator: torch.Generator
     instruct_ids: list[int] | None = None
     step: str = "eager"  # "eager", "static" (fixed shapes) or "graph" (CUDA graphs)
+    single: SingleStreamPolicy | None = None  # a single-stream talker's policy (None: dual)
 
     def pull(self) -> list[int] | None | object:
         """Next tokens of the current segment, ``SEGMENT_END``, or ``_EXHAUSTED``; reads
@@ -89,13 +95,16 @@ def frames(request: SynthesisRequest) -> Iterator[torch.Tensor]:
     """Generate codes frame by frame, ``[K]`` int64 each, over every segment of the text."""
     track = TextTrack(request.talker)
     cache_holder: list = [None]
+    run = _utterance
+    if request.single is not None:
+        from omnispeech.pipelines.tts_single import single_utterance as run
     while True:
         first = request.pull()
         if first is _EXHAUSTED:
             return
         if first is SEGMENT_END:
             continue
-        yield from _utterance(request, track, list(first), cache_holder)
+        yield from run(request, track, list(first), cache_holder)
 
 
 class Utterance:
@@ -215,7 +224,7 @@ def _utterance(
     utt = Utterance(request, track, first)
     state = request.talker.start(utt.prompt[None], utt.capacity, cache_holder[0])
     cache_holder[0] = state.cache
-    stepper = _Stepper(request, state)
+    stepper = Stepper(request, state)
     while not utt.cut(state.cache.length):
         codes = stepper.sample()
         if codes is None:
@@ -225,7 +234,7 @@ def _utterance(
     utt.finish()
 
 
-class _Stepper:
+class Stepper:
     """One frame at a time: the reference loop, or the fixed-shape step (eager or replayed
     as CUDA graphs, see :mod:`omnispeech.talker.static`)."""
 
@@ -239,11 +248,13 @@ class _Stepper:
 
             self.session = GraphSession(request.talker, state, request.generation)
 
-    def sample(self) -> torch.Tensor | None:
-        """The next frame's codes ``[1, K]``, or None at end-of-speech."""
+    def sample(self, allow_end: bool = True) -> torch.Tensor | None:
+        """The next frame's codes ``[1, K]``, or None at end-of-speech (never chosen while
+        ``allow_end`` is False; the fixed-shape steps always allow it)."""
         request = self.request
         if self.session is None:
-            codes = request.talker.sample_frame(self.state, request.generation, request.generator)
+            gen, generator = request.generation, request.generator
+            codes = request.talker.sample_frame(self.state, gen, generator, allow_end)
             return None if bool(self.state.done.all()) else codes
         if request.generation.talker.do_sample or request.generation.code_predictor.do_sample:
             self.session.fill_noise(request.generator)
@@ -256,3 +267,35 @@ class _Stepper:
         else:
             self.session.text.copy_(text[None])
             self.session.advance()
+
+    def feed(self, inputs: torch.Tensor) -> None:
+        """Feed ready input vectors ``[n, hidden]`` (the reference loop only)."""
+        if self.session is not None:
+            raise ValueError("the fixed-shape steps take one frame and one text vector at a time")
+        self.request.talker.feed(self.state, inputs[None])
+
+
+@torch.inference_mode()
+def stream_audio(decoder, request: SynthesisRequest, ref: torch.Tensor | None):
+    """Frames through the streaming vocoder; the reference frames' own audio is dropped."""
+    device = next(decoder.parameters()).device
+    with decoder.streaming(1):
+        skip = 0
+        if ref is not None:
+            skip = ref.shape[1] * decoder.hop_length
+            _, skip = _cut(decoder.push(ref[None].to(device)), skip)
+        for frame in frames(request):
+            wav, skip = _cut(decoder.push(frame[None, :, None].to(device)), skip)
+            if wav.size:
+                yield wav
+        wav, skip = _cut(decoder.flush(), skip)
+        if wav.size:
+            yield wav
+
+
+def _cut(chunk, skip: int) -> tuple[np.ndarray, int]:
+    """Drop the first ``skip`` samples of the stream (the reference's audio)."""
+    wav = chunk.wav[0, 0, : int(chunk.lengths[0])].cpu().numpy()
+    if skip >= len(wav):
+        return wav[:0], skip - len(wav)
+    return wav[skip:], 0

@@ -346,3 +346,9 @@ class Talker(nn.Module):
         safe = codes.clamp_min(0)  # ended rows carry -1; their output is ignored anyway
         x = self.embed_frames(safe[:, :, None])[:, 0] + text
         state.hidden = self.model(x[:, None], state.cache)[:, -1]
+
+    @torch.inference_mode()
+    def feed(self, state: TalkerState, inputs: torch.Tensor) -> None:
+        """Feed input vectors ``[B, n, hidden]`` as they are, ``n`` positions at once (e.g. a
+        frame's position and the text positions after it in a single-stream talker)."""
+        state.hidden = self.model(inputs, state.cache)[:, -1]

@@ -31,6 +31,7 @@ from torch import nn
 
 from omnispeech.checkpoint import save_folder
 from omnispeech.errors import ConfigError
+from omnispeech.pipelines.tts_single import ARRANGEMENT_KEY, arrangement_entry
 from omnispeech.talker import (
     CodePredictorConfig,
     GenerationConfig,
@@ -205,7 +206,7 @@ class TrainableTTS(nn.Module):
         folder) and ``generation_config.json`` (the released sampling settings). A model
         trained on the single stream (``cfg.arrangement`` "single") records it and its policy
         under ``talker_arrangement`` in ``config.json``: the released readers ignore that key,
-        but the dual-track generation loop of ``TTS`` does not match such a model.
+        and ``TTS`` runs such a model with its single-stream loop.
         """
         out = Path(folder)
         tensors = {f"talker.{k}": v for k, v in self.talker.state_dict().items()}
@@ -220,7 +221,7 @@ class TrainableTTS(nn.Module):
             }
         extra["tokenizer_type"] = "qwen3_tts_tokenizer_12hz"
         if cfg is not None and cfg.arrangement == "single":
-            extra["talker_arrangement"] = {"kind": "single", **cfg.single_policy().to_dict()}
+            extra[ARRANGEMENT_KEY] = arrangement_entry(cfg.single_policy())
         save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
         tokenizer.save(str(out / "tokenizer.json"))
         codec_copy = out / "speech_tokenizer"

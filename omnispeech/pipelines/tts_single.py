@@ -1,0 +1,157 @@
+"""The frame loop of single-stream (ARIA) talkers: text items and frames at separate positions.
+
+A talker trained with ``model.arrangement: "single"`` (``omnispeech train tts``) reads the
+sequence the trainer's ``arrange_single`` builds: the role header and control prefix of the
+released models (ending with ``tts_bos`` + ``codec_pad``), then the positions of the
+:class:`~omnispeech.interleave.SingleStreamScheduler`:
+
+* a **text position** is its item's text vector (the token, or ``tts_eos`` for ``TEXT_END``)
+  plus ``codec_pad``;
+* the **speech position** of frame ``f`` is ``tts_pad`` plus frame ``f`` (the sum of its K code
+  embeddings). Frame ``f`` is sampled from the hidden state of the position just before it,
+  codebook 0 by the talker and the rest by the code predictor (the dual loop's sampling), and
+  then fed as this position.
+
+The prompt is the prefix and the text lead-in (the text positions before frame 0). After each
+frame, its speech position and the text positions due before the next frame are fed together
+(one forward). ``WAIT`` (the due text item has not arrived) reads the caller's next piece, so
+text in pieces gives exactly the positions of the whole text, and the same speech for a seed.
+End-of-speech may be chosen only once ``TEXT_END`` has entered; the duration guard of
+:mod:`~omnispeech.pipelines.tts_loop` ends an utterance that never ends, and each segment of
+the text is one utterance, as with the dual track.
+
+A folder declares the single stream in ``config.json``: ``talker_arrangement`` holds ``kind``
+"single" and the :class:`~omnispeech.interleave.SingleStreamPolicy` fields (look-ahead,
+frames-per-token target and bounds); absent means the released dual track. The single stream
+runs on the reference (eager) step, whose inputs can be any vectors; in-context cloning is
+refused (such a talker was never shown a reference block), while a clip's speaker vector
+fills the speaker slot as with the dual track.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from omnispeech.errors import CheckpointError, ConfigError, InputError
+from omnispeech.interleave import SingleStreamPolicy, SingleStreamScheduler
+from omnispeech.pipelines.tts_loop import Stepper, SynthesisRequest, Utterance
+from omnispeech.pipelines.tts_prompt import TextTrack, control_prefix
+
+ARRANGEMENT_KEY = "talker_arrangement"  # the config.json key of a single-stream folder
+
+
+def read_arrangement(config: dict[str, Any]) -> SingleStreamPolicy | None:
+    """The single-stream policy a folder's ``config.json`` declares, or None (dual track).
+
+    Raises:
+        CheckpointError: an unknown arrangement kind or unusable policy fields.
+    """
+    entry = config.get(ARRANGEMENT_KEY)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or entry.get("kind") not in ("dual", "single"):
+        raise CheckpointError(
+            f"config.json: {ARRANGEMENT_KEY} must be an object with kind 'dual' or 'single', "
+            f"got {entry!r}"
+        )
+    if entry["kind"] == "dual":
+        return None
+    fields = {k: v for k, v in entry.items() if k != "kind"}
+    try:
+        return SingleStreamPolicy.from_dict(fields)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"config.json: unusable {ARRANGEMENT_KEY} ({exc})") from None
+
+
+def arrangement_entry(policy: SingleStreamPolicy) -> dict[str, Any]:
+    """What :func:`read_arrangement` reads back as ``policy``."""
+    return {"kind": "single", **policy.to_dict()}
+
+
+class SingleUtterance(Utterance):
+    """One utterance of a single-stream request: its prompt (prefix and text lead-in), then
+    the positions fed after each frame.
+
+    It keeps the dual :class:`~omnispeech.pipelines.tts_loop.Utterance`'s bookkeeping (text
+    read as needed, the duration guard :meth:`cut`, :meth:`finish`) with a
+    :class:`~omnispeech.interleave.SingleStreamScheduler` as its scheduler.
+
+    Raises:
+        InputError: a voice for in-context cloning (reference codes and transcript).
+    """
+
+    def __init__(self, request: SynthesisRequest, track: TextTrack, first: list[int]) -> None:
+        if request.single is None:
+            raise ValueError("a single-stream utterance needs the request's single policy")
+        if request.voice.in_context:
+            raise InputError(
+                "this model reads text and speech as one stream and cannot clone in context; "
+                "make the voice without ref_text (its speaker vector carries the voice)"
+            )
+        self.request, self.track = request, track
+        talker = request.talker
+        prefix = control_prefix(
+            track, request.role_ids, request.language, request.voice, request.instruct_ids
+        )
+        self.sched = SingleStreamScheduler(request.single)  # type: ignore[assignment]
+        self.sched.push(first)
+        self.tokens = list(first)
+        self.end_in_prompt = False
+        self.codec_pad = track.codec([talker.spec.tokens.codec_pad])[0]
+        # The lead-in holds at least the first text item: item 0 always enters before frame 0.
+        self.prompt = torch.cat((prefix, torch.stack(self._text_run())))
+        max_tokens = request.feed.max_tokens
+        # Prompt, the frames the guard allows, and every text item of the segment.
+        need = self.prompt.shape[0] + request.guard(max_tokens) + max_tokens + 2
+        self.capacity = min(talker.spec.talker.max_positions, need)
+        self.made = 0
+
+    def _text_run(self) -> list[torch.Tensor]:
+        """The vectors ``[hidden]`` of the text positions before the next frame (maybe none),
+        reading text while the scheduler waits for it; takes that frame's speech position."""
+        run = []
+        while True:
+            pos = self.sched.next()
+            if pos.is_wait:
+                self._more()
+            elif pos.is_speech:
+                return run
+            else:
+                run.append(self.track.item(pos.text) + self.codec_pad)
+
+    def next_inputs(self, codes: torch.Tensor) -> torch.Tensor:
+        """Counts the frame just made (``codes`` ``[1, K]``); the vectors to feed after it
+        ``[n, hidden]``: its speech position, then the text positions due before the next
+        frame."""
+        self.made += 1
+        frame = self.request.talker.embed_frames(codes[:, :, None])[0, 0] + self.track.pad
+        return torch.stack([frame, *self._text_run()])
+
+    def next_text(self) -> torch.Tensor:
+        raise NotImplementedError("single-stream utterances feed whole positions: next_inputs")
+
+
+@torch.inference_mode()
+def single_utterance(
+    request: SynthesisRequest, track: TextTrack, first: list[int], cache_holder: list
+) -> Iterator[torch.Tensor]:
+    """Frames ``[K]`` of one utterance of a single-stream request (see the module docstring);
+    ``cache_holder[0]`` carries the talker's cache from one utterance to the next."""
+    utt = SingleUtterance(request, track, first)
+    state = request.talker.start(utt.prompt[None], utt.capacity, cache_holder[0])
+    cache_holder[0] = state.cache
+    stepper = Stepper(request, state)
+    while not utt.cut(state.cache.length):
+        codes = stepper.sample(allow_end=utt.sched.done)
+        if codes is None:
+            break
+        yield codes[0]
+        inputs = utt.next_inputs(codes)
+        if state.cache.length + inputs.shape[0] > utt.capacity:
+            utt.cut(utt.capacity)  # the talker's positions are spent: warn and stop
+            break
+        stepper.feed(inputs)
+    utt.finish()
