@@ -64,7 +64,8 @@ class TTSOptions:
             arrangement allows, so values above 1 change nothing there.
         arrangement: ``stream`` (text enters one token per frame) or ``full`` (all text in
             the prompt first); None follows the released wrappers: ``full`` for built-in
-            speakers, ``stream`` for cloned voices.
+            speakers, ``stream`` for cloned voices. Single-stream models take none (or
+            ``single``): they have one arrangement.
         generation: sampling settings (default: the checkpoint's).
         instruct: a style or voice description for models trained to follow one (1.7B
             CustomVoice and VoiceDesign); other models were not trained with it.
