@@ -19,7 +19,6 @@ Output folder::
 
 from __future__ import annotations
 
-import math
 import signal
 from collections import Counter
 from pathlib import Path
@@ -35,7 +34,8 @@ from omnispeech.pipelines.codec import Codec
 from omnispeech.talker import SpeakerEncoder
 from omnispeech.training.asr_data import Transcribed, read_transcribed
 from omnispeech.training.loop import fit_steps
-from omnispeech.training.trainer import KEEP_CHECKPOINTS, Workers, _rng_state, _set_rng_state
+from omnispeech.training.run_state import OneOptimizerRun
+from omnispeech.training.trainer import Workers
 from omnispeech.training.tts_batch import TTSBatcher
 from omnispeech.training.tts_config import TTSTrainConfig
 from omnispeech.training.tts_data import (
@@ -50,7 +50,7 @@ from omnispeech.training.tts_model import TrainableTTS, talker_spec, talker_toke
 LOSS_NAMES = ("total", "talker", "predictor", "accuracy")
 
 
-class TTSTrainer:
+class TTSTrainer(OneOptimizerRun):
     """Trains a Qwen3-TTS-architecture model described by a :class:`TTSTrainConfig`.
 
     Args:
@@ -156,13 +156,6 @@ class TTSTrainer:
             DistributedDataParallel(self.model) if self.workers.world_size > 1 else self.model
         )
 
-    def _lr_factor(self, step: int) -> float:
-        oc, total = self.cfg.optim, self.cfg.run.steps
-        if step < oc.warmup:
-            return (step + 1) / oc.warmup
-        progress = min(1.0, (step - oc.warmup) / max(1, total - oc.warmup))
-        return oc.min_lr_ratio + (1 - oc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
     def _tokenizer(self, items: list[Transcribed]) -> Tokenizer:
         """Given, or trained once on the training transcripts by the main process."""
         if self.cfg.data.tokenizer:
@@ -189,16 +182,7 @@ class TTSTrainer:
         self.workers.barrier()
         return build_cache(*args, progress=False)
 
-    # -- checkpoints ---------------------------------------------------------------------------
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out / "checkpoints"
-
-    def latest_checkpoint(self) -> Path | None:
-        """The newest checkpoint in the output folder, if any."""
-        found = sorted(self.checkpoint_dir.glob("step-*.pt"))
-        return found[-1] if found else None
-
+    # -- export --------------------------------------------------------------------------------
     def export(self, folder: Path | None = None) -> Path:
         """Write the current model as a Qwen3-TTS folder (default ``OUT/model``)."""
         return self.model.export(
@@ -208,46 +192,6 @@ class TTSTrainer:
             self.speaker_encoder,
             self.cfg.model,
         )
-
-    def save(self) -> Path:
-        """Write the training state (all processes take part) and export the model."""
-        rng = self.workers.gather(_rng_state(self.workers.device).to(self.workers.device))
-        path = self.checkpoint_dir / f"step-{self.step:08d}.pt"
-        if self.workers.is_main:
-            state = {
-                "step": self.step,
-                "world_size": self.workers.world_size,
-                "config": self.cfg.to_dict(),
-                "model": self.model.state_dict(),
-                "opt": self.opt.state_dict(),
-                "sched": self.sched.state_dict(),
-                "rng": [r.cpu() for r in rng],
-            }
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(state, tmp)
-            tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
-            for old in sorted(self.checkpoint_dir.glob("step-*.pt"))[:-KEEP_CHECKPOINTS]:
-                old.unlink()
-            self.export()
-        self.workers.barrier()
-        return path
-
-    def load(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save` (same number of processes)."""
-        state = torch.load(path, map_location=self.workers.device, weights_only=True)
-        if state["world_size"] != self.workers.world_size:
-            raise ConfigError(
-                f"{path} was written by {state['world_size']} processes; resume with the "
-                f"same number (this run has {self.workers.world_size}) for an exact continuation"
-            )
-        if state["config"]["model"] != self.cfg.model.to_dict():
-            raise ConfigError(f"{path}: the model section of the config differs from this run's")
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.sched.load_state_dict(state["sched"])
-        _set_rng_state(state["rng"][self.workers.rank].cpu(), self.workers.device)
-        self.step = int(state["step"])
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:

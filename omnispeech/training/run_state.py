@@ -1,0 +1,104 @@
+"""What the ASR and TTS trainers share: one model, one AdamW, warm-up then cosine decay, and
+checkpoints that continue a run exactly.
+
+A checkpoint holds the step, the number of processes, the config, the weights, the optimizer,
+the schedule and every process's random state; it is written atomically, the newest
+``KEEP_CHECKPOINTS`` are kept, and the model is exported next to it. Resuming needs the same
+number of processes (the batches depend on (seed, step, rank)) and the same model section of
+the config.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from omnispeech.errors import ConfigError
+from omnispeech.training.trainer import KEEP_CHECKPOINTS, Workers, _rng_state, _set_rng_state
+
+
+class OneOptimizerRun:
+    """Base of a trainer with ``model``, ``opt`` and ``sched`` (a ``LambdaLR`` over
+    :meth:`_lr_factor`).
+
+    Subclasses set ``cfg`` (with ``optim.warmup``, ``optim.min_lr_ratio``, ``run.steps``, a
+    ``model`` section and ``to_dict()``), ``out``, ``workers``, ``model``, ``opt``, ``sched``
+    and ``step``, and define :meth:`export`.
+    """
+
+    cfg: Any  # ASRTrainConfig / TTSTrainConfig
+    out: Path
+    workers: Workers
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    step: int
+
+    def export(self, folder: Path | None = None) -> Path:  # pragma: no cover - per trainer
+        raise NotImplementedError
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warm-up over ``optim.warmup`` steps, then cosine to ``optim.min_lr_ratio``
+        at ``run.steps``."""
+        oc, total = self.cfg.optim, self.cfg.run.steps
+        if step < oc.warmup:
+            return (step + 1) / oc.warmup
+        progress = min(1.0, (step - oc.warmup) / max(1, total - oc.warmup))
+        return oc.min_lr_ratio + (1 - oc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint in the output folder, if any."""
+        found = sorted(self.checkpoint_dir.glob("step-*.pt"))
+        return found[-1] if found else None
+
+    def save(self) -> Path:
+        """Write the training state (all processes take part) and export the model."""
+        rng = self.workers.gather(_rng_state(self.workers.device).to(self.workers.device))
+        path = self.checkpoint_dir / f"step-{self.step:08d}.pt"
+        if self.workers.is_main:
+            state = {
+                "step": self.step,
+                "world_size": self.workers.world_size,
+                "config": self.cfg.to_dict(),
+                "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(),
+                "rng": [r.cpu() for r in rng],
+            }
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(state, tmp)
+            tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+            for old in sorted(self.checkpoint_dir.glob("step-*.pt"))[:-KEEP_CHECKPOINTS]:
+                old.unlink()
+            self.export()
+        self.workers.barrier()
+        return path
+
+    def load(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save` (same number of processes)."""
+        state = torch.load(path, map_location=self.workers.device, weights_only=True)
+        if state["world_size"] != self.workers.world_size:
+            raise ConfigError(
+                f"{path} was written by {state['world_size']} processes; resume with the "
+                f"same number (this run has {self.workers.world_size}) for an exact continuation"
+            )
+        if state["config"]["model"] != self.cfg.model.to_dict():
+            raise ConfigError(f"{path}: the model section of the config differs from this run's")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        _set_rng_state(state["rng"][self.workers.rank].cpu(), self.workers.device)
+        self.step = int(state["step"])
+
+
+__all__ = ["OneOptimizerRun"]
