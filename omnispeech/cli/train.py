@@ -24,6 +24,32 @@ def train() -> None:
     """
 
 
+# The options every trainer shares, listed after its own ones in --help.
+_RUN_OPTIONS = (
+    click.option(
+        "--steps", type=click.IntRange(min=1), help="Train until this step (default: run.steps)."
+    ),
+    click.option(
+        "--resume/--no-resume",
+        default=True,
+        show_default=True,
+        help="Continue from the newest checkpoint in --out, exactly where it stopped "
+        "(--no-resume refuses a folder that already holds checkpoints).",
+    ),
+    click.option(
+        "--device", default=None, help="torch device (default: this process's GPU, else cpu)."
+    ),
+    click.option("--quiet", is_flag=True, help="No progress bar."),
+)
+
+
+def _run_options(command):
+    """Add --steps, --resume/--no-resume, --device and --quiet to a training command."""
+    for option in reversed(_RUN_OPTIONS):  # click lists the last applied first
+        command = option(command)
+    return command
+
+
 @train.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -53,20 +79,7 @@ def train() -> None:
     help="Before training (one process only), export the untrained codec with its codebooks "
     "initialised on the first batch to OUT/model-init: a baseline to measure against.",
 )
-@click.option(
-    "--steps", type=click.IntRange(min=1), help="Train until this step (default: run.steps)."
-)
-@click.option(
-    "--resume/--no-resume",
-    default=True,
-    show_default=True,
-    help="Continue from the newest checkpoint in --out, exactly where it stopped "
-    "(--no-resume refuses a folder that already holds checkpoints).",
-)
-@click.option(
-    "--device", default=None, help="torch device (default: this process's GPU, else cpu)."
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_run_options
 def codec(  # noqa: PLR0913 - one option each
     config_file: Path,
     out: Path,
@@ -137,20 +150,7 @@ def codec(  # noqa: PLR0913 - one option each
     help="Training manifest (JSONL: path, text, language, split); overrides data.train.",
 )
 @click.option("--valid", metavar="MANIFEST", help="Held-out manifest; overrides data.valid.")
-@click.option(
-    "--steps", type=click.IntRange(min=1), help="Train until this step (default: run.steps)."
-)
-@click.option(
-    "--resume/--no-resume",
-    default=True,
-    show_default=True,
-    help="Continue from the newest checkpoint in --out, exactly where it stopped "
-    "(--no-resume refuses a folder that already holds checkpoints).",
-)
-@click.option(
-    "--device", default=None, help="torch device (default: this process's GPU, else cpu)."
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_run_options
 def asr(  # noqa: PLR0913 - one option each
     config_file: Path,
     out: Path,
@@ -227,20 +227,7 @@ def asr(  # noqa: PLR0913 - one option each
     help="Speech tokenizer folder whose codes the model learns (a Qwen3-TTS speech_tokenizer/, "
     "or a codec from `omnispeech train codec`); overrides data.codec.",
 )
-@click.option(
-    "--steps", type=click.IntRange(min=1), help="Train until this step (default: run.steps)."
-)
-@click.option(
-    "--resume/--no-resume",
-    default=True,
-    show_default=True,
-    help="Continue from the newest checkpoint in --out, exactly where it stopped "
-    "(--no-resume refuses a folder that already holds checkpoints).",
-)
-@click.option(
-    "--device", default=None, help="torch device (default: this process's GPU, else cpu)."
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_run_options
 def tts(  # noqa: PLR0913 - one option each
     config_file: Path,
     out: Path,
