@@ -279,3 +279,12 @@ class ASRBatcher:
             ctc_lengths=torch.tensor([len(seq) for seq in ctc]),
             seconds=seconds,
         )
+
+
+def spread_evenly(items: list[Transcribed], count: int) -> list[Transcribed]:
+    """``count`` items spread evenly over the list sorted by (language, path): a held-out
+    sample that visits every language in turn."""
+    ordered = sorted(items, key=lambda u: (u.language, str(u.path)))
+    if len(ordered) <= count:
+        return ordered
+    return [ordered[i * len(ordered) // count] for i in range(count)]

@@ -29,11 +29,11 @@ from omnispeech.training.asr_data import (
     ASRBatcher,
     Transcribed,
     read_transcribed,
+    spread_evenly,
     tokenizer_texts,
     train_tokenizer,
 )
 from omnispeech.training.asr_model import TrainableASR
-from omnispeech.training.loop import fit_steps
 from omnispeech.training.run_state import OneOptimizerRun
 from omnispeech.training.trainer import Workers
 
@@ -65,7 +65,7 @@ class ASRTrainer(OneOptimizerRun):
         self.valid_set: list[Transcribed] = []
         if dc.valid:
             held, _ = read_transcribed(dc.valid, dc.valid_split, self.languages, dc.max_seconds)
-            self.valid_set = _spread(held, dc.valid_utterances)
+            self.valid_set = spread_evenly(held, dc.valid_utterances)
         self.tokenizer = self._tokenizer()
         if self.tokenizer.get_vocab_size() > cfg.model.vocab_size:
             raise ConfigError(
@@ -156,34 +156,10 @@ class ASRTrainer(OneOptimizerRun):
         return {"valid_cer": total.cer, "valid_wer": total.wer}
 
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, steps: int | None = None, resume: bool = True, progress: bool = True) -> Path:
-        """Train until ``steps`` (default: the config's), saving every ``save_every`` steps and
-        at the end; returns the exported model folder.
+    run_name = "train asr"
 
-        SIGINT (Ctrl-C) or SIGTERM stops the run after the step in progress, with a checkpoint
-        of that step, and :attr:`stopped_by` names the signal (None when the run finished);
-        calling ``fit`` again (the same command) continues from it.
-        """
-        self.model.train()
-        return fit_steps(
-            self,
-            self.cfg.run.steps if steps is None else steps,
-            save_every=self.cfg.run.save_every,
-            log_every=self.cfg.run.log_every,
-            resume=resume,
-            progress=progress,
-            name="train asr",
-            validate=self.validate,
-            postfix=lambda losses: {
-                "loss": f"{losses['attention']:.3f}",
-                "ctc": f"{losses['ctc']:.2f}",
-            },
-        )
-
-
-def _spread(items: list[Transcribed], count: int) -> list[Transcribed]:
-    """``count`` items spread evenly over the list (every language, when sorted by it)."""
-    ordered = sorted(items, key=lambda u: (u.language, str(u.path)))
-    if len(ordered) <= count:
-        return ordered
-    return [ordered[i * len(ordered) // count] for i in range(count)]
+    def _postfix(self, losses: dict[str, float]) -> dict[str, str]:
+        return {
+            "loss": f"{losses['attention']:.3f}",
+            "ctc": f"{losses['ctc']:.2f}",
+        }

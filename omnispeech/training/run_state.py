@@ -1,5 +1,5 @@
-"""What the ASR and TTS trainers share: one model, one AdamW, warm-up then cosine decay, and
-checkpoints that continue a run exactly.
+"""What the ASR and TTS trainers share: one model, one AdamW, warm-up then cosine decay, the
+step loop, and checkpoints that continue a run exactly.
 
 A checkpoint holds the step, the number of processes, the config, the weights, the optimizer,
 the schedule and every process's random state; it is written atomically, the newest
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from omnispeech.errors import ConfigError
+from omnispeech.training.loop import fit_steps
 from omnispeech.training.trainer import KEEP_CHECKPOINTS, Workers, _rng_state, _set_rng_state
 
 
@@ -38,8 +39,38 @@ class OneOptimizerRun:
     sched: torch.optim.lr_scheduler.LRScheduler
     step: int
 
+    run_name = "train"  # the progress bar's label
+
     def export(self, folder: Path | None = None) -> Path:  # pragma: no cover - per trainer
         raise NotImplementedError
+
+    def validate(self) -> dict[str, float]:  # pragma: no cover - per trainer
+        raise NotImplementedError
+
+    def _postfix(self, losses: dict[str, float]) -> dict[str, str]:
+        """The losses the progress bar shows."""
+        return {k: f"{v:.3f}" for k, v in losses.items() if k != "seconds"}
+
+    def fit(self, steps: int | None = None, resume: bool = True, progress: bool = True) -> Path:
+        """Train until ``steps`` (default: the config's), saving every ``save_every`` steps and
+        at the end; returns the exported model folder.
+
+        SIGINT (Ctrl-C) or SIGTERM stops the run after the step in progress, with a checkpoint
+        of that step, and :attr:`stopped_by` names the signal (None when the run finished);
+        calling ``fit`` again (the same command) continues from it.
+        """
+        self.model.train()
+        return fit_steps(
+            self,
+            self.cfg.run.steps if steps is None else steps,
+            save_every=self.cfg.run.save_every,
+            log_every=self.cfg.run.log_every,
+            resume=resume,
+            progress=progress,
+            name=self.run_name,
+            validate=self.validate,
+            postfix=self._postfix,
+        )
 
     def _lr_factor(self, step: int) -> float:
         """Linear warm-up over ``optim.warmup`` steps, then cosine to ``optim.min_lr_ratio``

@@ -32,8 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from omnispeech.errors import ConfigError
 from omnispeech.pipelines.codec import Codec
 from omnispeech.talker import SpeakerEncoder
-from omnispeech.training.asr_data import Transcribed, read_transcribed
-from omnispeech.training.loop import fit_steps
+from omnispeech.training.asr_data import Transcribed, read_transcribed, spread_evenly
 from omnispeech.training.run_state import OneOptimizerRun
 from omnispeech.training.trainer import Workers
 from omnispeech.training.tts_batch import TTSBatcher
@@ -86,7 +85,7 @@ class TTSTrainer(OneOptimizerRun):
         valid_items: list[Transcribed] = []
         if dc.valid:
             held, _ = read_transcribed(dc.valid, dc.valid_split, self.languages, dc.max_seconds)
-            valid_items = _spread(held, dc.valid_utterances)
+            valid_items = spread_evenly(held, dc.valid_utterances)
         self.tokenizer = self._tokenizer(train_items)
         codec = Codec.from_pretrained(self.codec_dir)
         num_codebooks, codebook_size = (
@@ -231,34 +230,10 @@ class TTSTrainer(OneOptimizerRun):
         return {f"valid_{name}": sums[name] / frames for name in LOSS_NAMES}
 
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, steps: int | None = None, resume: bool = True, progress: bool = True) -> Path:
-        """Train until ``steps`` (default: the config's), saving and validating every
-        ``save_every`` steps and at the end; returns the exported model folder.
+    run_name = "train tts"
 
-        SIGINT (Ctrl-C) or SIGTERM stops the run after the step in progress, with a checkpoint
-        of that step, and :attr:`stopped_by` names the signal (None when the run finished);
-        calling ``fit`` again (the same command) continues from it.
-        """
-        self.model.train()
-        return fit_steps(
-            self,
-            self.cfg.run.steps if steps is None else steps,
-            save_every=self.cfg.run.save_every,
-            log_every=self.cfg.run.log_every,
-            resume=resume,
-            progress=progress,
-            name="train tts",
-            validate=self.validate,
-            postfix=lambda losses: {
-                "talker": f"{losses['talker']:.3f}",
-                "mtp": f"{losses['predictor']:.3f}",
-            },
-        )
-
-
-def _spread(items: list[Transcribed], count: int) -> list[Transcribed]:
-    """``count`` items spread evenly over the list (every language, when sorted by it)."""
-    ordered = sorted(items, key=lambda u: (u.language, str(u.path)))
-    if len(ordered) <= count:
-        return ordered
-    return [ordered[i * len(ordered) // count] for i in range(count)]
+    def _postfix(self, losses: dict[str, float]) -> dict[str, str]:
+        return {
+            "talker": f"{losses['talker']:.3f}",
+            "mtp": f"{losses['predictor']:.3f}",
+        }
