@@ -117,11 +117,13 @@ def codec(  # noqa: PLR0913 - one option each
         if any(paths.values()):
             given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
             cfg = cfg.replace(data=cfg.data.replace(**given))
-        trainer = CodecTrainer(cfg, out, Workers.from_env(device))
+        workers = Workers.from_env(device)
+        trainer = CodecTrainer(cfg, out, workers)
         fresh = not resume or trainer.latest_checkpoint() is None
         if export_init and fresh and trainer.workers.world_size == 1:
             trainer.export_initial(out / "model-init")
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
+        workers.close()
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
     _report(trainer, folder)
@@ -188,11 +190,13 @@ def asr(  # noqa: PLR0913 - one option each
         if any(paths.values()):
             given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
             cfg = cfg.replace(data=cfg.data.replace(**given))
-        trainer = ASRTrainer(cfg, out, Workers.from_env(device))
+        workers = Workers.from_env(device)
+        trainer = ASRTrainer(cfg, out, workers)
         if trainer.workers.is_main and trainer.skipped:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(trainer.skipped.items()))
             click.echo(f"skipped utterances: {counts}", err=True)
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
+        workers.close()
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
     _report(trainer, folder)
@@ -267,11 +271,13 @@ def tts(  # noqa: PLR0913 - one option each
         if any(paths.values()):
             given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
             cfg = cfg.replace(data=cfg.data.replace(**given))
-        trainer = TTSTrainer(cfg, out, Workers.from_env(device), progress=not quiet)
+        workers = Workers.from_env(device)
+        trainer = TTSTrainer(cfg, out, workers, progress=not quiet)
         if trainer.workers.is_main and trainer.skipped:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(trainer.skipped.items()))
             click.echo(f"skipped utterances: {counts}", err=True)
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
+        workers.close()
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
     _report(trainer, folder)

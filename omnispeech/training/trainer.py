@@ -78,6 +78,13 @@ class Workers:
         if self.world_size > 1:
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group (after the last collective call). Without it, gloo's
+        threads may still run while the interpreter exits, which can abort the process."""
+        if self.world_size > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def mean(self, values: torch.Tensor) -> torch.Tensor:
         """The mean of ``values`` over processes."""
         if self.world_size > 1:
