@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer
@@ -123,20 +124,9 @@ class ASRTrainer(OneOptimizerRun):
         return self.model.export(folder or self.out / "model", self.tokenizer, self.languages)
 
     # -- one step ------------------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
-        """One optimisation step; returns the losses averaged over processes."""
+    def _batch(self) -> tuple[Any, dict[str, float]]:
         batch = self.batcher.batch(self.step, self.workers.rank).to(self.workers.device)
-        losses = self.ddp(batch)
-        self.opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.opt.step()
-        self.sched.step()
-        self.step += 1
-        values = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
-        out = dict(zip(LOSS_NAMES, self.workers.mean(values).tolist(), strict=True))
-        out["seconds"] = batch.seconds
-        return out
+        return batch, {"seconds": batch.seconds}
 
     def validate(self) -> dict[str, float]:
         """Character and word error rates of greedy decoding on the held-out utterances."""
@@ -156,6 +146,7 @@ class ASRTrainer(OneOptimizerRun):
         return {"valid_cer": total.cer, "valid_wer": total.wer}
 
     # -- the loop ------------------------------------------------------------------------------
+    loss_names = LOSS_NAMES
     run_name = "train asr"
 
     def _postfix(self, losses: dict[str, float]) -> dict[str, str]:

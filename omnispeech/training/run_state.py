@@ -35,11 +35,31 @@ class OneOptimizerRun:
     out: Path
     workers: Workers
     model: nn.Module
+    ddp: nn.Module  # the model, wrapped in DistributedDataParallel with several processes
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     step: int
 
     run_name = "train"  # the progress bar's label
+    loss_names: tuple[str, ...] = ("total",)  # what train_step averages over processes
+
+    def _batch(self) -> tuple[Any, dict[str, float]]:  # pragma: no cover - per trainer
+        """This step's batch on this process's device, and what to report about its size."""
+        raise NotImplementedError
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step; returns the losses averaged over processes."""
+        batch, size = self._batch()
+        losses = self.ddp(batch)
+        self.opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        values = torch.stack([losses[k].detach().float() for k in self.loss_names])
+        out = dict(zip(self.loss_names, self.workers.mean(values).tolist(), strict=True))
+        return {**out, **size}
 
     def export(self, folder: Path | None = None) -> Path:  # pragma: no cover - per trainer
         raise NotImplementedError

@@ -22,6 +22,7 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -193,20 +194,9 @@ class TTSTrainer(OneOptimizerRun):
         )
 
     # -- one step ------------------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
-        """One optimisation step; returns the losses averaged over processes."""
+    def _batch(self) -> tuple[Any, dict[str, float]]:
         batch = self.batcher.batch(self.cfg.run.seed, self.step, self.workers.rank)
-        losses = self.ddp(batch.to(self.workers.device))
-        self.opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.opt.step()
-        self.sched.step()
-        self.step += 1
-        values = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
-        out = dict(zip(LOSS_NAMES, self.workers.mean(values).tolist(), strict=True))
-        out["frames"] = batch.frames
-        return out
+        return batch.to(self.workers.device), {"frames": batch.frames}
 
     def validate(self) -> dict[str, float]:
         """Mean held-out losses (talker, predictor) and codebook-0 accuracy, weighted by
@@ -230,6 +220,7 @@ class TTSTrainer(OneOptimizerRun):
         return {f"valid_{name}": sums[name] / frames for name in LOSS_NAMES}
 
     # -- the loop ------------------------------------------------------------------------------
+    loss_names = LOSS_NAMES
     run_name = "train tts"
 
     def _postfix(self, losses: dict[str, float]) -> dict[str, str]:
