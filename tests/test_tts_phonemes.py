@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from omnispeech.errors import CheckpointError, InputError, LanguageError
-from omnispeech.pipelines import TTS, espeak
+from omnispeech.pipelines import TTS, espeak, tts_loop
 from omnispeech.pipelines.tts_frontend import (
     FRONTEND_FILE,
     BpeFrontend,
@@ -23,6 +23,7 @@ from omnispeech.pipelines.tts_frontend import (
     UnknownSymbolWarning,
     load_frontend,
 )
+from omnispeech.pipelines.tts_loop import GenerationWarning
 from omnispeech.pipelines.tts_text import SEGMENT_END
 from omnispeech.testing import tiny_tokenizer
 from tests.tts_ref import short_guard, tiny_tts
@@ -279,6 +280,20 @@ def test_tiny_model_declaring_phonemes_speaks(phoneme_folder, monkeypatch):
     assert codes.shape[0] == 16 and codes.shape[1] > 0
     assert torch.equal(codes, pieces)
     assert wav.dtype == np.float32 and wav.size > 0 and np.isfinite(wav).all()
+
+
+@needs_espeak
+def test_duration_guard_allows_less_per_phoneme_than_per_bpe_piece(phoneme_folder, monkeypatch):
+    # A phoneme is far shorter than a BPE piece: the guard's allowance follows the front end.
+    monkeypatch.setattr(tts_loop, "GUARD_SECONDS", 0.4)
+    tts = TTS.from_pretrained(phoneme_folder)
+    text = "Hi."
+    with pytest.warns(GenerationWarning, match="duration guard"):
+        codes = tts.codes(text, language="en", seed=0)
+    phonemes = len(tts.frontend.encode(text, "en"))
+    per_token = PhonemeFrontend.guard_seconds_per_token
+    assert per_token is not None and per_token < tts_loop.GUARD_SECONDS_PER_TOKEN
+    assert codes.shape[1] == np.ceil((0.4 + per_token * phonemes) * 12.5)
 
 
 @needs_espeak

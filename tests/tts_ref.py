@@ -44,6 +44,7 @@ def short_guard(
     ``per_token`` seconds per text token ends every utterance, without its warning."""
     monkeypatch.setattr(tts_loop, "GUARD_SECONDS", seconds)
     monkeypatch.setattr(tts_loop, "GUARD_SECONDS_PER_TOKEN", per_token)
+    monkeypatch.setattr(PhonemeFrontend, "guard_seconds_per_token", per_token)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GenerationWarning)
         yield

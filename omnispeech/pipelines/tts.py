@@ -339,6 +339,7 @@ class TTS:
             instruct_ids=self._instruct_ids(options.instruct),
             step=self.step if self.single is None else "eager",
             single=None if self.single is None else self.single.replace(speed=options.speed),
+            seconds_per_token=self.frontend.guard_seconds_per_token,
         )
 
     def _instruct_ids(self, instruct: str | None) -> list[int] | None:

@@ -160,6 +160,10 @@ class TextFrontend(abc.ABC):
     """What the TTS pipeline needs from text: ids of the text track, incrementally."""
 
     kind: str
+    # Seconds of speech the duration guard allows per token; None: the pipeline's default for
+    # BPE pieces (tts_loop.GUARD_SECONDS_PER_TOKEN). Shorter tokens need a tighter allowance,
+    # or a runaway utterance of a long text runs for minutes before it is cut.
+    guard_seconds_per_token: float | None = None
 
     @property
     @abc.abstractmethod
@@ -239,6 +243,9 @@ class PhonemeFrontend(TextFrontend):
     """
 
     kind = ESPEAK_IPA
+    # IPA symbols (stress and length marks, spaces included) come at about 12-16 a second of
+    # speech; 0.2 s each is about three times a normal pace, as the BPE default is.
+    guard_seconds_per_token = 0.2
 
     def __init__(
         self,

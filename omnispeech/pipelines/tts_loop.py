@@ -11,8 +11,9 @@ utterance: a fresh prompt with the same voice, the talker's cache reused.
 
 A duration guard ends an utterance that never chooses end-of-speech: at most
 ``GUARD_SECONDS + GUARD_SECONDS_PER_TOKEN * tokens`` of speech per utterance (slowed down by
-``speed`` < 1), with a :class:`GenerationWarning`. Released models say about 3-5 tokens per
-second, so the guard only catches runaways.
+``speed`` < 1), with a :class:`GenerationWarning`. Released models say about 3-5 BPE tokens
+per second, so the guard only catches runaways. A front end whose tokens are shorter sets its
+own allowance per token (``SynthesisRequest.seconds_per_token``; phonemes: about 15 a second).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class SynthesisRequest:
     instruct_ids: list[int] | None = None
     step: str = "eager"  # "eager", "static" (fixed shapes) or "graph" (CUDA graphs)
     single: SingleStreamPolicy | None = None  # a single-stream talker's policy (None: dual)
+    # The guard's speech allowance per text token (None: GUARD_SECONDS_PER_TOKEN, for BPE).
+    seconds_per_token: float | None = None
 
     def pull(self) -> list[int] | None | object:
         """Next tokens of the current segment, ``SEGMENT_END``, or ``_EXHAUSTED``; reads
@@ -86,7 +89,10 @@ class SynthesisRequest:
 
     def guard(self, tokens: int) -> int:
         """Most frames of an utterance of ``tokens`` text tokens."""
-        seconds = GUARD_SECONDS + GUARD_SECONDS_PER_TOKEN * tokens
+        per_token = self.seconds_per_token
+        if per_token is None:
+            per_token = GUARD_SECONDS_PER_TOKEN
+        seconds = GUARD_SECONDS + per_token * tokens
         return math.ceil(seconds * FRAME_RATE / min(1.0, self.policy.speed))
 
 
