@@ -100,3 +100,7 @@ def test_wrong_model_folders(tmp_path, wavs, model_dir):
     assert "no such checkpoint folder" in line
     line = _one_line_error(_run("asr", str(wavs / "mono16k.wav"), "-m", str(model_dir), "-l", "xx"))
     assert "unsupported language 'xx'" in line
+    # A released model has no CTC head to weigh.
+    line = _one_line_error(_run("asr", str(wavs / "mono16k.wav"), "-m", str(model_dir),
+                                "--ctc-weight", "0.5"))  # fmt: skip
+    assert "no CTC head" in line

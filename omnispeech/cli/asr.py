@@ -66,6 +66,15 @@ import click
     help="Store the text decoder's weights as int8 (a quarter of the float32 bytes read per "
     "token; it computes in bfloat16 instead of float32).",
 )
+@click.option(
+    "--ctc-weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    metavar="W",
+    help="Share of the CTC head in each decoding choice, 0-1 (joint CTC/attention decoding; "
+    "0: the decoder alone). Default: the model's own (the bundled model's 0.5); models "
+    "without a CTC head take only 0.",
+)
 def asr(  # noqa: PLR0913 - one parameter per CLI option
     files: tuple[Path, ...],
     model: str | None,
@@ -77,6 +86,7 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     device: str,
     dtype: str,
     int8: bool,
+    ctc_weight: float | None,
 ) -> None:
     """Transcribe FILES (wav, flac or ogg; any sample rate, mono or multi-channel).
 
@@ -107,7 +117,11 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
         # is checked after loading.
         resolve_language(language, list(LANGUAGE_NAMES.values()))
         pipeline = ASR.from_pretrained(
-            model, dtype=getattr(torch, dtype), device=device, quantize="int8" if int8 else None
+            model,
+            dtype=getattr(torch, dtype),
+            device=device,
+            quantize="int8" if int8 else None,
+            ctc_weight=ctc_weight,
         )
         resolve_language(language, list(pipeline.config.languages) or None)
         if timestamps:

@@ -175,6 +175,14 @@ def codec(  # noqa: PLR0913 - one parameter per CLI option
     help="Let the model detect each language instead of telling it the manifest's.",
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option(
+    "--ctc-weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    metavar="W",
+    help="CTC share of each decoding choice, 0-1 (see `omnispeech asr --help`). Default: the "
+    "model's own.",
+)
 @_report_options
 def asr(  # noqa: PLR0913 - one parameter per CLI option
     manifest: Path,
@@ -184,6 +192,7 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     limit: int | None,
     detect_language: bool,
     device: str,
+    ctc_weight: float | None,
     json_path: Path | None,
     report_path: Path | None,
 ) -> None:
@@ -203,13 +212,14 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     codes = _languages(languages)
     try:
         read_manifest(manifest, chosen_split, codes, limit)  # fail before loading a model
-        pipeline = ASR.from_pretrained(model, device=device)
+        pipeline = ASR.from_pretrained(model, device=device, ctc_weight=ctc_weight)
         score = evaluate_asr(pipeline, manifest, chosen_split, codes, limit, not detect_language)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
     _write(score, json_path, report_path)
     name = str(model) if model else "bundled"
-    click.echo(json.dumps({"model": name, **score.to_dict(per_utterance=False)}, indent=2))
+    head = {"model": name, "ctc_weight": pipeline.ctc_weight}
+    click.echo(json.dumps({**head, **score.to_dict(per_utterance=False)}, indent=2))
 
 
 @eval_.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,8 +21,7 @@ from omnispeech.core import Decoder, DecoderCache
 from omnispeech.core.quant import Int8Linear, quantize_linears_
 from omnispeech.encoder import AudioEncoder
 from omnispeech.errors import CheckpointError, EmptyAudioError, InputError
-from omnispeech.pipelines.asr_align import Alignment, AlignmentError, token_pieces
-from omnispeech.pipelines.asr_align import align as align_tokens
+from omnispeech.pipelines.asr_align import AlignmentError
 from omnispeech.pipelines.asr_batch import greedy_batch
 from omnispeech.pipelines.asr_checkpoint import (
     ASRConfig,
@@ -30,6 +29,8 @@ from omnispeech.pipelines.asr_checkpoint import (
     read_asr_folder,
     write_asr_folder,
 )
+from omnispeech.pipelines.asr_ctc import SAMPLE_RATE, CTCHeadMixin
+from omnispeech.pipelines.asr_joint import JointDecoder
 from omnispeech.pipelines.asr_prompt import (
     ASR_TEXT,
     Transcription,
@@ -41,12 +42,11 @@ from omnispeech.pipelines.asr_prompt import (
 from omnispeech.pipelines.asr_stream import ASRStream
 from omnispeech.pipelines.tokenizer import load_tokenizer, special_id
 
-SAMPLE_RATE = 16_000
 # The reference front end zero-pads clips shorter than 0.5 s to 0.5 s.
 MIN_SAMPLES = SAMPLE_RATE // 2
 
 
-class ASR(nn.Module):
+class ASR(CTCHeadMixin, nn.Module):
     """Speech recognition with a Qwen3-ASR checkpoint.
 
     Example::
@@ -96,6 +96,7 @@ class ASR(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
         quantize: str | None = None,
+        ctc_weight: float | None = None,
     ) -> ASR:
         """Load a Qwen3-ASR folder (original or ``-hf`` layout), one saved by omnispeech, or
         with no name the bundled model (every language of omnispeech's corpus, timestamps).
@@ -106,6 +107,8 @@ class ASR(nn.Module):
             device: where the model runs.
             quantize: ``"int8"`` stores the text decoder's weights as int8 rows (see
                 :meth:`quantize_int8`).
+            ctc_weight: the CTC head's share of each decoding choice (see
+                :attr:`ctc_weight`); None: the folder's own.
 
         Raises:
             CheckpointError: the folder is missing, not a Qwen3-ASR model, or its keys differ.
@@ -129,6 +132,8 @@ class ASR(nn.Module):
         model = model.to(device=device, dtype=dtype).eval()
         if quantize == "int8":
             model.quantize_int8()
+        if ctc_weight is not None:
+            model.ctc_weight = ctc_weight
         return model
 
     def quantize_int8(self) -> int:
@@ -212,7 +217,9 @@ class ASR(nn.Module):
         """
         embeds = self._prompt_embeds(audio_tokens, language, context)
         cache = self.decoder.new_cache(1, embeds.shape[0] + max_new_tokens)
-        return self.greedy(self.decoder(embeds[None], cache), cache, max_new_tokens, min_new_tokens)
+        joint = self.joint_decoder(audio_tokens, language is not None)
+        hidden = self.decoder(embeds[None], cache)
+        return self.greedy(hidden, cache, max_new_tokens, min_new_tokens, joint)
 
     def _prompt_embeds(
         self, audio_tokens: torch.Tensor, language: str | None, context: str
@@ -231,8 +238,10 @@ class ASR(nn.Module):
         cache: DecoderCache,
         max_new_tokens: int,
         min_new_tokens: int = 0,
+        joint: JointDecoder | None = None,
     ) -> list[int]:
-        """Greedy continuation after a prefill whose last hidden state is ``hidden[:, -1]``.
+        """Greedy continuation after a prefill whose last hidden state is ``hidden[:, -1]``;
+        with ``joint``, each token is chosen with the CTC head (see :meth:`joint_decoder`).
 
         Returns the new ids without the end token; ``cache`` holds them afterwards.
         """
@@ -241,9 +250,12 @@ class ASR(nn.Module):
         eos = set(self.config.eos_token_ids)
         for step in range(max_new_tokens):
             logits = self._logits(hidden[:, -1])
-            if step < min_new_tokens:
-                logits[:, list(eos)] = float("-inf")
-            token = int(logits.argmax(-1))
+            if joint is not None:
+                token = joint.choose(logits[0], eos, allow_end=step >= min_new_tokens)
+            else:
+                if step < min_new_tokens:
+                    logits[:, list(eos)] = float("-inf")
+                token = int(logits.argmax(-1))
             if token in eos:
                 break
             out.append(token)
@@ -284,7 +296,9 @@ class ASR(nn.Module):
         tokens = [self._encode(wav) for wav in wavs]
         prompts = [self._prompt_embeds(t, forced, context) for t in tokens]
         budgets = [token_budget(wav.shape[0], max_new_tokens) for wav in wavs]
-        ids = greedy_batch(self.decoder, self._logits, prompts, self.config.eos_token_ids, budgets)
+        joints = [self.joint_decoder(t, forced is not None) for t in tokens]
+        eos = self.config.eos_token_ids
+        ids = greedy_batch(self.decoder, self._logits, prompts, eos, budgets, joints)
         return [self._result(t, i, forced, timestamps) for t, i in zip(tokens, ids, strict=True)]
 
     def stream(
@@ -330,44 +344,6 @@ class ASR(nn.Module):
         wav = self._read(audio, sample_rate)
         return self._transcribe_wav(wav, forced, context, max_new_tokens, timestamps)
 
-    def align(
-        self,
-        audio: str | Path | np.ndarray | torch.Tensor,
-        text: str,
-        sample_rate: int = SAMPLE_RATE,
-        check: bool = True,
-    ) -> Alignment:
-        """Forced alignment: the word and token boundaries of a known transcript.
-
-        Args:
-            audio: a path, or samples ``[S]`` / ``[C, S]`` at ``sample_rate`` Hz (one
-                utterance, up to a few minutes).
-            text: what the audio says.
-            sample_rate: rate of in-memory samples.
-            check: refuse a transcript that does not match the audio (False: return the
-                alignment anyway; its ``gap`` says how well the text fits).
-
-        Raises:
-            AlignmentError: the text does not match the audio, or is too long for it.
-            InputError: empty text, or a model without a CTC head.
-        """
-        self.require_ctc()
-        if not text.strip():
-            raise InputError("the transcript is empty; nothing to align")
-        wav = self._read(audio, sample_rate)
-        if not np.any(wav):
-            raise EmptyAudioError("the audio is silent (every sample is zero); nothing to align")
-        ids = self.tokenizer.encode(text.strip(), add_special_tokens=False).ids
-        return self._align(self._encode(wav), ids, check=check)
-
-    def require_ctc(self) -> None:
-        """Raise :class:`InputError` unless the model can give timestamps (has a CTC head)."""
-        if self.ctc_head is None:
-            raise InputError(
-                "this model has no CTC head, so it cannot give timestamps or align text; "
-                "use omnispeech's bundled model (no --model) or one trained by `train asr`"
-            )
-
     @staticmethod
     def _read(audio: str | Path | np.ndarray | torch.Tensor, sample_rate: int) -> np.ndarray:
         if isinstance(audio, str | Path):
@@ -381,16 +357,6 @@ class ASR(nn.Module):
         feats = log_mel_spectrogram(torch.from_numpy(wav), self.encoder.cfg.num_mel_bins)
         weight = self.decoder.embed_tokens.weight
         return self.encoder(feats[None].to(weight.device)).tokens[0]
-
-    @torch.inference_mode()
-    def _align(
-        self, tokens: torch.Tensor, ids: list[int], check: bool, offset: float = 0.0
-    ) -> Alignment:
-        assert self.ctc_head is not None
-        log_probs = torch.log_softmax(self.ctc_head(tokens).float(), -1).cpu().numpy()
-        pieces, starts = token_pieces(self.tokenizer, ids)
-        blank = self.ctc_head.out_features - 1
-        return align_tokens(log_probs, ids, pieces, blank, starts, offset, check=check)
 
     def _transcribe_wav(
         self,

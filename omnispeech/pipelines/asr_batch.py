@@ -14,11 +14,12 @@ float rounding of each other: the masked attention of the batch sums in another 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from omnispeech.core import Decoder
+from omnispeech.pipelines.asr_joint import JointDecoder
 
 
 @torch.inference_mode()
@@ -28,6 +29,7 @@ def greedy_batch(
     prompts: list[torch.Tensor],
     eos: tuple[int, ...],
     budgets: list[int],
+    joints: Sequence[JointDecoder | None] | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of several prompts, stepped together.
 
@@ -37,6 +39,7 @@ def greedy_batch(
         prompts: one ``[L_b, hidden]`` embedded prompt per stream (lengths may differ).
         eos: ids that end a stream (not included in its output).
         budgets: most new tokens per stream.
+        joints: per stream, the CTC side of joint decoding (None: the decoder's arg-max).
 
     Returns:
         Each stream's new ids, without the end token.
@@ -60,7 +63,12 @@ def greedy_batch(
         hidden = hidden[live]
     end = set(eos)
     while live:
-        tokens = head(hidden).argmax(-1).tolist()
+        logits = head(hidden)
+        tokens = logits.argmax(-1).tolist()
+        for row, b in enumerate(live):
+            joint = joints[b] if joints is not None else None
+            if joint is not None:
+                tokens[row] = joint.choose(logits[row], end)
         keep = []
         for row, b in enumerate(live):
             if tokens[row] in end:

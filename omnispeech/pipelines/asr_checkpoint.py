@@ -4,8 +4,10 @@ model writes.
 Two layouts are read: the original one (``thinker.*``, as published for the ``qwen-asr``
 package, and what :func:`write_asr_folder` writes) and the transformers ``-hf`` one
 (``model.audio_tower``, ``model.multi_modal_projector``, ``model.language_model``).
-omnispeech's own models add ``thinker.ctc_head.*`` (the CTC classifier for timestamps) and
-``support_languages`` (the languages the prompt may name).
+omnispeech's own models add ``thinker.ctc_head.*`` (the CTC classifier for timestamps and
+joint decoding), ``ctc_decoding_weight`` (its share of each decoding choice, see
+:mod:`omnispeech.pipelines.asr_joint`) and ``support_languages`` (the languages the prompt may
+name).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class ASRConfig:
 
     eos_token_ids: tuple[int, ...] = DEFAULT_EOS
     languages: tuple[str, ...] = ()  # the checkpoint's own list; empty = the built-in 30
+    # CTC share of joint decoding; None: not declared (the pipeline's default for a folder
+    # with a CTC head, 0 without one).
+    ctc_weight: float | None = None
 
 
 @dataclasses.dataclass
@@ -78,9 +83,22 @@ def read_asr_folder(folder: CheckpointFolder, dtype: torch.dtype) -> ASRParts:
         lm_head=_read_head(folder, head_key, decoder, dtype),
         ctc_head=_read_ctc_head(folder, dtype),
         config=ASRConfig(
-            eos_token_ids=_eos_ids(folder), languages=tuple(cfg.get("support_languages", ()))
+            eos_token_ids=_eos_ids(folder),
+            languages=tuple(cfg.get("support_languages", ())),
+            ctc_weight=_ctc_weight(folder),
         ),
     )
+
+
+def _ctc_weight(folder: CheckpointFolder) -> float | None:
+    value = folder.config.get("ctc_decoding_weight")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise CheckpointError(
+            f"{folder.path}: ctc_decoding_weight must be a number in [0, 1], got {value!r}"
+        )
+    return float(value)
 
 
 def _read_head(
@@ -176,6 +194,8 @@ def write_asr_folder(  # noqa: PLR0913 - every part of the folder, each named
     }
     if parts.config.languages:
         config["support_languages"] = list(parts.config.languages)
+    if parts.ctc_head is not None and parts.config.ctc_weight is not None:
+        config["ctc_decoding_weight"] = parts.config.ctc_weight
     tensors = {f"thinker.audio_tower.{k}": v for k, v in parts.encoder.net.state_dict().items()}
     tensors.update({f"thinker.model.{k}": v for k, v in parts.decoder.state_dict().items()})
     if parts.lm_head is not None:

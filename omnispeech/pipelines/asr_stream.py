@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from omnispeech.errors import InputError
+from omnispeech.pipelines.asr_joint import JointDecoder
 from omnispeech.pipelines.asr_prompt import (
+    ASR_TEXT,
     parse_answer,
     prompt_parts,
     resolve_language,
@@ -102,6 +104,8 @@ class ASRStream:
         self._samples = 0
         self._audio_tokens = 0
         self._context = None
+        # CTC log-probabilities of the audio tokens so far (joint decoding), one block per update.
+        self._ctc: list[np.ndarray] = []
 
     # -- session ------------------------------------------------------------------------------
     def __enter__(self) -> ASRStream:
@@ -166,11 +170,23 @@ class ASRStream:
         if new_tokens.shape[0]:
             asr.decoder(new_tokens[None].to(asr.decoder.embed_tokens.weight), self._cache)
             self._audio_tokens += new_tokens.shape[0]
+            log_probs = asr.ctc_log_probs(new_tokens)
+            if log_probs is not None:
+                self._ctc.append(log_probs)
         keep = 0 if self.unfixed_tokens is None else max(0, len(self._answer) - self.unfixed_tokens)
         forced = self._answer[:keep]
         hidden = self._prefill(self._tail + forced)
         budget = max(0, token_budget(self._samples, 1 << 30) - len(forced))
-        self._answer = forced + asr.greedy(hidden, self._cache, budget)
+        joint = None
+        if self._ctc:
+            # CTC scores the whole transcript against all the audio so far: the kept part of
+            # the answer enters its prefix as it entered the decoder's.
+            log_probs = np.concatenate(self._ctc)
+            marker = asr.tokenizer.token_to_id(ASR_TEXT)
+            joint = JointDecoder(log_probs, asr.ctc_weight, marker, self.language is not None)
+            for token in forced:
+                joint.feed(token)
+        self._answer = forced + asr.greedy(hidden, self._cache, budget, joint=joint)
         text, language = parse_answer(
             asr.tokenizer.decode(self._answer, skip_special_tokens=False), self.language
         )

@@ -18,6 +18,7 @@ from torch import nn
 from omnispeech.core import Decoder
 from omnispeech.encoder import AudioEncoder
 from omnispeech.pipelines.asr import ASR, ASRConfig
+from omnispeech.pipelines.asr_joint import DEFAULT_CTC_WEIGHT
 from omnispeech.pipelines.languages import language_name
 from omnispeech.training.asr_config import ASRModelConfig
 from omnispeech.training.asr_data import IGNORE, ASRBatch
@@ -89,7 +90,7 @@ class TrainableASR(nn.Module):
             self.decoder,
             None,
             tokenizer,
-            ASRConfig(eos_token_ids=eos, languages=names),
+            ASRConfig(eos_token_ids=eos, languages=names, ctc_weight=DEFAULT_CTC_WEIGHT),
             ctc_head=self.ctc_head,
         )
 
