@@ -321,16 +321,17 @@ def build_word_times(  # noqa: PLR0913 - where the cache goes and what fills it
         from tqdm import tqdm
 
         bar = tqdm(total=len(utterances), desc=f"aligning {name} set ({method})", unit="utt")
-    rows: list[list[list[int]] | None] = []
+    rows: list[list[list[int]] | None] = [None] * len(utterances)
     fallback = 0
-    for u in utterances:
+    # One language after the other: espeak-ng 1.51 can lose the first word event of a
+    # synthesis after a voice change, so voices change as rarely as possible.
+    for i in sorted(range(len(utterances)), key=lambda i: utterances[i].language):
         try:
-            words = align(u)
-            rows.append([[w.first, w.last, w.start, w.end] for w in words])
+            words = align(utterances[i])
+            rows[i] = [[w.first, w.last, w.start, w.end] for w in words]
         except (InputError, AudioError):
             # AlignmentError (an InputError: text too long for the audio), silent audio, or a
             # language without an espeak-ng voice: this utterance keeps even durations.
-            rows.append(None)
             fallback += 1
         if bar is not None:
             bar.update(1)
