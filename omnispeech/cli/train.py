@@ -245,9 +245,11 @@ def tts(  # noqa: PLR0913 - one option each
 ) -> None:
     """Train a text-to-speech model of the Qwen3-TTS architecture (talker + code predictor).
 
-    First, once: a byte-level BPE tokenizer is trained on the transcripts (OUT/tokenizer.json)
-    and every utterance is encoded with the codec into OUT/cache (files that cannot be decoded
-    are skipped and counted). Then the talker learns codebook 0 (and when to stop) in the
+    First, once: a byte-level BPE tokenizer is trained on the transcripts (OUT/tokenizer.json;
+    with data.text_frontend "espeak-ipa" the transcripts are phonemized instead) and every
+    utterance is encoded with the codec into OUT/cache (files that cannot be decoded are
+    skipped and counted); a single stream with data.alignment "espeak" or "asr" also aligns
+    every transcript once. Then the talker learns codebook 0 (and when to stop) in the
     released dual-track arrangement, text beside speech, and the code predictor learns
     codebooks 1..K-1 of each frame. A checkpoint is written every run.save_every steps and at
     the end, with the held-out losses in OUT/log.jsonl; the model is exported to OUT/model, a
@@ -276,6 +278,11 @@ def tts(  # noqa: PLR0913 - one option each
         if trainer.workers.is_main and trainer.skipped:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(trainer.skipped.items()))
             click.echo(f"skipped utterances: {counts}", err=True)
+        if trainer.workers.is_main and trainer.aligned_evenly:
+            click.echo(
+                f"aligned evenly (the aligner could not place them): {trainer.aligned_evenly}",
+                err=True,
+            )
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
         workers.close()
     except OmnispeechError as exc:

@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 
 from omnispeech.interleave import (
     ItemKind,
@@ -149,10 +148,13 @@ def arrange_single(  # noqa: PLR0913 - one utterance's parts and the arrangement
     language_tag: int | None,
     speaker: bool,
     policy: SingleStreamPolicy,
+    alignment: Sequence[int] | None = None,
 ) -> _Sequence:
     """One utterance as talker positions in the single stream (see the module docstring).
 
-    Arguments as for :func:`arrange`, with the single-stream ``policy`` instead of a mode.
+    Arguments as for :func:`arrange`, with the single-stream ``policy`` instead of a mode,
+    and optionally the first frame of each text token (``n`` entries, non-decreasing, in
+    ``[0, N)``) that the durations follow; None spreads them evenly.
 
     Raises:
         ValueError: the text does not fit in the frames under ``policy``'s bounds.
@@ -161,7 +163,7 @@ def arrange_single(  # noqa: PLR0913 - one utterance's parts and the arrangement
     seq = _prefix(K, ids, role_ids, language_tag, speaker)
     none = [NONE] * K
     frame_lists = codes.T.tolist()  # [N][K]
-    for pos in build_single_stream(text_ids, N, policy).positions:
+    for pos in build_single_stream(text_ids, N, policy, alignment).positions:
         if pos.frame is None:
             assert pos.text is not None
             seq.add(_text_id(pos.text, ids), [ids.codec_pad] + none[1:])
@@ -209,7 +211,9 @@ class TTSBatcher:
 
     Args:
         cache: the cached codes (and x-vectors) of the set.
-        tokenizer: the text tokenizer (with the TTS special tokens).
+        text_ids: per utterance of the cache, its text-track ids (from the run's text front
+            end), or None for an utterance that has none (it is left out).
+        role_ids: ids of the role header (``<|im_start|>assistant\\n`` for BPE).
         ids: the talker's special ids.
         language_tags: ISO 639 code -> codec language tag.
         text_modes: the arrangements drawn per utterance (``stream``, ``full``).
@@ -219,12 +223,15 @@ class TTSBatcher:
         single: train the single stream under this policy instead of the dual track (then
             ``text_modes`` is not used); utterances whose text does not fit are left out
             (:attr:`unfit` counts them).
+        alignments: single stream only: per utterance, the first frame of each text token
+            (None: durations spread evenly), see :func:`build_single_stream`.
     """
 
     def __init__(  # noqa: PLR0913 - each argument is one independent setting
         self,
         cache: CodeCache,
-        tokenizer: Tokenizer,
+        text_ids: Sequence[Sequence[int] | None],
+        role_ids: Sequence[int],
         ids: TalkerTokens,
         language_tags: Mapping[str, int],
         text_modes: Sequence[str],
@@ -232,6 +239,7 @@ class TTSBatcher:
         batch_positions: int,
         max_batch: int,
         single: SingleStreamPolicy | None = None,
+        alignments: Sequence[Sequence[int] | None] | None = None,
     ) -> None:
         self.cache = cache
         self.ids = ids
@@ -241,24 +249,38 @@ class TTSBatcher:
         self.batch_positions = batch_positions
         self.max_batch = max_batch
         self.single = single
-        self.role_ids = tokenizer.encode("<|im_start|>assistant\n").ids
-        texts = [u.text for u in cache.utterances]
-        self.text_ids = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+        self.role_ids = list(role_ids)
+        if len(text_ids) != len(cache.utterances):
+            raise ValueError(f"{len(text_ids)} texts for {len(cache.utterances)} utterances")
+        self.text_ids = [None if t is None else list(t) for t in text_ids]
+        self.alignments = list(alignments) if alignments is not None else None
         # Positions of each utterance: prompt (about 10) + text lead-in at most + frames + end.
         self.cost = [
-            len(self.role_ids) + 7 + len(t) + u.frames + 1
+            len(self.role_ids) + 7 + len(t or ()) + u.frames + 1
             for t, u in zip(self.text_ids, cache.utterances, strict=True)
         ]
 
         # The utterances batches are drawn from (indices into the cache).
-        self.usable = list(range(len(cache.utterances)))
+        self.usable = [i for i, t in enumerate(self.text_ids) if t is not None]
+        self.no_text = len(cache.utterances) - len(self.usable)
         if single is not None:
             self.usable = [i for i in self.usable if self._fits(i, single)]
-        self.unfit = len(cache.utterances) - len(self.usable)
+        self.unfit = len(cache.utterances) - self.no_text - len(self.usable)
+
+    def alignment(self, index: int) -> list[int] | None:
+        """The first frame of each text token of utterance ``index`` (single stream), or
+        None for evenly spread durations."""
+        if self.single is None or self.alignments is None:
+            return None
+        a = self.alignments[index]
+        return None if a is None else list(a)
 
     def _fits(self, index: int, policy: SingleStreamPolicy) -> bool:
+        text = self.text_ids[index]
+        assert text is not None
+        frames = self.cache.utterances[index].frames
         try:
-            build_single_stream(self.text_ids[index], self.cache.utterances[index].frames, policy)
+            build_single_stream(text, frames, policy, self.alignment(index))
         except ValueError:
             return False
         return True
@@ -305,9 +327,11 @@ class TTSBatcher:
             auto = bool(rng.random() < self.auto_language)
             tag = None if auto else self.language_tags.get(u.language)
             codes = self.cache.codes_of(i)
-            parts = (self.text_ids[i], codes, self.ids, self.role_ids, tag, speaker)
+            text = self.text_ids[i]
+            assert text is not None  # only usable utterances are drawn
+            parts = (text, codes, self.ids, self.role_ids, tag, speaker)
             if self.single is not None:
-                seqs.append(arrange_single(*parts, self.single))
+                seqs.append(arrange_single(*parts, self.single, self.alignment(i)))
             else:
                 seqs.append(arrange(*parts, mode))
         B, L = len(seqs), max(len(s.text) for s in seqs)

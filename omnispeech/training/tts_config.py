@@ -32,6 +32,12 @@ from omnispeech.training.config import SectionedConfig
 # "single": ARIA as one interleaved stream (text items and frames at separate positions).
 ARRANGEMENTS = ("dual", "single")
 TEXT_MODES = ("stream", "full")  # released streaming-text / non-streaming arrangements
+# "bpe": a byte-level BPE trained on the transcripts (as released); "espeak-ipa": espeak-ng IPA
+# phonemes, one id per symbol (see omnispeech.pipelines.tts_frontend).
+TEXT_FRONTENDS = ("bpe", "espeak-ipa")
+# Where single-stream token durations come from: spread evenly over the frames, the word times
+# espeak-ng reports while speaking the transcript, or a CTC forced alignment by an ASR model.
+ALIGNMENTS = ("even", "espeak", "asr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +130,31 @@ class TTSDataConfig(FrozenConfig):
     valid_utterances: int = 32  # held-out utterances scored at every save
     text_vocab_size: int = 4096  # entries of the byte-level BPE trained on the transcripts
     tokenizer: str = ""  # an existing tokenizer.json (with the TTS special tokens) instead
+    # What the text track reads (see TEXT_FRONTENDS). With "espeak-ipa" the vocabulary is the
+    # phoneme inventory (text_vocab_size and tokenizer are not used), and utterances in a
+    # language espeak-ng cannot speak are skipped (counted as no_phonemes).
+    text_frontend: str = "bpe"
+    # Single stream only: where token durations come from (see ALIGNMENTS); the dual track
+    # ignores it. Word times are computed once and cached in the run folder.
+    alignment: str = "even"
+    aligner: str = ""  # with alignment "asr": an ASR model folder with a CTC head
 
     def __post_init__(self) -> None:
         if self.batch_frames < 1 or self.max_batch < 1 or self.max_seconds <= 0:
             raise ValueError("batch_frames, max_batch and max_seconds must be positive")
         if self.text_vocab_size < 300:
             raise ValueError("data.text_vocab_size must be >= 300 (bytes, merges, specials)")
+        if self.text_frontend not in TEXT_FRONTENDS:
+            raise ValueError(f"data.text_frontend must be one of {TEXT_FRONTENDS}")
+        if self.text_frontend != "bpe" and self.tokenizer:
+            raise ValueError("data.tokenizer is a BPE tokenizer: leave it empty with espeak-ipa")
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(f"data.alignment must be one of {ALIGNMENTS}")
+        if (self.alignment == "asr") != bool(self.aligner):
+            raise ValueError(
+                'data.aligner (an ASR folder with a CTC head) goes with data.alignment "asr", '
+                "and only with it"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,11 +176,12 @@ class TTSTrainConfig(SectionedConfig):
 
     @classmethod
     def from_file(cls, path: str | Path) -> Any:
-        """Read a JSON config; relative paths (manifests, codec, tokenizer, speaker encoder)
-        become relative to the file's folder."""
+        """Read a JSON config; relative paths (manifests, codec, tokenizer, aligner, speaker
+        encoder) become relative to the file's folder."""
         cfg = super().from_file(path)
         base = Path(path).resolve().parent
-        data = {k: str(base / v) for k in ("codec", "tokenizer") if (v := getattr(cfg.data, k))}
+        keys = ("codec", "tokenizer", "aligner")
+        data = {k: str(base / v) for k in keys if (v := getattr(cfg.data, k))}
         model = cfg.model
         if model.speaker_encoder:
             model = model.replace(speaker_encoder=str(base / model.speaker_encoder))

@@ -80,6 +80,7 @@ class CachedUtterance:
     language: str
     start: int  # first frame in the cache's codes
     frames: int  # number of codec frames (80 ms each with the released codec)
+    path: str = ""  # the audio file (empty in caches written before it was recorded)
 
 
 @dataclasses.dataclass
@@ -181,7 +182,7 @@ def build_cache(  # noqa: PLR0913 - where the cache goes and what fills it
                 skipped["too_short"] += 1
                 continue
             kept.append({"text": utt.text, "language": utt.language, "start": start})
-            kept[-1]["frames"] = int(c.shape[1])
+            kept[-1].update(frames=int(c.shape[1]), path=str(utt.path))
             start += int(c.shape[1])
             codes.append(c.to(torch.int16))
             if vector is not None:

@@ -31,6 +31,12 @@ from torch import nn
 
 from omnispeech.checkpoint import save_folder
 from omnispeech.errors import ConfigError
+from omnispeech.pipelines.tts_frontend import (
+    SPECIAL_TOKENS,
+    BpeFrontend,
+    PhonemeTokenizer,
+    TextFrontend,
+)
 from omnispeech.pipelines.tts_single import ARRANGEMENT_KEY, arrangement_entry
 from omnispeech.talker import (
     CodePredictorConfig,
@@ -59,10 +65,11 @@ FIRST_NEW_LANGUAGE = 2300
 
 
 def talker_tokens(
-    tokenizer: Tokenizer, codebook_size: int, languages: Sequence[str]
+    tokenizer: Tokenizer | PhonemeTokenizer, codebook_size: int, languages: Sequence[str]
 ) -> TalkerTokens:
-    """The special ids of a talker for ``codebook_size``-entry codebooks, the tokenizer's text
-    specials and one codec tag per language (ISO 639 codes)."""
+    """The special ids of a talker for ``codebook_size``-entry codebooks, the text specials of
+    ``tokenizer`` (a BPE with :data:`TTS_SPECIALS`, or a phoneme inventory with its
+    ``SPECIAL_TOKENS``) and one codec tag per language (ISO 639 codes)."""
     shift = codebook_size - RELEASED_CODEBOOK
     tags: dict[str, int] = {}
     extra = FIRST_NEW_LANGUAGE
@@ -73,7 +80,8 @@ def talker_tokens(
         else:
             tags[name] = extra + shift
             extra += 1
-    missing = [t for t in TTS_SPECIALS if tokenizer.token_to_id(t) is None]
+    names = SPECIAL_TOKENS if isinstance(tokenizer, PhonemeTokenizer) else TTS_SPECIALS
+    missing = [t for t in names if tokenizer.token_to_id(t) is None]
     if missing:
         raise ConfigError(f"the tokenizer lacks the TTS special tokens {missing}")
     sid = tokenizer.token_to_id
@@ -193,7 +201,7 @@ class TrainableTTS(nn.Module):
     def export(
         self,
         folder: str | Path,
-        tokenizer: Tokenizer,
+        tokenizer: Tokenizer | TextFrontend,
         codec_dir: str | Path,
         speaker_encoder: SpeakerEncoder | None = None,
         cfg: TTSModelConfig | None = None,
@@ -202,7 +210,9 @@ class TrainableTTS(nn.Module):
 
         ``config.json`` + ``model.safetensors`` (``talker.*``, and ``speaker_encoder.*`` for a
         model with a speaker slot: a "base" model that clones, else "custom_voice" without
-        built-in speakers), ``tokenizer.json``, ``speech_tokenizer/`` (a copy of the codec
+        built-in speakers), the text front end's files (``tokenizer.json`` for a BPE
+        ``tokenizer``; ``text_frontend.json`` for a phoneme front end, which
+        ``load_frontend`` reads back), ``speech_tokenizer/`` (a copy of the codec
         folder) and ``generation_config.json`` (the released sampling settings). A model
         trained on the single stream (``cfg.arrangement`` "single") records it and its policy
         under ``talker_arrangement`` in ``config.json``: the released readers ignore that key,
@@ -223,7 +233,9 @@ class TrainableTTS(nn.Module):
         if cfg is not None and cfg.arrangement == "single":
             extra[ARRANGEMENT_KEY] = arrangement_entry(cfg.single_policy())
         save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
-        tokenizer.save(str(out / "tokenizer.json"))
+        frontend = tokenizer if isinstance(tokenizer, TextFrontend) else BpeFrontend(tokenizer)
+        frontend.check(self.talker.spec.tokens)  # the folder must load as it is written
+        frontend.save(out)
         codec_copy = out / "speech_tokenizer"
         if codec_copy.exists():
             shutil.rmtree(codec_copy)

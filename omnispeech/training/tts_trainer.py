@@ -1,17 +1,20 @@
 """The TTS training loop: one process or many (``torchrun``; gloo on CPU, NCCL on GPU).
 
-Before the first step the main process trains the text tokenizer (unless one is given) and
+Before the first step the main process trains the text tokenizer (unless one is given, or the
+text front end is espeak-ng phonemes, which are computed once into ``OUT/cache``) and
 encodes every utterance once with the codec (and the speaker encoder, if any) into
-``OUT/cache``. Each step: a batch of cached utterances per process in the released dual-track
-arrangement, the talker's and the code predictor's cross-entropies, gradients averaged by DDP,
-AdamW with warm-up and cosine decay. Resuming is exact: a checkpoint holds the weights, the
-optimizer, the scheduler, the step and every process's random state, and batches depend only
-on (seed, step, rank).
+``OUT/cache``; for a single stream that follows alignments, it also aligns every transcript
+once (:mod:`omnispeech.training.tts_align`). Each step: a batch of cached utterances per
+process in the released dual-track arrangement (or the single stream), the talker's and the
+code predictor's cross-entropies, gradients averaged by DDP, AdamW with warm-up and cosine
+decay. Resuming is exact: a checkpoint holds the weights, the optimizer, the scheduler, the
+step and every process's random state, and batches depend only on (seed, step, rank).
 
 Output folder::
 
     OUT/tokenizer.json                 trained once, before the first step (kept on resume)
-    OUT/cache/{train,valid}.*          codec codes per utterance (see tts_data)
+    OUT/cache/{train,valid}.*          codec codes per utterance (see tts_data), phoneme ids
+                                       (tts_text), word times (tts_align)
     OUT/checkpoints/step-00001000.pt   training state (torch.save; read with weights_only)
     OUT/model/                         the latest export: a Qwen3-TTS folder
     OUT/log.jsonl                      losses per logged step, held-out losses per save
@@ -32,10 +35,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from omnispeech.errors import ConfigError
 from omnispeech.pipelines.codec import Codec
+from omnispeech.pipelines.tts_frontend import BpeFrontend, PhonemeFrontend, TextFrontend
 from omnispeech.talker import SpeakerEncoder
 from omnispeech.training.asr_data import Transcribed, read_transcribed, spread_evenly
 from omnispeech.training.run_state import OneOptimizerRun
 from omnispeech.training.trainer import Workers
+from omnispeech.training.tts_align import build_word_times, token_frames
 from omnispeech.training.tts_batch import TTSBatcher
 from omnispeech.training.tts_config import TTSTrainConfig
 from omnispeech.training.tts_data import (
@@ -46,6 +51,7 @@ from omnispeech.training.tts_data import (
     train_text_tokenizer,
 )
 from omnispeech.training.tts_model import TrainableTTS, talker_spec, talker_tokens
+from omnispeech.training.tts_text import TextTrack, encode_texts, phoneme_frontend, speakable
 
 LOSS_NAMES = ("total", "talker", "predictor", "accuracy")
 
@@ -82,17 +88,25 @@ class TTSTrainer(OneOptimizerRun):
         train_items, skipped = read_transcribed(
             dc.train, dc.train_split, dc.languages, dc.max_seconds
         )
+        self.tokenizer: Tokenizer | None = None
+        self.frontend: TextFrontend
+        if dc.text_frontend == "espeak-ipa":
+            self.frontend = phoneme_frontend(train_items)
+            train_items = speakable(self.frontend, train_items, skipped)
         self.languages = sorted({u.language for u in train_items})
         valid_items: list[Transcribed] = []
         if dc.valid:
             held, _ = read_transcribed(dc.valid, dc.valid_split, self.languages, dc.max_seconds)
             valid_items = spread_evenly(held, dc.valid_utterances)
-        self.tokenizer = self._tokenizer(train_items)
+        if dc.text_frontend == "bpe":
+            self.tokenizer = self._tokenizer(train_items)
+            self.frontend = BpeFrontend(self.tokenizer)
         codec = Codec.from_pretrained(self.codec_dir)
         num_codebooks, codebook_size = (
             codec.decoder.cfg.num_quantizers,
             codec.decoder.cfg.codebook_size,
         )
+        frame_rate = codec.frame_rate
         del codec
         self.speaker_encoder: SpeakerEncoder | None = None
         if mc.speaker_encoder:
@@ -108,8 +122,29 @@ class TTSTrainer(OneOptimizerRun):
         self.valid_cache = (
             self._cache("valid", valid_items, Counter(), progress) if valid_items else None
         )
-        tokens = talker_tokens(self.tokenizer, codebook_size, self.languages)
-        text_vocab = max(dc.text_vocab_size, self.tokenizer.get_vocab_size())
+        # Single streams that follow alignments need each token's word (text) and word times;
+        # utterances the aligner could not place keep even durations (counted here).
+        self.aligned_evenly = 0
+        aligned = mc.arrangement == "single" and dc.alignment != "even"
+        texts = [
+            self._texts(name, cache, aligned, progress) if cache is not None else None
+            for name, cache in (("train", self.train_cache), ("valid", self.valid_cache))
+        ]
+        alignments = [
+            self._alignments(name, cache, text, frame_rate, progress)
+            if aligned and cache is not None and text is not None
+            else None
+            for name, cache, text in zip(
+                ("train", "valid"), (self.train_cache, self.valid_cache), texts, strict=True
+            )
+        ]
+        if isinstance(self.frontend, PhonemeFrontend):
+            tokens = talker_tokens(self.frontend.tokenizer, codebook_size, self.languages)
+            text_vocab = self.frontend.vocab_size  # the inventory, whatever text_vocab_size says
+        else:
+            assert self.tokenizer is not None
+            tokens = talker_tokens(self.tokenizer, codebook_size, self.languages)
+            text_vocab = max(dc.text_vocab_size, self.tokenizer.get_vocab_size())
         spec = talker_spec(mc, tokens, num_codebooks, codebook_size, text_vocab)
         dev = self.workers.device
         torch.manual_seed(cfg.run.seed)  # every process builds the same initial weights
@@ -128,7 +163,8 @@ class TTSTrainer(OneOptimizerRun):
         self.batcher, self.valid_batcher = (
             TTSBatcher(
                 cache,
-                self.tokenizer,
+                text.ids,
+                text.role_ids,
                 tokens,
                 tags,
                 mc.text_modes,
@@ -136,12 +172,19 @@ class TTSTrainer(OneOptimizerRun):
                 dc.batch_frames,
                 dc.max_batch,
                 mc.single_policy() if mc.arrangement == "single" else None,
+                aligned_frames,
             )
-            if cache is not None
+            if cache is not None and text is not None
             else None
-            for cache in (self.train_cache, self.valid_cache)
+            for cache, text, aligned_frames in zip(
+                (self.train_cache, self.valid_cache), texts, alignments, strict=True
+            )
         )
         assert self.batcher is not None
+        if self.batcher.no_text:
+            self.skipped["no_phonemes"] += self.batcher.no_text
+        if self.batcher.no_text == len(self.train_cache.utterances):
+            raise ConfigError("no training utterance has phonemes to read (see no_phonemes)")
         if not len(self.batcher):
             raise ConfigError(
                 "no training utterance fits the single stream: every text is too long for its "
@@ -170,6 +213,37 @@ class TTSTrainer(OneOptimizerRun):
         self.workers.barrier()
         return Tokenizer.from_file(str(path))
 
+    def _texts(self, name: str, cache: CodeCache, words: bool, progress: bool) -> TextTrack:
+        """Text ids (and each token's word) of a cache; phonemes are computed once by the main
+        process and read by the others from the run's cache."""
+        args = (self.frontend, cache.utterances, words, self.out / "cache", name)
+        if self.workers.is_main and isinstance(self.frontend, PhonemeFrontend):
+            encode_texts(*args, progress=progress)
+        self.workers.barrier()
+        return encode_texts(*args, progress=False)
+
+    def _alignments(
+        self, name: str, cache: CodeCache, text: TextTrack, frame_rate: float, progress: bool
+    ) -> list[list[int] | None]:
+        """The first frame of every text token (None: spread evenly), from word times the main
+        process computes once (the others wait, then read them)."""
+        dc = self.cfg.data
+        args = (name, cache.utterances, dc.alignment, self.out / "cache", dc.aligner, frame_rate)
+        if self.workers.is_main:
+            build_word_times(*args, progress=progress)
+        self.workers.barrier()
+        times = build_word_times(*args, progress=False)
+        if name == "train":
+            self.aligned_evenly = times.fallback
+        assert text.words is not None
+        out: list[list[int] | None] = []
+        for u, ids, owners, words in zip(
+            cache.utterances, text.ids, text.words, times.words, strict=True
+        ):
+            ok = ids is not None and words is not None
+            out.append(token_frames(owners, words, u.frames) if ok else None)
+        return out
+
     def _cache(
         self, name: str, items: list[Transcribed], skipped: Counter[str], progress: bool
     ) -> CodeCache:
@@ -187,7 +261,7 @@ class TTSTrainer(OneOptimizerRun):
         """Write the current model as a Qwen3-TTS folder (default ``OUT/model``)."""
         return self.model.export(
             folder or self.out / "model",
-            self.tokenizer,
+            self.frontend,
             self.codec_dir,
             self.speaker_encoder,
             self.cfg.model,
