@@ -175,7 +175,7 @@ def test_timestamp_evaluation_compares_with_the_engines_word_times(ctc_asr_dir, 
 def test_espeak_library_takes_the_corpus_voice_names():
     """The corpus names voices as the espeak-ng program takes them: ``fr-fr`` is a language,
     not a voice file, and the library must accept it (with a variant) as the program does."""
-    from omnispeech.data.espeak_lib import EspeakLibrary
+    from omnispeech.pipelines.espeak_speech import EspeakLibrary
 
     lib = EspeakLibrary()
     plain, words = lib.speak("il manque la section", "fr-fr")

@@ -141,7 +141,7 @@ def test_threads_share_the_library_safely():
 def test_phonemes_leave_the_word_times_of_speech_intact():
     """Phonemes and speech with word times share the library: phonemizing (which checks and
     selects voices) must not cost the next utterance its first word event."""
-    from omnispeech.data.espeak_lib import EspeakLibrary
+    from omnispeech.pipelines.espeak_speech import EspeakLibrary
 
     lib = EspeakLibrary()
     fe = PhonemeFrontend()

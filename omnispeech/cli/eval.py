@@ -310,10 +310,10 @@ def timestamps(
     Example:
       omnispeech eval timestamps corpus/manifest.jsonl --limit 5 --languages en,de,fr
     """
-    from omnispeech.data.espeak_lib import EspeakLibrary
     from omnispeech.errors import OmnispeechError
     from omnispeech.eval.timestamps import evaluate_timestamps
     from omnispeech.pipelines import ASR
+    from omnispeech.pipelines.espeak_speech import EspeakLibrary
 
     chosen_split = None if split == "all" else split
     try:

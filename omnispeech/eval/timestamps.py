@@ -66,7 +66,7 @@ def evaluate_timestamps(  # noqa: PLR0913 - the model, the reference, the select
     Args:
         asr: an :class:`~omnispeech.pipelines.ASR` with a CTC head.
         speak: ``(text, voice) -> (samples, sample_rate, words)``, words having ``start``
-            seconds: the reference (``omnispeech.data.espeak_lib.EspeakLibrary.speak``).
+            seconds: the reference (``omnispeech.pipelines.espeak_speech.EspeakLibrary.speak``).
         manifest: JSONL with ``text``, ``language``, ``engine`` and ``voice`` per line.
         split: only this split (None: all).
         languages: only these codes.
