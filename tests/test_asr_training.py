@@ -16,6 +16,7 @@ import torch
 
 from omnispeech.errors import ConfigError
 from omnispeech.pipelines import ASR
+from omnispeech.pipelines.asr_joint import DEFAULT_CTC_WEIGHT
 from omnispeech.training.asr_data import (
     SPECIAL_TOKENS,
     ASRBatcher,
@@ -209,12 +210,14 @@ def test_two_process_training_resumes_exactly_and_exports_a_qwen3_asr_folder(cor
                 assert resumed[step][name] == pytest.approx(straight[step][name], rel=1e-6)
     assert straight[3]["total"] != straight[4]["total"]  # the losses do move
     assert "valid_cer" in straight[4]
+    assert straight[4]["valid_ctc_weight"] == DEFAULT_CTC_WEIGHT  # decoded as the export is
     # The export is a Qwen3-ASR folder: the pipeline loads it like a released one, with the
     # CTC head, the training languages and the tokenizer.
     model = tmp_path / "resumed" / "model"
     config_json = json.loads((model / "config.json").read_text())
     assert config_json["model_type"] == "qwen3_asr"
     assert config_json["support_languages"] == ["German", "English"]
+    assert config_json["ctc_decoding_weight"] == DEFAULT_CTC_WEIGHT
     asr = ASR.from_pretrained(model)
     assert asr.ctc_head is not None and asr.ctc_head.out_features == TINY["model"]["vocab_size"] + 1
     result = asr.transcribe(corpus / "en0.wav", language="en")

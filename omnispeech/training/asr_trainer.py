@@ -129,7 +129,9 @@ class ASRTrainer(OneOptimizerRun):
         return batch, {"seconds": batch.seconds}
 
     def validate(self) -> dict[str, float]:
-        """Character and word error rates of greedy decoding on the held-out utterances."""
+        """Character and word error rates on the held-out utterances, decoded as the exported
+        model decodes (greedy, joint with the CTC head at the weight it declares, which is
+        logged with them)."""
         from omnispeech.eval.text import EditCounts, edit_counts
 
         if not self.valid_set:
@@ -143,7 +145,7 @@ class ASRTrainer(OneOptimizerRun):
                 counts.append(edit_counts(utt.text, hyp))
         self.model.train()
         total = EditCounts.total(counts)
-        return {"valid_cer": total.cer, "valid_wer": total.wer}
+        return {"valid_cer": total.cer, "valid_wer": total.wer, "valid_ctc_weight": asr.ctc_weight}
 
     # -- the loop ------------------------------------------------------------------------------
     loss_names = LOSS_NAMES
