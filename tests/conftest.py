@@ -97,6 +97,20 @@ def tiny_asr_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ctc_asr_dir(tmp_path_factory, tiny_asr_dir) -> Path:
+    """The tiny model with a random CTC head added (it aligns, badly but validly), saved and
+    loaded again."""
+    from omnispeech.pipelines import ASR
+
+    asr = ASR.from_pretrained(tiny_asr_dir)
+    torch.manual_seed(0)
+    asr.ctc_head = torch.nn.Linear(asr.encoder.out_dim, asr.decoder.cfg.vocab_size + 1)
+    folder = tmp_path_factory.mktemp("ctc_asr")
+    asr.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def lively_asr(tmp_path_factory):
     """(reference model, its ``-hf`` folder): a tiny Qwen3-ASR whose answer follows the audio
     (see ``tests.tiny.ref_asr_model(lively=True)``), for tests that compare answers."""

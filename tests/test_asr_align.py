@@ -101,19 +101,6 @@ def test_released_models_without_a_ctc_head_say_so(tiny_asr_dir, tmp_path):
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "no CTC head" in done.stderr
 
 
-@pytest.fixture(scope="module")
-def ctc_asr_dir(tmp_path_factory, tiny_asr_dir):
-    """The tiny released-layout model with a CTC head added, saved and loaded again."""
-    import torch
-
-    asr = ASR.from_pretrained(tiny_asr_dir)
-    torch.manual_seed(0)
-    asr.ctc_head = torch.nn.Linear(asr.encoder.out_dim, asr.decoder.cfg.vocab_size + 1)
-    folder = tmp_path_factory.mktemp("ctc_asr")
-    asr.save_pretrained(folder)
-    return folder
-
-
 def test_ctc_head_round_trips_and_timestamps_lie_inside_the_audio(ctc_asr_dir, tmp_path):
     import soundfile as sf
 

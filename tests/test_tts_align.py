@@ -5,7 +5,6 @@ a CTC head, token first frames, and runs that train, export and speak."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from omnispeech.errors import ConfigError
 from omnispeech.interleave import ItemKind, build_single_stream
-from omnispeech.pipelines import TTS, espeak
+from omnispeech.pipelines import TTS
 from omnispeech.pipelines.tts_frontend import PhonemeFrontend
 from omnispeech.training.tts_align import (
     SEPARATOR,
@@ -30,13 +29,8 @@ from omnispeech.training.tts_config import TTSModelConfig
 from omnispeech.training.tts_data import CachedUtterance, train_text_tokenizer
 from omnispeech.training.tts_trainer import TTSTrainer
 from tests.test_tts_training import TEXTS, _config, corpus  # noqa: F401 - the shared fixture
-from tests.tts_ref import short_guard
+from tests.tts_ref import needs_espeak, short_guard
 
-needs_espeak = pytest.mark.skipif(
-    not espeak.available(),
-    reason="libespeak-ng is not installed (apt-get install libespeak-ng1, or pip install "
-    "espeakng-loader)",
-)
 TEXT = "Smith bought 42 apples, e.g. red ones."
 
 
@@ -138,20 +132,7 @@ def test_espeak_word_times_scale_to_the_frame_count():
         assert starts[1] == round(bought.start / seconds * n_frames)
 
 
-@pytest.fixture(scope="module")
-def ctc_dir(tmp_path_factory, tiny_asr_dir) -> Path:
-    """The tiny ASR test model with a random CTC head (it aligns, badly but validly)."""
-    from omnispeech.pipelines import ASR
-
-    asr = ASR.from_pretrained(tiny_asr_dir)
-    torch.manual_seed(0)
-    asr.ctc_head = torch.nn.Linear(asr.encoder.out_dim, asr.decoder.cfg.vocab_size + 1)
-    folder = tmp_path_factory.mktemp("ctc")
-    asr.save_pretrained(folder)
-    return folder
-
-
-def test_asr_word_times_and_the_fallback_for_text_too_long(ctc_dir, tmp_path):
+def test_asr_word_times_and_the_fallback_for_text_too_long(ctc_asr_dir, tmp_path):
     t = np.arange(16000 * 2) / 16000
     sf.write(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
     text = "open the file now"
@@ -161,14 +142,14 @@ def test_asr_word_times_and_the_fallback_for_text_too_long(ctc_dir, tmp_path):
         CachedUtterance(long, "en", 25, 25, str(tmp_path / "a.wav")),
     ]
     folder = tmp_path / "cache"
-    times = build_word_times("train", utts, "asr", folder, str(ctc_dir), 12.5, progress=False)
+    times = build_word_times("train", utts, "asr", folder, str(ctc_asr_dir), 12.5, progress=False)
     assert times.fallback == 1 and times.words[1] is None
     words = times.words[0]
     assert words is not None and [text[w.first : w.last] for w in words] == text.split()
     assert all(0 <= w.start <= w.end <= 25 for w in words)
     assert [w.start for w in words] == sorted(w.start for w in words)
     stamp = (folder / "train.words.json").stat().st_mtime_ns
-    again = build_word_times("train", utts, "asr", folder, str(ctc_dir), 12.5, progress=False)
+    again = build_word_times("train", utts, "asr", folder, str(ctc_asr_dir), 12.5, progress=False)
     assert again.words == times.words and (folder / "train.words.json").stat().st_mtime_ns == stamp
 
 

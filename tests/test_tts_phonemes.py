@@ -26,13 +26,7 @@ from omnispeech.pipelines.tts_frontend import (
 from omnispeech.pipelines.tts_loop import GenerationWarning
 from omnispeech.pipelines.tts_text import SEGMENT_END
 from omnispeech.testing import tiny_tokenizer
-from tests.tts_ref import short_guard, tiny_tts
-
-needs_espeak = pytest.mark.skipif(
-    not espeak.available(),
-    reason="libespeak-ng is not installed (apt-get install libespeak-ng1, or pip install "
-    "espeakng-loader)",
-)
+from tests.tts_ref import needs_espeak, short_guard, tiny_tts
 
 TEXT = "Dr. Smith bought 42 apples in 1999, e.g. red ones. Really?! Yes: the end"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from omnispeech.pipelines import tts_loop
+from omnispeech.pipelines import espeak, tts_loop
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tts import TTS
 from omnispeech.pipelines.tts_frontend import PhonemeFrontend
@@ -34,6 +34,12 @@ from omnispeech.talker import (
 from omnispeech.testing import tiny_tokenizer
 from omnispeech.training.codec_model import TrainableCodec
 from omnispeech.training.config import CodecModelConfig, CodecRunConfig
+
+needs_espeak = pytest.mark.skipif(
+    not espeak.available(),
+    reason="libespeak-ng is not installed (apt-get install libespeak-ng1, or pip install "
+    "espeakng-loader)",
+)
 
 
 @contextlib.contextmanager
