@@ -1,9 +1,11 @@
 """The bundled ASR model on 2 CPU threads: real-time factor offline and streaming, peak memory.
 
-Offline: ``ASR.transcribe`` of held-out utterances (encoder, prompt, greedy decoding), total
-compute over total audio. Streaming: ``ASR.stream`` fed 100 ms pieces of a long recording made
-by joining held-out utterances; the cost per second of audio and the wait after the last piece
-for the final text. Peak memory: the process's maximum resident set, measured in a fresh
+Offline: ``ASR.transcribe`` of held-out utterances (encoder, prompt, greedy decoding joint
+with the CTC head at the model's own weight), total compute over total audio; for a model with
+a CTC head also with the decoder alone (weight 0), and the cost ratio of joint decoding.
+Streaming: ``ASR.stream`` fed 100 ms pieces of a long recording made by joining held-out
+utterances; the cost per second of audio and the wait after the last piece for the final
+text. Peak memory: the process's maximum resident set, measured in a fresh
 subprocess that loads the model and transcribes (so the figure holds only that).
 
 Run ``python -m benchmarks.bench_asr_bundled --manifest corpus/manifest.jsonl`` (writes the
@@ -51,6 +53,18 @@ def _peak_rss_mib(model: str | None, wav: Path) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _offline_rtf(asr: ASR, entries: list) -> tuple[float, float]:
+    """(compute seconds / audio seconds, audio seconds) of transcribing ``entries``."""
+    audio = compute = 0.0
+    for e in entries:
+        wav = load_audio(e.path, SAMPLE_RATE)
+        start = time.perf_counter()
+        asr.transcribe(wav, language=e.language)
+        compute += time.perf_counter() - start
+        audio += wav.shape[0] / SAMPLE_RATE
+    return compute / audio, audio
+
+
 def main() -> None:
     print_processor()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,13 +79,13 @@ def main() -> None:
     entries = [entries[i * len(entries) // n] for i in range(n)]
     asr = ASR.from_pretrained(args.model)
     asr.transcribe(entries[0].path, language=entries[0].language)  # warm-up
-    audio = compute = 0.0
-    for e in entries:
-        wav = load_audio(e.path, SAMPLE_RATE)
-        start = time.perf_counter()
-        asr.transcribe(wav, language=e.language)
-        compute += time.perf_counter() - start
-        audio += wav.shape[0] / SAMPLE_RATE
+    weight = asr.ctc_weight
+    rtf, audio = _offline_rtf(asr, entries)
+    alone = rtf
+    if weight > 0:
+        asr.ctc_weight = 0.0
+        alone, _ = _offline_rtf(asr, entries)
+        asr.ctc_weight = weight
     # Streaming: the same utterances joined with 0.3 s pauses, pushed 100 ms at a time.
     pause = np.zeros(int(0.3 * SAMPLE_RATE), dtype=np.float32)
     joined = np.concatenate([x for e in entries for x in (load_audio(e.path, SAMPLE_RATE), pause)])
@@ -87,7 +101,10 @@ def main() -> None:
     result = {
         "utterances": n,
         "audio_seconds": round(audio, 1),
-        "offline_rtf": round(compute / audio, 4),
+        "ctc_weight": weight,
+        "offline_rtf": round(rtf, 4),
+        "offline_rtf_decoder_alone": round(alone, 4),
+        "joint_cost_ratio": round(rtf / alone, 3),
         "stream_seconds": round(stream_seconds, 1),
         "stream_rtf": round((pushed - start) / stream_seconds, 4),
         "final_text_after_last_piece_s": round(done - pushed, 3),
@@ -100,12 +117,15 @@ def main() -> None:
     r = result
     body = f"""## ASR: the bundled model on CPU ({today()})
 
-{machine_line(machine_info())}; {THREADS} threads, float32, forced language, greedy decoding.
+{machine_line(machine_info())}; {THREADS} threads, float32, forced language, greedy decoding
+joint with the CTC head at weight {weight} (the model's own).
 
 | measure | value |
 |---|---|
 | parameters | {result["parameters_m"]} M |
 | offline real-time factor ({n} utterances, {result["audio_seconds"]} s) | {r["offline_rtf"]} |
+| offline, the decoder alone (CTC weight 0) | {r["offline_rtf_decoder_alone"]} |
+| cost of joint decoding (ratio of the two) | {r["joint_cost_ratio"]}x |
 | streaming real-time factor (100 ms pushes, {r["stream_seconds"]} s) | {r["stream_rtf"]} |
 | final text after the last piece | {result["final_text_after_last_piece_s"]} s |
 | peak resident memory (load + one utterance) | {result["peak_rss_mib"]} MiB |

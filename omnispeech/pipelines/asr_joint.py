@@ -23,7 +23,8 @@ exactly ``g`` and end in its last label / in a blank. Extending ``g`` by label `
     r_b'[t] = logaddexp(r_b'[t-1], r_n'[t-1]) + x[t, blank]
     psi = logaddexp over t of phi[t-1] + x[t, c]              (the prefix probability)
 
-computed for all candidates at once, ``O(T * TOP_K)`` per token.
+computed for all candidates at once, ``O(T * TOP_K)`` per token, by a Numba kernel
+(:mod:`omnispeech.pipelines.asr_joint_kernel`).
 
 Only the transcript is scored: the ``language X<asr_text>`` header a model writes when it
 detects the language is chosen by the decoder alone, and CTC joins after the marker.
@@ -41,7 +42,7 @@ DEFAULT_CTC_WEIGHT = 0.5
 # Candidates the CTC head rescores per step: the correct token is almost always among the
 # decoder's first few; more only costs time (the recursion is linear in their number).
 TOP_K = 8
-_NEG = -1e30  # log(0) that stays finite in sums
+NEG = -1e30  # log(0) that stays finite in sums
 
 
 class CTCPrefixScorer:
@@ -54,8 +55,9 @@ class CTCPrefixScorer:
     def __init__(self, log_probs: np.ndarray) -> None:
         self.log_probs = np.asarray(log_probs, dtype=np.float64)
         self.blank = self.log_probs.shape[1] - 1
+        self._blank_lp = np.ascontiguousarray(self.log_probs[:, self.blank])
         # The empty prefix: only blanks so far.
-        self.r_n = np.full(self.log_probs.shape[0], _NEG)
+        self.r_n = np.full(self.log_probs.shape[0], NEG)
         self.r_b = np.cumsum(self.log_probs[:, self.blank])
         self.last: int | None = None
         self.score = 0.0  # log prefix probability of the prefix so far (empty: 1)
@@ -69,22 +71,19 @@ class CTCPrefixScorer:
     def extensions(self, labels: list[int]) -> np.ndarray:
         """Log prefix probabilities ``[k]`` of the prefix extended by each of ``labels``
         (ids below :attr:`vocab_size`); remembered for :meth:`advance`."""
-        x = self.log_probs[:, labels]  # [T, k]
+        x = np.ascontiguousarray(self.log_probs[:, labels])  # [T, k]
         T, k = x.shape
         phi = np.repeat(np.logaddexp(self.r_n, self.r_b)[:, None], k, axis=1)
         if self.last is not None:
             # A repeated label needs a blank in between: only paths ending in a blank extend.
             phi[:, np.asarray(labels) == self.last] = self.r_b[:, None]
-        r_n = np.full((T, k), _NEG)
-        r_b = np.full((T, k), _NEG)
-        if self.last is None:
-            r_n[0] = x[0]
-        psi = r_n[0].copy()
-        blank = self.log_probs[:, self.blank]
-        for t in range(1, T):
-            r_n[t] = np.logaddexp(r_n[t - 1], phi[t - 1]) + x[t]
-            r_b[t] = np.logaddexp(r_b[t - 1], r_n[t - 1]) + blank[t]
-            psi = np.logaddexp(psi, phi[t - 1] + x[t])
+        r_n = np.empty((T, k))
+        r_b = np.empty((T, k))
+        psi = np.empty(k)
+        # Imported here: loading a model must not wait for Numba (see asr_joint_kernel).
+        from omnispeech.pipelines.asr_joint_kernel import extend
+
+        extend(x, self._blank_lp, phi, self.last is None, r_n, r_b, psi)
         self._pending = (psi, r_n, r_b, list(labels))
         return psi
 
