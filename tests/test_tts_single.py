@@ -70,12 +70,16 @@ def test_single_stream_export_loads_and_speaks(trainer, tts, tmp_path, monkeypat
     with short_guard(monkeypatch, 0.8, 0.0):
         wav = tts.synthesize("open the file", language="english", seed=0)
     assert calls and wav.ndim == 1 and wav.size > 0 and np.isfinite(wav).all()
-    # save_pretrained keeps the declaration; in-context cloning and dual arrangements are refused.
+    # save_pretrained keeps the declaration; a reference transcript too long for its frames
+    # (20 tokens in 3 frames) and dual arrangements are refused.
     tts.save_pretrained(tmp_path / "copy")
     assert TTS.from_pretrained(tmp_path / "copy").single == tts.single
-    ref = VoicePrompt(ref_codes=torch.zeros(16, 3, dtype=torch.long), ref_text_ids=[5])
-    with pytest.raises(InputError, match="cannot clone in context"):
+    ref = VoicePrompt(ref_codes=torch.zeros(16, 3, dtype=torch.long), ref_text_ids=[5] * 20)
+    with pytest.raises(InputError, match="longer clip"):
         tts.codes("open the file", ref, seed=0)
+    ref = VoicePrompt(ref_codes=torch.zeros(16, 3, dtype=torch.long), ref_text_ids=[5])
+    with short_guard(monkeypatch, 0.8, 0.0):
+        assert tts.codes("open the file", ref, seed=0).shape[0] == 16  # in-context cloning
     with pytest.raises(InputError, match="single stream"):
         tts.codes("open the file", seed=0, arrangement="full")
 

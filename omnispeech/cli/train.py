@@ -283,6 +283,13 @@ def tts(  # noqa: PLR0913 - one option each
                 f"aligned evenly (the aligner could not place them): {trainer.aligned_evenly}",
                 err=True,
             )
+        if trainer.workers.is_main and cfg.data.in_context > 0:
+            b = trainer.batcher
+            click.echo(
+                f"in-context references: {b.with_partner} of {len(b)} utterances share speaker "
+                "and language with another",
+                err=True,
+            )
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
         workers.close()
     except OmnispeechError as exc:

@@ -28,6 +28,7 @@ are separate positions (:mod:`~omnispeech.interleave.single_stream`):
   stream as all at once), :meth:`SingleStreamScheduler.next` gives a position or ``WAIT``.
 - :func:`build_single_stream`: the same rule for training, evenly spread or following an
   alignment within the bounds; returns a :class:`SingleStream`.
+  :func:`build_reference_stream`: an in-context reference's stream (evenly spread, speed 1).
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ from omnispeech.interleave.single_stream import (
     SingleStreamState,
     StreamPosition,
 )
-from omnispeech.interleave.single_training import SingleStream, build_single_stream
+from omnispeech.interleave.single_training import (
+    SingleStream,
+    build_reference_stream,
+    build_single_stream,
+)
 from omnispeech.interleave.training import build_training_stream
 
 __all__ = [
@@ -87,6 +92,7 @@ __all__ = [
     "SingleStreamState",
     "StreamPosition",
     "TextItem",
+    "build_reference_stream",
     "build_single_stream",
     "build_training_stream",
     "omni_talker",

@@ -35,6 +35,10 @@ The stream holds frames ``0..N-1`` and, after frame ``N - 1``, the items whose n
 end-of-speech target after it. An item that would enter after frame ``N`` does not fit: that
 raises ``ValueError``; with an alignment exactly when ``floor((n - L) * lo + 1/2) > N``, i.e.
 the text is too long for the frames even at the fastest rate.
+
+**In-context references** (:func:`build_reference_stream`): the recording whose voice is cloned
+enters as its own stream, evenly spread at speed 1: at inference a reference clip has no
+alignment, and the speed setting is the target's, not the recording's.
 """
 
 from __future__ import annotations
@@ -146,3 +150,17 @@ def _track(targets: list[int], lo: Fraction, hi: Fraction) -> list[Fraction]:
         durations.append(step)
         clock += step
     return durations
+
+
+def build_reference_stream(
+    tokens: Sequence[int], n_frames: int, policy: SingleStreamPolicy
+) -> SingleStream:
+    """The single stream of an in-context reference: its transcript ``tokens`` over its
+    ``n_frames`` frames (80 ms), durations evenly spread, ``policy``'s look-ahead and bounds at
+    speed 1 (see the module docstring). Training and inference both build it here, so the two
+    agree position for position.
+
+    Raises:
+        ValueError: the transcript does not fit in the frames under the bounds.
+    """
+    return build_single_stream(tokens, n_frames, policy.replace(speed=1.0))

@@ -222,6 +222,36 @@ def control_prefix(
     return torch.cat(parts)
 
 
+def reference_frames(track: TextTrack, voice: VoicePrompt) -> torch.Tensor:
+    """The codec-track vectors of an in-context voice's reference frames -> ``[T, hidden]``
+    (each the sum of the frame's K code embeddings), after checking the voice.
+
+    Raises:
+        InputError: no reference transcript, or reference codes of the wrong shape or range.
+    """
+    if not voice.ref_text_ids:
+        raise InputError("in-context cloning needs the reference transcript (ref_text)")
+    talker = track.talker
+    codes = voice.ref_codes
+    if (
+        codes is None
+        or codes.ndim != 2
+        or codes.shape[0] != talker.num_code_groups
+        or codes.shape[1] == 0
+    ):
+        shape = None if codes is None else tuple(codes.shape)
+        raise InputError(f"reference codes must be [{talker.num_code_groups}, T], got {shape}")
+    # Codebook 0 lives below the talker's control ids; the others in the predictor's tables.
+    first = talker.spec.talker.vocab_size - 1024
+    rest = talker.spec.code_predictor.vocab_size
+    if int(codes.min()) < 0 or int(codes[0].max()) >= first or int(codes[1:].max()) >= rest:
+        raise InputError(
+            f"reference codes out of range (codebook 0 < {first}, others < {rest}): "
+            "made with another codec?"
+        )
+    return talker.embed_frames(codes.to(track.device)[None])[0]
+
+
 def reference_overlay(
     track: TextTrack, voice: VoicePrompt, text_ids: list[int], closed: bool, arrangement: str
 ) -> tuple[torch.Tensor, list[int], bool]:
@@ -239,25 +269,10 @@ def reference_overlay(
         control prefix, the text ids still to feed one per frame, and whether ``tts_eos``
         already entered.
     """
-    if not voice.ref_text_ids:
-        raise InputError("in-context cloning needs the reference transcript (ref_text)")
     ids = track.talker.spec.tokens
-    talker = track.talker
-    codes = voice.ref_codes
-    if codes.ndim != 2 or codes.shape[0] != talker.num_code_groups or codes.shape[1] == 0:
-        raise InputError(
-            f"reference codes must be [{talker.num_code_groups}, T], got {tuple(codes.shape)}"
-        )
-    # Codebook 0 lives below the talker's control ids; the others in the predictor's tables.
-    first = talker.spec.talker.vocab_size - 1024
-    rest = talker.spec.code_predictor.vocab_size
-    if int(codes.min()) < 0 or int(codes[0].max()) >= first or int(codes[1:].max()) >= rest:
-        raise InputError(
-            f"reference codes out of range (codebook 0 < {first}, others < {rest}): "
-            "made with another codec?"
-        )
-    frames = talker.embed_frames(codes.to(track.device)[None])[0]
+    frames = reference_frames(track, voice)
     speech = torch.cat((track.codec([ids.codec_bos]), frames))
+    assert voice.ref_text_ids is not None  # checked by reference_frames
     words_ids = voice.ref_text_ids + text_ids
     words = track.tokens(words_ids)
     if closed:

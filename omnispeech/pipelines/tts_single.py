@@ -20,12 +20,21 @@ End-of-speech may be chosen only once ``TEXT_END`` has entered; the duration gua
 :mod:`~omnispeech.pipelines.tts_loop` ends an utterance that never ends, and each segment of
 the text is one utterance, as with the dual track.
 
+**In-context cloning** (a voice with the reference clip's codes and transcript): between the
+control prefix and the target's lead-in comes the reference's own single stream, as training
+arranges it (``data.in_context``, see :mod:`omnispeech.training.tts_batch`): its transcript and
+``TEXT_END`` spread evenly over its frames at speed 1
+(:func:`~omnispeech.interleave.build_reference_stream`, the function training uses), text
+positions as above and reference frame ``f`` as ``tts_pad`` + its code embeddings. The reference
+is given, so nothing is sampled there; its speaker vector fills the speaker slot, and its audio
+is cut from the output as with the dual track. A transcript too long for its clip under the
+policy's bounds has no such stream: that is an :class:`~omnispeech.errors.InputError`.
+Without a transcript, a clip's speaker vector alone fills the speaker slot.
+
 A folder declares the single stream in ``config.json``: ``talker_arrangement`` holds ``kind``
 "single" and the :class:`~omnispeech.interleave.SingleStreamPolicy` fields (look-ahead,
 frames-per-token target and bounds); absent means the released dual track. The single stream
-runs on the reference (eager) step, whose inputs can be any vectors; in-context cloning is
-refused (such a talker was never shown a reference block), while a clip's speaker vector
-fills the speaker slot as with the dual track.
+runs on the reference (eager) step, whose inputs can be any vectors.
 """
 
 from __future__ import annotations
@@ -36,9 +45,13 @@ from typing import Any
 import torch
 
 from omnispeech.errors import CheckpointError, ConfigError, InputError
-from omnispeech.interleave import SingleStreamPolicy, SingleStreamScheduler
-from omnispeech.pipelines.tts_loop import Stepper, SynthesisRequest, Utterance
-from omnispeech.pipelines.tts_prompt import TextTrack, control_prefix
+from omnispeech.interleave import (
+    SingleStreamPolicy,
+    SingleStreamScheduler,
+    build_reference_stream,
+)
+from omnispeech.pipelines.tts_loop import FRAME_RATE, Stepper, SynthesisRequest, Utterance
+from omnispeech.pipelines.tts_prompt import TextTrack, control_prefix, reference_frames
 
 ARRANGEMENT_KEY = "talker_arrangement"  # the config.json key of a single-stream folder
 
@@ -80,27 +93,25 @@ class SingleUtterance(Utterance):
     :class:`~omnispeech.interleave.SingleStreamScheduler` as its scheduler.
 
     Raises:
-        InputError: a voice for in-context cloning (reference codes and transcript).
+        InputError: an in-context voice whose transcript does not fit in its frames, or
+            unusable reference codes.
     """
 
     def __init__(self, request: SynthesisRequest, track: TextTrack, first: list[int]) -> None:
         if request.single is None:
             raise ValueError("a single-stream utterance needs the request's single policy")
-        if request.voice.in_context:
-            raise InputError(
-                "this model reads text and speech as one stream and cannot clone in context; "
-                "make the voice without ref_text (its speaker vector carries the voice)"
-            )
         self.request, self.track = request, track
         talker = request.talker
+        self.codec_pad = track.codec([talker.spec.tokens.codec_pad])[0]
         prefix = control_prefix(
             track, request.role_ids, request.language, request.voice, request.instruct_ids
         )
+        if request.voice.in_context:
+            prefix = torch.cat((prefix, self._reference(request.single)))
         self.sched = SingleStreamScheduler(request.single)  # type: ignore[assignment]
         self.sched.push(first)
         self.tokens = list(first)
         self.end_in_prompt = False
-        self.codec_pad = track.codec([talker.spec.tokens.codec_pad])[0]
         # The lead-in holds at least the first text item: item 0 always enters before frame 0.
         self.prompt = torch.cat((prefix, torch.stack(self._text_run())))
         max_tokens = request.feed.max_tokens
@@ -108,6 +119,30 @@ class SingleUtterance(Utterance):
         need = self.prompt.shape[0] + request.guard(max_tokens) + max_tokens + 2
         self.capacity = min(talker.spec.talker.max_positions, need)
         self.made = 0
+
+    def _reference(self, policy: SingleStreamPolicy) -> torch.Tensor:
+        """The in-context reference's stream (see the module docstring) -> ``[P, hidden]``."""
+        voice, track = self.request.voice, self.track
+        frames = reference_frames(track, voice)  # [R, hidden]; checks the voice
+        assert voice.ref_text_ids is not None
+        n, R = len(voice.ref_text_ids), frames.shape[0]
+        try:
+            stream = build_reference_stream(voice.ref_text_ids, R, policy)
+        except ValueError:
+            raise InputError(
+                f"the reference transcript has {n} text tokens, too many for its {R} frames "
+                f"({R / FRAME_RATE:.1f} s) at this model's fastest rate of "
+                f"{policy.min_frames_per_token:g} frames per token; give a longer clip, or "
+                "only the transcript of what the clip says"
+            ) from None
+        vectors = []
+        for pos in stream.positions:
+            if pos.frame is not None:
+                vectors.append(frames[pos.frame] + track.pad)
+            else:
+                assert pos.text is not None
+                vectors.append(track.item(pos.text) + self.codec_pad)
+        return torch.stack(vectors)
 
     def _text_run(self) -> list[torch.Tensor]:
         """The vectors ``[hidden]`` of the text positions before the next frame (maybe none),

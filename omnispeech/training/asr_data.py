@@ -47,12 +47,14 @@ SPECIAL_TOKENS = (
 
 @dataclasses.dataclass(frozen=True)
 class Transcribed:
-    """One utterance of a manifest: audio file, transcript, ISO 639 language, seconds."""
+    """One utterance of a manifest: audio file, transcript, ISO 639 language, seconds, and the
+    speaker id (empty when the manifest names none)."""
 
     path: Path
     text: str
     language: str
     duration: float
+    speaker: str = ""
 
 
 def read_transcribed(
@@ -70,6 +72,9 @@ def read_transcribed(
         split: keep only lines of this split (empty: all).
         languages: keep only these languages (empty: all).
         max_seconds: skip longer utterances.
+
+    An optional ``speaker`` field (e.g. ``espeak-david`` in ``omnispeech data build``'s
+    manifests) is kept; TTS training pairs utterances of one speaker for in-context prompts.
 
     Raises:
         ConfigError: no such manifest, a line that is not a JSON object with those fields, or
@@ -111,7 +116,8 @@ def read_transcribed(
         elif seconds > max_seconds:
             skipped["too_long"] += 1
         else:
-            found.append(Transcribed(file, str(text).strip(), str(lang), seconds))
+            speaker = str(entry.get("speaker") or "")
+            found.append(Transcribed(file, str(text).strip(), str(lang), seconds, speaker))
     if not found:
         what = f" of split {split!r}" if split else ""
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none listed"

@@ -25,28 +25,45 @@ positions of :func:`~omnispeech.interleave.build_single_stream`: a text position
 its speech position, and ``codec_eos`` at the last position; text positions that follow other
 positions carry no target (text comes from outside, the talker never predicts it).
 
-A batch depends only on (seed, step, rank), as for ASR: a resumed run draws the very batches an
-uninterrupted one would.
+**In-context cloning** (a :class:`Reference`: another recording of the same speaker, its text
+``r_0..r_{m-1}`` and codes ``[K, R]``) puts the reference between the control prefix and the
+target, exactly as the pipeline's in-context prompt does:
+
+* dual track (:func:`~omnispeech.pipelines.tts_prompt.reference_overlay`): items 3-4 become the
+  text track ``r + t + tts_eos`` over the codec track ``codec_bos`` + the ``R`` reference frames.
+  ``stream`` overlays them position by position (``R + 1`` positions; missing text is
+  ``tts_pad``, text left over enters one item per target frame afterwards, then ``tts_pad``);
+  ``full`` puts all text over ``codec_pad`` first, then the codec track over ``tts_pad`` (and
+  the target frames over ``tts_pad``). The block's last position is trained to give target frame
+  0, the position of target frame ``f`` to give frame ``f + 1`` (``codec_eos`` after the last);
+* single stream: after the control prefix, the reference's own single stream
+  (:func:`~omnispeech.interleave.build_reference_stream`: its text and ``TEXT_END`` spread
+  evenly over its frames, speed 1) with the positions above (text + ``codec_pad``, ``tts_pad`` +
+  reference frame), then the target's stream as without a reference.
+
+No reference position carries a target (the reference is given at inference, never generated),
+and the speaker slot holds the reference's x-vector, as the pipeline's voice takes both from the
+same clip.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from omnispeech.interleave import (
     ItemKind,
     RatePolicy,
     SingleStreamPolicy,
+    StreamPosition,
     TextItem,
+    build_reference_stream,
     build_single_stream,
     build_training_stream,
 )
 from omnispeech.talker import TalkerTokens
-from omnispeech.training.tts_data import CodeCache
 
 IGNORE = -100  # no loss at this position (cross-entropy's ignore_index)
 NONE = -1  # no codec-track item here (the role header; the speaker slot takes the x-vector)
@@ -67,7 +84,8 @@ class TTSBatch:
         frame_index: ``[M]`` flat index ``b * L + position`` of the position producing each
             frame of the batch (where the code predictor reads the talker's hidden state).
         frame_codes: ``[M, K]`` the codes of those frames.
-        frames: total codec frames in the batch (the unit of data throughput).
+        frames: total codec frames to learn in the batch (the unit of data throughput;
+            in-context reference frames are given, not counted).
     """
 
     text_ids: torch.Tensor
@@ -86,6 +104,19 @@ class TTSBatch:
             if isinstance(getattr(self, f.name), torch.Tensor)
         }
         return dataclasses.replace(self, **moved)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """An in-context reference (see the module docstring).
+
+    Attributes:
+        text_ids: its transcript's token ids (at least one).
+        codes: ``[K, R]`` its codec codes, ``R >= 1`` frames.
+    """
+
+    text_ids: Sequence[int]
+    codes: torch.Tensor
 
 
 @dataclasses.dataclass
@@ -110,6 +141,7 @@ def arrange(  # noqa: PLR0913 - one utterance's parts and the arrangement's choi
     language_tag: int | None,
     speaker: bool,
     mode: str,
+    reference: Reference | None = None,
 ) -> _Sequence:
     """One utterance as talker positions (items 1-4 of the module docstring).
 
@@ -121,12 +153,25 @@ def arrange(  # noqa: PLR0913 - one utterance's parts and the arrangement's choi
         language_tag: the codec language tag, None for the "auto" prefix.
         speaker: whether the control prefix has a speaker slot.
         mode: ``stream`` or ``full`` (the released text arrangements).
+        reference: an in-context reference placed before the target, or None.
     """
     K, N = codes.shape
     seq = _prefix(K, ids, role_ids, language_tag, speaker)
     none = [NONE] * K
-    policy = RatePolicy.released(streaming_text=mode == "stream")
     frame_lists = codes.T.tolist()  # [N][K]
+    if reference is not None:
+        trailing = _overlay(seq, reference, text_ids, ids, mode)
+        # The block ends on the last reference frame, whose position produces target frame 0;
+        # each target frame's position then produces the next frame and reads the text left.
+        seq.labels[-1] = frame_lists[0][0]
+        seq.frame_at.append(len(seq.text) - 1)
+        for f in range(N):
+            text = trailing[f] if f < len(trailing) else ids.tts_pad
+            if f + 1 < N:
+                seq.frame_at.append(len(seq.text))
+            seq.add(text, frame_lists[f], frame_lists[f + 1][0] if f + 1 < N else ids.codec_eos)
+        return seq
+    policy = RatePolicy.released(streaming_text=mode == "stream")
     for pos in build_training_stream(text_ids, N, policy):
         text = _text_id(pos.text, ids)
         if pos.frame is None:
@@ -149,6 +194,7 @@ def arrange_single(  # noqa: PLR0913 - one utterance's parts and the arrangement
     speaker: bool,
     policy: SingleStreamPolicy,
     alignment: Sequence[int] | None = None,
+    reference: Reference | None = None,
 ) -> _Sequence:
     """One utterance as talker positions in the single stream (see the module docstring).
 
@@ -157,24 +203,58 @@ def arrange_single(  # noqa: PLR0913 - one utterance's parts and the arrangement
     ``[0, N)``) that the durations follow; None spreads them evenly.
 
     Raises:
-        ValueError: the text does not fit in the frames under ``policy``'s bounds.
+        ValueError: the text (or the reference's) does not fit in its frames under
+            ``policy``'s bounds.
     """
     K, N = codes.shape
     seq = _prefix(K, ids, role_ids, language_tag, speaker)
-    none = [NONE] * K
+    if reference is not None:
+        ref_frames = reference.codes.T.tolist()  # [R][K]
+        stream = build_reference_stream(reference.text_ids, len(ref_frames), policy)
+        for pos in stream.positions:
+            seq.add(*_single_position(pos, ref_frames, ids, K))  # given: no target
     frame_lists = codes.T.tolist()  # [N][K]
     for pos in build_single_stream(text_ids, N, policy, alignment).positions:
-        if pos.frame is None:
-            assert pos.text is not None
-            seq.add(_text_id(pos.text, ids), [ids.codec_pad] + none[1:])
-            continue
-        f = pos.frame
-        # The position before reads everything up to here and predicts this frame.
-        seq.labels[-1] = frame_lists[f][0]
-        seq.frame_at.append(len(seq.text) - 1)
-        seq.add(ids.tts_pad, frame_lists[f])
+        if pos.frame is not None:
+            # The position before reads everything up to here and predicts this frame.
+            seq.labels[-1] = frame_lists[pos.frame][0]
+            seq.frame_at.append(len(seq.text) - 1)
+        seq.add(*_single_position(pos, frame_lists, ids, K))
     seq.labels[-1] = ids.codec_eos
     return seq
+
+
+def _single_position(
+    pos: StreamPosition, frames: list[list[int]], ids: TalkerTokens, K: int
+) -> tuple[int, list[int]]:
+    """Text-track id and codec items of a single-stream position: a text item over
+    ``codec_pad``, or ``tts_pad`` over the frame (``frames`` ``[N][K]``)."""
+    if pos.frame is None:
+        assert pos.text is not None
+        return _text_id(pos.text, ids), [ids.codec_pad] + [NONE] * (K - 1)
+    return ids.tts_pad, frames[pos.frame]
+
+
+def _overlay(
+    seq: _Sequence, reference: Reference, text_ids: Sequence[int], ids: TalkerTokens, mode: str
+) -> list[int]:
+    """Append the dual-track in-context block (the module docstring's first bullet, as
+    :func:`~omnispeech.pipelines.tts_prompt.reference_overlay` builds it for a known text);
+    returns the text ids still to enter, one per target frame."""
+    K = reference.codes.shape[0]
+    none = [NONE] * (K - 1)
+    words = [*reference.text_ids, *text_ids, ids.tts_eos]
+    speech = [[ids.codec_bos, *none], *reference.codes.T.tolist()]
+    if mode == "full":
+        for w in words:
+            seq.add(w, [ids.codec_pad, *none])
+        for frame in speech:
+            seq.add(ids.tts_pad, frame)
+        return []
+    k = min(len(words), len(speech))
+    for i, frame in enumerate(speech):
+        seq.add(words[i] if i < k else ids.tts_pad, frame)
+    return words[k:]
 
 
 def _prefix(
@@ -204,160 +284,3 @@ def _text_id(item: TextItem, ids: TalkerTokens) -> int:
     if item.kind is ItemKind.TOKEN:
         return item.token
     return ids.tts_eos if item.kind is ItemKind.TEXT_END else ids.tts_pad
-
-
-class TTSBatcher:
-    """Draws batches of utterances of similar length from a :class:`CodeCache`.
-
-    Args:
-        cache: the cached codes (and x-vectors) of the set.
-        text_ids: per utterance of the cache, its text-track ids (from the run's text front
-            end), or None for an utterance that has none (it is left out).
-        role_ids: ids of the role header (``<|im_start|>assistant\\n`` for BPE).
-        ids: the talker's special ids.
-        language_tags: ISO 639 code -> codec language tag.
-        text_modes: the arrangements drawn per utterance (``stream``, ``full``).
-        auto_language: share of utterances given the "auto" prefix instead of their tag.
-        batch_positions: talker positions per batch (a batch holds at least one utterance).
-        max_batch: utterances per batch at most.
-        single: train the single stream under this policy instead of the dual track (then
-            ``text_modes`` is not used); utterances whose text does not fit are left out
-            (:attr:`unfit` counts them).
-        alignments: single stream only: per utterance, the first frame of each text token
-            (None: durations spread evenly), see :func:`build_single_stream`.
-    """
-
-    def __init__(  # noqa: PLR0913 - each argument is one independent setting
-        self,
-        cache: CodeCache,
-        text_ids: Sequence[Sequence[int] | None],
-        role_ids: Sequence[int],
-        ids: TalkerTokens,
-        language_tags: Mapping[str, int],
-        text_modes: Sequence[str],
-        auto_language: float,
-        batch_positions: int,
-        max_batch: int,
-        single: SingleStreamPolicy | None = None,
-        alignments: Sequence[Sequence[int] | None] | None = None,
-    ) -> None:
-        self.cache = cache
-        self.ids = ids
-        self.language_tags = dict(language_tags)
-        self.text_modes = list(text_modes)
-        self.auto_language = auto_language
-        self.batch_positions = batch_positions
-        self.max_batch = max_batch
-        self.single = single
-        self.role_ids = list(role_ids)
-        if len(text_ids) != len(cache.utterances):
-            raise ValueError(f"{len(text_ids)} texts for {len(cache.utterances)} utterances")
-        self.text_ids = [None if t is None else list(t) for t in text_ids]
-        self.alignments = list(alignments) if alignments is not None else None
-        # Positions of each utterance: prompt (about 10) + text lead-in at most + frames + end.
-        self.cost = [
-            len(self.role_ids) + 7 + len(t or ()) + u.frames + 1
-            for t, u in zip(self.text_ids, cache.utterances, strict=True)
-        ]
-
-        # The utterances batches are drawn from (indices into the cache).
-        self.usable = [i for i, t in enumerate(self.text_ids) if t is not None]
-        self.no_text = len(cache.utterances) - len(self.usable)
-        if single is not None:
-            self.usable = [i for i in self.usable if self._fits(i, single)]
-        self.unfit = len(cache.utterances) - self.no_text - len(self.usable)
-
-    def alignment(self, index: int) -> list[int] | None:
-        """The first frame of each text token of utterance ``index`` (single stream), or
-        None for evenly spread durations."""
-        if self.single is None or self.alignments is None:
-            return None
-        a = self.alignments[index]
-        return None if a is None else list(a)
-
-    def _fits(self, index: int, policy: SingleStreamPolicy) -> bool:
-        text = self.text_ids[index]
-        assert text is not None
-        frames = self.cache.utterances[index].frames
-        try:
-            build_single_stream(text, frames, policy, self.alignment(index))
-        except ValueError:
-            return False
-        return True
-
-    def __len__(self) -> int:
-        """Utterances batches are drawn from."""
-        return len(self.usable)
-
-    def pick(self, seed: int, step: int, rank: int) -> tuple[list[int], np.random.Generator]:
-        """The utterances of ``rank``'s batch at ``step`` and the generator for the rest.
-
-        Candidates are drawn at random, sorted by length, and a random run of neighbours that
-        fills ``batch_positions`` is kept: little padding, every utterance equally likely.
-        """
-        rng = np.random.default_rng([seed, step, rank])
-        pool = [self.usable[i] for i in rng.integers(len(self), size=4 * self.max_batch)]
-        ordered = sorted(pool, key=lambda i: self.cost[i])
-        start = int(rng.integers(len(ordered)))
-        chosen: list[int] = []
-        longest = 0
-        for i in ordered[start:] + ordered[:start][::-1]:
-            longest2 = max(longest, self.cost[i])
-            if len(chosen) >= self.max_batch or (
-                chosen and longest2 * (len(chosen) + 1) > self.batch_positions
-            ):
-                break
-            chosen.append(i)
-            longest = longest2
-        return chosen, rng
-
-    def batch(self, seed: int, step: int, rank: int) -> TTSBatch:
-        """The batch of process ``rank`` at ``step`` of a run seeded with ``seed``."""
-        chosen, rng = self.pick(seed, step, rank)
-        return self.make(chosen, rng)
-
-    def make(self, chosen: Sequence[int], rng: np.random.Generator) -> TTSBatch:
-        """Arrange and pad the utterances ``chosen`` (indices into the cache); ``rng`` draws
-        each one's text arrangement and whether it gets the "auto" language prefix."""
-        seqs = []
-        speaker = self.cache.speakers is not None
-        for i in chosen:
-            u = self.cache.utterances[i]
-            mode = self.text_modes[int(rng.integers(len(self.text_modes)))]
-            auto = bool(rng.random() < self.auto_language)
-            tag = None if auto else self.language_tags.get(u.language)
-            codes = self.cache.codes_of(i)
-            text = self.text_ids[i]
-            assert text is not None  # only usable utterances are drawn
-            parts = (text, codes, self.ids, self.role_ids, tag, speaker)
-            if self.single is not None:
-                seqs.append(arrange_single(*parts, self.single, self.alignment(i)))
-            else:
-                seqs.append(arrange(*parts, mode))
-        B, L = len(seqs), max(len(s.text) for s in seqs)
-        K = self.cache.codes.shape[0]
-        text_ids = torch.full((B, L), self.ids.tts_pad, dtype=torch.long)
-        codec_ids = torch.full((B, L, K), NONE, dtype=torch.long)
-        labels = torch.full((B, L), IGNORE, dtype=torch.long)
-        speaker_mask = torch.zeros(B, L, dtype=torch.bool)
-        frame_index, frame_codes = [], []
-        for b, (i, s) in enumerate(zip(chosen, seqs, strict=True)):
-            n = len(s.text)
-            text_ids[b, :n] = torch.tensor(s.text)
-            codec_ids[b, :n] = torch.tensor(s.codec)
-            labels[b, :n] = torch.tensor(s.labels)
-            if s.speaker_at >= 0:
-                speaker_mask[b, s.speaker_at] = True
-            frame_index.append(torch.tensor(s.frame_at) + b * L)
-            frame_codes.append(self.cache.codes_of(i).T)
-        speakers = self.cache.speakers[list(chosen)] if speaker else None
-        return TTSBatch(
-            text_ids=text_ids,
-            codec_ids=codec_ids,
-            speaker_mask=speaker_mask,
-            speakers=speakers,
-            labels=labels,
-            frame_index=torch.cat(frame_index),
-            frame_codes=torch.cat(frame_codes),
-            frames=sum(self.cache.utterances[i].frames for i in chosen),
-        )

@@ -138,6 +138,11 @@ class TTSDataConfig(FrozenConfig):
     # ignores it. Word times are computed once and cached in the run folder.
     alignment: str = "even"
     aligner: str = ""  # with alignment "asr": an ASR model folder with a CTC head
+    # Share of utterances trained with an in-context reference (so that the export clones from
+    # a clip and its transcript): another utterance of the same speaker (the manifest's
+    # "speaker" field) and language goes first, arranged as the pipeline's in-context prompt
+    # (see tts_batch). Utterances without such a partner never get one.
+    in_context: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch_frames < 1 or self.max_batch < 1 or self.max_seconds <= 0:
@@ -150,6 +155,8 @@ class TTSDataConfig(FrozenConfig):
             raise ValueError("data.tokenizer is a BPE tokenizer: leave it empty with espeak-ipa")
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"data.alignment must be one of {ALIGNMENTS}")
+        if not 0 <= self.in_context <= 1:
+            raise ValueError("data.in_context must lie in [0, 1]")
         if (self.alignment == "asr") != bool(self.aligner):
             raise ValueError(
                 'data.aligner (an ASR folder with a CTC head) goes with data.alignment "asr", '

@@ -5,12 +5,16 @@ the codec (:meth:`Codec.encode_file`) and the codes are kept in the run folder::
 
     OUT/cache/train.safetensors   codes [K, total frames] (int16), offsets [U + 1] (int64),
                                   speakers [U, hidden] (float32; only with a speaker encoder)
-    OUT/cache/train.json          per utterance: path, text, language, frames; the skipped
-                                  counts; the fingerprint of what made the cache
+    OUT/cache/train.json          per utterance: path, text, language, frames, speaker; the
+                                  skipped counts; the fingerprint of what made the cache
 
 Utterance ``u`` owns frames ``offsets[u]:offsets[u + 1]`` (12.5 frames per second with the
 released codec). The cache is rebuilt when the manifest, the codec or the speaker encoder
-changes (the fingerprint differs), and reused otherwise, e.g. when a run resumes.
+changes (the fingerprint differs), and reused otherwise, e.g. when a run resumes. The speaker
+ids are not part of the fingerprint (they change no code): every load takes them from the
+manifest by audio path, so a cache written before speakers were recorded stays usable and gains
+them (one written before paths were recorded has none, and its utterances never get an
+in-context reference).
 """
 
 from __future__ import annotations
@@ -74,13 +78,17 @@ def language_key(code: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class CachedUtterance:
-    """One cached utterance: transcript, ISO 639 language, and its frames in the cache."""
+    """One cached utterance: transcript, ISO 639 language, its frames in the cache, and who
+    speaks it."""
 
     text: str
     language: str
     start: int  # first frame in the cache's codes
     frames: int  # number of codec frames (80 ms each with the released codec)
     path: str = ""  # the audio file (empty in caches written before it was recorded)
+    # The manifest's speaker id; empty when unknown (such an utterance is never paired with
+    # another one as an in-context reference).
+    speaker: str = ""
 
 
 @dataclasses.dataclass
@@ -149,7 +157,7 @@ def build_cache(  # noqa: PLR0913 - where the cache goes and what fills it
     if index_file.is_file() and data_file.is_file():
         index = json.loads(index_file.read_text())
         if index.get("fingerprint") == fingerprint:
-            return _load(data_file, index)
+            return _load(data_file, index, items)
     codec = Codec.from_pretrained(codec_dir)
     kept: list[dict] = []
     codes: list[torch.Tensor] = []
@@ -182,7 +190,7 @@ def build_cache(  # noqa: PLR0913 - where the cache goes and what fills it
                 skipped["too_short"] += 1
                 continue
             kept.append({"text": utt.text, "language": utt.language, "start": start})
-            kept[-1].update(frames=int(c.shape[1]), path=str(utt.path))
+            kept[-1].update(frames=int(c.shape[1]), path=str(utt.path), speaker=utt.speaker)
             start += int(c.shape[1])
             codes.append(c.to(torch.int16))
             if vector is not None:
@@ -199,13 +207,19 @@ def build_cache(  # noqa: PLR0913 - where the cache goes and what fills it
     save_file(tensors, str(data_file))
     index = {"fingerprint": fingerprint, "utterances": kept, "skipped": dict(skipped)}
     index_file.write_text(json.dumps(index) + "\n")
-    return _load(data_file, index)
+    return _load(data_file, index, items)
 
 
-def _load(data_file: Path, index: dict) -> CodeCache:
+def _load(data_file: Path, index: dict, items: Sequence[Transcribed]) -> CodeCache:
     tensors = load_file(str(data_file))
+    # Speakers come from the manifest (see the module docstring), matched by audio path.
+    speakers = {str(u.path): u.speaker for u in items}
+    utterances = []
+    for u in index["utterances"]:
+        entry = {**u, "speaker": speakers.get(u.get("path", ""), u.get("speaker", ""))}
+        utterances.append(CachedUtterance(**entry))
     return CodeCache(
-        utterances=[CachedUtterance(**u) for u in index["utterances"]],
+        utterances=utterances,
         codes=tensors["codes"].long(),
         speakers=tensors.get("speakers"),
         skipped=Counter(index["skipped"]),

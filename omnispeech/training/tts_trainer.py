@@ -5,9 +5,10 @@ text front end is espeak-ng phonemes, which are computed once into ``OUT/cache``
 encodes every utterance once with the codec (and the speaker encoder, if any) into
 ``OUT/cache``; for a single stream that follows alignments, it also aligns every transcript
 once (:mod:`omnispeech.training.tts_align`). Each step: a batch of cached utterances per
-process in the released dual-track arrangement (or the single stream), the talker's and the
-code predictor's cross-entropies, gradients averaged by DDP, AdamW with warm-up and cosine
-decay. Resuming is exact: a checkpoint holds the weights, the optimizer, the scheduler, the
+process in the released dual-track arrangement (or the single stream; a share
+``data.in_context`` of them after an in-context reference of the same speaker), the talker's
+and the code predictor's cross-entropies, gradients averaged by DDP, AdamW with warm-up and
+cosine decay. Resuming is exact: a checkpoint holds the weights, the optimizer, the scheduler, the
 step and every process's random state, and batches depend only on (seed, step, rank).
 
 Output folder::
@@ -41,7 +42,7 @@ from omnispeech.training.asr_data import Transcribed, read_transcribed, spread_e
 from omnispeech.training.run_state import OneOptimizerRun
 from omnispeech.training.trainer import Workers
 from omnispeech.training.tts_align import build_word_times, token_frames
-from omnispeech.training.tts_batch import TTSBatcher
+from omnispeech.training.tts_batcher import TTSBatcher
 from omnispeech.training.tts_config import TTSTrainConfig
 from omnispeech.training.tts_data import (
     CodeCache,
@@ -173,6 +174,7 @@ class TTSTrainer(OneOptimizerRun):
                 dc.max_batch,
                 mc.single_policy() if mc.arrangement == "single" else None,
                 aligned_frames,
+                dc.in_context,
             )
             if cache is not None and text is not None
             else None
@@ -192,6 +194,12 @@ class TTSTrainer(OneOptimizerRun):
             )
         if self.batcher.unfit:
             self.skipped["text_too_long"] += self.batcher.unfit
+        if dc.in_context > 0 and not self.batcher.with_partner:
+            raise ConfigError(
+                "data.in_context needs utterances that share speaker and language with another "
+                "one (the manifest's 'speaker' field), and no training utterance does; add "
+                "speakers to the manifest or set data.in_context to 0"
+            )
         self.step = 0
         self.stopped_by: signal.Signals | None = None  # set by fit() when a signal stopped it
         torch.manual_seed(cfg.run.seed * 7919 + 1 + self.workers.rank)
