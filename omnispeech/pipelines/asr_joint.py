@@ -143,7 +143,7 @@ class JointDecoder:
             token = int(logits.argmax())
             self.feed(token)
             return token
-        att = torch.log_softmax(logits.float(), -1)
+        att = torch.log_softmax(logits.float(), -1).cpu()  # scored beside NumPy CTC values
         top = torch.topk(att, min(TOP_K, att.shape[0])).indices.tolist()
         labels = [t for t in top if t not in eos and t < self.ctc.vocab_size]
         best_end = max(float(att[e]) for e in eos) if allow_end else float("-inf")
