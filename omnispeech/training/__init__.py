@@ -32,10 +32,11 @@ from omnispeech.training.config import (
     CodecTrainConfig,
 )
 from omnispeech.training.interrupt import StopRequest
-from omnispeech.training.trainer import CodecTrainer, Workers
+from omnispeech.training.trainer import CodecTrainer
 from omnispeech.training.tts_config import TTSDataConfig, TTSModelConfig, TTSTrainConfig
 from omnispeech.training.tts_model import TrainableTTS
 from omnispeech.training.tts_trainer import TTSTrainer
+from omnispeech.training.workers import Workers
 
 __all__ = [
     "ASRDataConfig",

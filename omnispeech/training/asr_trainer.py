@@ -36,7 +36,7 @@ from omnispeech.training.asr_data import (
 )
 from omnispeech.training.asr_model import TrainableASR
 from omnispeech.training.run_state import OneOptimizerRun
-from omnispeech.training.trainer import Workers
+from omnispeech.training.workers import Workers
 
 LOSS_NAMES = ("total", "attention", "ctc", "accuracy")
 

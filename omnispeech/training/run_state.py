@@ -1,11 +1,7 @@
 """What the ASR and TTS trainers share: one model, one AdamW, warm-up then cosine decay, the
-step loop, and checkpoints that continue a run exactly.
-
-A checkpoint holds the step, the number of processes, the config, the weights, the optimizer,
-the schedule and every process's random state; it is written atomically, the newest
-``KEEP_CHECKPOINTS`` are kept, and the model is exported next to it. Resuming needs the same
-number of processes (the batches depend on (seed, step, rank)) and the same model section of
-the config.
+step loop, and checkpoints that continue a run exactly (written by
+:class:`~omnispeech.training.workers.CheckpointedRun`: the weights, the optimizer and the
+schedule beside the step, the config and every process's random state).
 """
 
 from __future__ import annotations
@@ -17,12 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from omnispeech.errors import ConfigError
 from omnispeech.training.loop import fit_steps
-from omnispeech.training.trainer import KEEP_CHECKPOINTS, Workers, _rng_state, _set_rng_state
+from omnispeech.training.workers import CheckpointedRun, Workers
 
 
-class OneOptimizerRun:
+class OneOptimizerRun(CheckpointedRun):
     """Base of a trainer with ``model``, ``opt`` and ``sched`` (a ``LambdaLR`` over
     :meth:`_lr_factor`).
 
@@ -102,54 +97,20 @@ class OneOptimizerRun:
         return oc.min_lr_ratio + (1 - oc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     # -- checkpoints ---------------------------------------------------------------------------
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out / "checkpoints"
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+        }
 
-    def latest_checkpoint(self) -> Path | None:
-        """The newest checkpoint in the output folder, if any."""
-        found = sorted(self.checkpoint_dir.glob("step-*.pt"))
-        return found[-1] if found else None
-
-    def save(self) -> Path:
-        """Write the training state (all processes take part) and export the model."""
-        rng = self.workers.gather(_rng_state(self.workers.device).to(self.workers.device))
-        path = self.checkpoint_dir / f"step-{self.step:08d}.pt"
-        if self.workers.is_main:
-            state = {
-                "step": self.step,
-                "world_size": self.workers.world_size,
-                "config": self.cfg.to_dict(),
-                "model": self.model.state_dict(),
-                "opt": self.opt.state_dict(),
-                "sched": self.sched.state_dict(),
-                "rng": [r.cpu() for r in rng],
-            }
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(state, tmp)
-            tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
-            for old in sorted(self.checkpoint_dir.glob("step-*.pt"))[:-KEEP_CHECKPOINTS]:
-                old.unlink()
-            self.export()
-        self.workers.barrier()
-        return path
-
-    def load(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save` (same number of processes)."""
-        state = torch.load(path, map_location=self.workers.device, weights_only=True)
-        if state["world_size"] != self.workers.world_size:
-            raise ConfigError(
-                f"{path} was written by {state['world_size']} processes; resume with the "
-                f"same number (this run has {self.workers.world_size}) for an exact continuation"
-            )
-        if state["config"]["model"] != self.cfg.model.to_dict():
-            raise ConfigError(f"{path}: the model section of the config differs from this run's")
+    def restore_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
-        _set_rng_state(state["rng"][self.workers.rank].cpu(), self.workers.device)
-        self.step = int(state["step"])
+
+    def export_model(self) -> None:
+        self.export()
 
 
 __all__ = ["OneOptimizerRun"]

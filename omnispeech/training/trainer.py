@@ -18,14 +18,12 @@ Output folder::
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -42,89 +40,12 @@ from omnispeech.training.losses import (
     feature_matching_loss,
     generator_loss,
 )
+from omnispeech.training.workers import CheckpointedRun, Workers, rng_state, set_rng_state
 
-KEEP_CHECKPOINTS = 3
 LOSS_NAMES = ("total", "mel", "commitment", "adversarial", "feature_matching", "discriminator")
 
 
-@dataclasses.dataclass(frozen=True)
-class Workers:
-    """Where this process stands among the training processes."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, device: str | None = None) -> Workers:
-        """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1), if any."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if device is None:
-            device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-        dev = torch.device(device)
-        if world > 1 and not dist.is_initialized():
-            if dev.type == "cuda":
-                torch.cuda.set_device(dev)
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        return cls(rank, world, dev)
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-    def close(self) -> None:
-        """Leave the process group (after the last collective call). Without it, gloo's
-        threads may still run while the interpreter exits, which can abort the process."""
-        if self.world_size > 1 and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
-
-    def mean(self, values: torch.Tensor) -> torch.Tensor:
-        """The mean of ``values`` over processes."""
-        if self.world_size > 1:
-            values = values.clone()
-            dist.all_reduce(values)
-            values /= self.world_size
-        return values
-
-    def maximum(self, value: float) -> float:
-        """The largest ``value`` over processes (every process must call it)."""
-        if self.world_size == 1:
-            return value
-        out = torch.tensor([value], dtype=torch.float32, device=self.device)
-        dist.all_reduce(out, op=dist.ReduceOp.MAX)
-        return float(out.item())
-
-    def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
-        """``tensor`` of every process (same shape everywhere), by rank."""
-        if self.world_size == 1:
-            return [tensor]
-        out = [torch.empty_like(tensor) for _ in range(self.world_size)]
-        dist.all_gather(out, tensor)
-        return out
-
-
-def _rng_state(device: torch.device) -> torch.Tensor:
-    state = torch.get_rng_state()
-    if device.type == "cuda":
-        state = torch.cat((state, torch.cuda.get_rng_state(device)))
-    return state
-
-
-def _set_rng_state(state: torch.Tensor, device: torch.device) -> None:
-    n = torch.get_rng_state().numel()
-    torch.set_rng_state(state[:n].clone())
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state[n:].clone(), device)
-
-
-class CodecTrainer:
+class CodecTrainer(CheckpointedRun):
     """Trains a codec described by a :class:`CodecTrainConfig` into ``out_dir``.
 
     Args:
@@ -184,74 +105,40 @@ class CodecTrainer:
             self.g_model, self.d_model = self.codec, self.disc
 
     # -- checkpoints ---------------------------------------------------------------------------
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out / "checkpoints"
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "codec": self.codec.state_dict(),
+            "discriminators": self.disc.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+        }
 
-    def latest_checkpoint(self) -> Path | None:
-        """The newest checkpoint in the output folder, if any."""
-        found = sorted(self.checkpoint_dir.glob("step-*.pt"))
-        return found[-1] if found else None
-
-    def save(self) -> Path:
-        """Write the training state (all processes take part) and export the model."""
-        rng = self.workers.gather(_rng_state(self.workers.device).to(self.workers.device))
-        path = self.checkpoint_dir / f"step-{self.step:08d}.pt"
-        if self.workers.is_main:
-            state = {
-                "step": self.step,
-                "world_size": self.workers.world_size,
-                "config": self.cfg.to_dict(),
-                "codec": self.codec.state_dict(),
-                "discriminators": self.disc.state_dict(),
-                "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(),
-                "sched_g": self.sched_g.state_dict(),
-                "sched_d": self.sched_d.state_dict(),
-                "rng": [r.cpu() for r in rng],
-            }
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(state, tmp)
-            tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
-            for old in sorted(self.checkpoint_dir.glob("step-*.pt"))[:-KEEP_CHECKPOINTS]:
-                old.unlink()
-            self.codec.export(self.out / "model")
-        self.workers.barrier()
-        return path
-
-    def load(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save` (same number of processes)."""
-        state = torch.load(path, map_location=self.workers.device, weights_only=True)
-        if state["world_size"] != self.workers.world_size:
-            raise ConfigError(
-                f"{path} was written by {state['world_size']} processes; resume with the "
-                f"same number (this run has {self.workers.world_size}) for an exact continuation"
-            )
-        if state["config"]["model"] != self.cfg.model.to_dict():
-            raise ConfigError(f"{path}: the model section of the config differs from this run's")
+    def restore_state(self, state: dict[str, Any]) -> None:
         self.codec.load_state_dict(state["codec"])
         self.disc.load_state_dict(state["discriminators"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
-        _set_rng_state(state["rng"][self.workers.rank].cpu(), self.workers.device)
-        self.step = int(state["step"])
+
+    def export_model(self) -> None:
+        self.codec.export(self.out / "model")
 
     def export_initial(self, folder: str | Path) -> Path:
         """Export the untrained codec as a baseline, after one quantizer pass over the first
         batch (which initialises the codebooks, by k-means when enabled); the run itself is
         left exactly as it was (weights and random state)."""
         snapshot = {k: v.clone() for k, v in self.codec.state_dict().items()}
-        rng = _rng_state(self.workers.device)
+        rng = rng_state(self.workers.device)
         batch = self.sampler.batch(0, self.workers.rank, self.cfg.data.batch_size)
         with torch.no_grad():
             self.codec.train()
             self.codec.quantize(batch.to(self.workers.device))
         path = self.codec.export(folder)
         self.codec.load_state_dict(snapshot)
-        _set_rng_state(rng, self.workers.device)
+        set_rng_state(rng, self.workers.device)
         return path
 
     # -- one step ------------------------------------------------------------------------------

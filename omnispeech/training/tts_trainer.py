@@ -40,7 +40,6 @@ from omnispeech.pipelines.tts_frontend import BpeFrontend, PhonemeFrontend, Text
 from omnispeech.talker import SpeakerEncoder
 from omnispeech.training.asr_data import Transcribed, read_transcribed, spread_evenly
 from omnispeech.training.run_state import OneOptimizerRun
-from omnispeech.training.trainer import Workers
 from omnispeech.training.tts_align import build_word_times, token_frames
 from omnispeech.training.tts_batcher import TTSBatcher
 from omnispeech.training.tts_config import TTSTrainConfig
@@ -53,6 +52,7 @@ from omnispeech.training.tts_data import (
 )
 from omnispeech.training.tts_model import TrainableTTS, talker_spec, talker_tokens
 from omnispeech.training.tts_text import TextTrack, encode_texts, phoneme_frontend, speakable
+from omnispeech.training.workers import Workers
 
 LOSS_NAMES = ("total", "talker", "predictor", "accuracy")
 
