@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "recipes/codec/README.md", "recipes/asr/README.md")
 # Top-level folders of the repository: a path under one of them must exist in it.
 # (Not omnispeech/: examples may write into it, e.g. a trained model into omnispeech/bundled/.)
-REPO_DIRS = ("recipes", "benchmarks", "docs", "tests", ".ci")
+REPO_DIRS = ("recipes", "benchmarks", "docs", "tests", ".ci", "examples")
 
 # Names the examples give to models, and the tiny stand-in that answers to each.
 ASR_NAMES = ("./Qwen3-ASR-0.6B", "./Qwen3-ASR-1.7B", "runs/asr/model")
@@ -240,6 +240,7 @@ def sandbox(tmp_path_factory, tiny_asr_dir):
     sf.write(root / "talk.wav", np.tile(clip, 3)[: 3 * 24000], 24000)
     for name, text in TEXTS.items():
         (root / name).write_text(text)
+    shutil.copytree(ROOT / "examples", root / "examples")  # the clips the README's commands name
     codes = np.random.default_rng(0).integers(0, 64, (16, 6))
     for name in ("codes.npz", "voice.npz"):
         save_codes(root / name, codes, sample_rate=24000, frame_rate=12.5, codebook_size=64)
