@@ -174,6 +174,24 @@ def test_segments_depend_only_on_seed_step_rank(corpus):
         list_audio(corpus / "empty")
 
 
+def test_a_corpus_manifest_gives_one_split_at_the_model_rate(tmp_path):
+    # As `omnispeech data build` writes it: a path at the first rate, paths by rate, a split.
+    lines = [
+        {"path": f"wav16000/{i}.wav", "paths": {"16000": f"wav16000/{i}.wav",
+         "24000": f"wav24000/{i}.wav"}, "split": split}
+        for i, split in enumerate(["train", "dev", "train", "test"])
+    ] + [{"path": "other.wav"}]  # fmt: skip
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    names = [p.relative_to(tmp_path).as_posix() for p in list_audio(manifest, "train", 24000)]
+    assert names == ["wav24000/0.wav", "wav24000/2.wav", "other.wav"]
+    assert [p.name for p in list_audio(manifest, "dev", 16000)] == ["1.wav", "other.wav"]
+    assert len(list_audio(manifest)) == 5  # no split: every line, at its `path`
+    manifest.write_text(json.dumps(lines[0]) + "\n")
+    with pytest.raises(ConfigError, match="no audio files of split 'dev'"):
+        list_audio(manifest, "dev")
+
+
 def _torchrun(config: Path, out: Path, steps: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [

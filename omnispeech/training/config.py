@@ -94,11 +94,16 @@ class CodecDataConfig(FrozenConfig):
     """Where the audio comes from and how it is cut.
 
     ``train`` / ``valid``: a folder (every .wav/.flac/.ogg below it) or a JSONL manifest with a
-    ``path`` per line (relative to the manifest); files of any rate and channel count.
+    ``path`` per line (relative to the manifest); files of any rate and channel count. Of a
+    manifest with a ``split`` per line (``omnispeech data build``), training reads the lines
+    of ``train_split`` and validation those of ``valid_split``, each at the model's sample
+    rate when the line lists ``paths`` by rate.
     """
 
     train: str = ""
     valid: str = ""
+    train_split: str = "train"
+    valid_split: str = "dev"
     segment_seconds: float = 1.0
     batch_size: int = 8  # per process
 

@@ -22,8 +22,17 @@ from omnispeech.errors import AudioFileError, ConfigError
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
-def list_audio(source: str | Path) -> list[Path]:
+def list_audio(
+    source: str | Path, split: str | None = None, sample_rate: int | None = None
+) -> list[Path]:
     """The audio files of a folder (recursively, sorted) or of a JSONL manifest (``path``).
+
+    Args:
+        source: a folder, or a manifest such as ``omnispeech data build`` writes.
+        split: keep only manifest lines of this ``split`` (lines without one are kept), so
+            that held-out voices stay held out; None keeps every line.
+        sample_rate: take a line's file at this rate from its ``paths`` when it has one
+            (e.g. the 24 kHz copy of a corpus built at 16 and 24 kHz), else its ``path``.
 
     Raises:
         ConfigError: a missing source, an unreadable manifest, or no audio at all.
@@ -38,13 +47,17 @@ def list_audio(source: str | Path) -> list[Path]:
                 continue
             try:
                 entry = json.loads(line)
-                files.append((src.parent / entry["path"]).resolve())
-            except (json.JSONDecodeError, KeyError, TypeError):
+                if split is not None and entry.get("split", split) != split:
+                    continue
+                path = (entry.get("paths") or {}).get(str(sample_rate), entry["path"])
+                files.append((src.parent / path).resolve())
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 raise ConfigError(f"{src}:{n}: expected a JSON object with a 'path'") from None
     else:
         raise ConfigError(f"{src}: no such audio folder or manifest")
     if not files:
-        raise ConfigError(f"{src}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+        where = f" of split {split!r}" if split is not None and src.is_file() else ""
+        raise ConfigError(f"{src}: no audio files{where} ({', '.join(AUDIO_SUFFIXES)})")
     return files
 
 

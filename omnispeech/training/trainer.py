@@ -71,7 +71,9 @@ class CodecTrainer(CheckpointedRun):
         self.out = Path(out_dir)
         self.workers = workers or Workers.from_env()
         if validate is None and cfg.data.valid:
-            validate = held_out_validation(list_audio(cfg.data.valid))
+            validate = held_out_validation(
+                list_audio(cfg.data.valid, cfg.data.valid_split, cfg.model.sample_rate)
+            )
         self.validate = validate
         dev = self.workers.device
         # Every process builds the same initial weights from the run's seed.
@@ -91,7 +93,8 @@ class CodecTrainer(CheckpointedRun):
         self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, oc.lr_decay)
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, oc.lr_decay)
         self.sampler = SegmentSampler(
-            list_audio(cfg.data.train), cfg.model.sample_rate, cfg.data.segment_seconds,
+            list_audio(cfg.data.train, cfg.data.train_split, cfg.model.sample_rate),
+            cfg.model.sample_rate, cfg.data.segment_seconds,
             cfg.run.seed,
         )  # fmt: skip
         self.step = 0
