@@ -30,7 +30,12 @@ from tests.tts_ref import tiny_tts
 from tests.vocoder_ref import GOLDEN
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "recipes/codec/README.md", "recipes/asr/README.md")
+DOCS = (
+    "README.md",
+    "recipes/codec/README.md",
+    "recipes/asr/README.md",
+    "recipes/speaker/README.md",
+)
 # Top-level folders of the repository: a path under one of them must exist in it.
 # (Not omnispeech/: examples may write into it, e.g. a trained model into omnispeech/bundled/.)
 REPO_DIRS = ("recipes", "benchmarks", "docs", "tests", ".ci", "examples")
@@ -152,8 +157,8 @@ def test_the_examples_are_found():
     }
     # Every command a user meets first has at least one example that is checked here.
     for name in ("asr", "align", "tts", "codec encode", "codec decode", "vocode", "train codec",
-                 "train asr", "train tts", "eval codec", "eval asr", "data build", "demo",
-                 "serve"):  # fmt: skip
+                 "train asr", "train tts", "train speaker", "eval codec", "eval asr", "data build",
+                 "demo", "serve"):  # fmt: skip
         assert name in commands, name
     assert len(EXAMPLES) > 60
 
@@ -182,10 +187,20 @@ def test_every_example_parses_and_names_what_exists(where, example, tmp_path, mo
 
 def _check_training_data(kind: str, params: dict) -> None:
     """A training example must give training data: in its config, or with --train."""
-    from omnispeech.training import ASRTrainConfig, CodecTrainConfig, TTSTrainConfig
+    from omnispeech.training import (
+        ASRTrainConfig,
+        CodecTrainConfig,
+        SpeakerTrainConfig,
+        TTSTrainConfig,
+    )
 
     config = ROOT / params["config_file"]
-    kinds = {"codec": CodecTrainConfig, "asr": ASRTrainConfig, "tts": TTSTrainConfig}
+    kinds = {
+        "codec": CodecTrainConfig,
+        "asr": ASRTrainConfig,
+        "tts": TTSTrainConfig,
+        "speaker": SpeakerTrainConfig,
+    }
     cfg = kinds[kind].from_file(config)
     assert cfg.data.train or params["train_data"], f"{config.name}: no --train and no data.train"
 

@@ -1,10 +1,14 @@
-"""``omnispeech train codec|asr|tts``: train a codec, a recogniser or a text-to-speech model
-from a JSON config, on one process or many."""
+"""``omnispeech train codec|asr|tts|speaker``: train a codec, a recogniser, a text-to-speech
+model or its speaker encoder from a JSON config, on one process or many."""
 
 from __future__ import annotations
 
+import dataclasses
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,6 +47,29 @@ _RUN_OPTIONS = (
 )
 
 
+def _config_option(sections: str, recipes: str):
+    """``--config/-c FILE``, the run's JSON config."""
+    return click.option(
+        "--config",
+        "-c",
+        "config_file",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"JSON config with sections {sections} (see {recipes}).",
+    )
+
+
+def _out_option(what: str):
+    """``--out/-o DIRECTORY``, where the run writes (``what`` lists its contents)."""
+    return click.option(
+        "--out",
+        "-o",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"Output folder: {what}",
+    )
+
+
 def _run_options(command):
     """Add --steps, --resume/--no-resume, --device and --quiet to a training command."""
     for option in reversed(_RUN_OPTIONS):  # click lists the last applied first
@@ -51,21 +78,8 @@ def _run_options(command):
 
 
 @train.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "-c",
-    "config_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON config with sections model, data, optim, loss, run (see recipes/codec/).",
-)
-@click.option(
-    "--out",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder: checkpoints/, model/ (the exported codec) and log.jsonl.",
-)
+@_config_option("model, data, optim, loss, run", "recipes/codec/")
+@_out_option("checkpoints/, model/ (the exported codec) and log.jsonl.")
 @click.option(
     "--train",
     "train_data",
@@ -108,43 +122,24 @@ def codec(  # noqa: PLR0913 - one option each
       torchrun --nproc_per_node 2 -m omnispeech train codec -c recipes/codec/cpu_demo.json \\
           --train corpus/train -o runs/ddp
     """
-    from omnispeech.errors import OmnispeechError
-    from omnispeech.training import CodecTrainConfig, CodecTrainer, Workers
+    from omnispeech.training import CodecTrainConfig, CodecTrainer
 
-    try:
-        cfg = CodecTrainConfig.from_file(config_file)
-        paths = {"train": train_data, "valid": valid}
-        if any(paths.values()):
-            given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
-            cfg = cfg.replace(data=cfg.data.replace(**given))
-        workers = Workers.from_env(device)
+    def make(cfg: CodecTrainConfig, workers) -> CodecTrainer:
         trainer = CodecTrainer(cfg, out, workers)
         fresh = not resume or trainer.latest_checkpoint() is None
         if export_init and fresh and trainer.workers.world_size == 1:
             trainer.export_initial(out / "model-init")
-        folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
-        workers.close()
-    except OmnispeechError as exc:
-        raise click.ClickException(str(exc)) from None
-    _report(trainer, folder)
+        return trainer
+
+    paths = {"train": train_data, "valid": valid}
+    _train_run(
+        lambda: CodecTrainConfig.from_file(config_file), paths, make, device, steps, resume, quiet
+    )
 
 
 @train.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "-c",
-    "config_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON config with sections model, data, augment, optim, run (see recipes/asr/).",
-)
-@click.option(
-    "--out",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder: tokenizer.json, checkpoints/, model/ (the export) and log.jsonl.",
-)
+@_config_option("model, data, augment, optim, run", "recipes/asr/")
+@_out_option("tokenizer.json, checkpoints/, model/ (the export) and log.jsonl.")
 @click.option(
     "--train",
     "train_data",
@@ -181,43 +176,23 @@ def asr(  # noqa: PLR0913 - one option each
       torchrun --nproc_per_node 2 -m omnispeech train asr -c recipes/asr/bundled.json \\
           --train corpus/manifest.jsonl -o runs/ddp
     """
-    from omnispeech.errors import OmnispeechError
-    from omnispeech.training import ASRTrainConfig, ASRTrainer, Workers
+    from omnispeech.training import ASRTrainConfig, ASRTrainer
 
-    try:
-        cfg = ASRTrainConfig.from_file(config_file)
-        paths = {"train": train_data, "valid": valid}
-        if any(paths.values()):
-            given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
-            cfg = cfg.replace(data=cfg.data.replace(**given))
-        workers = Workers.from_env(device)
-        trainer = ASRTrainer(cfg, out, workers)
-        if trainer.workers.is_main and trainer.skipped:
-            counts = ", ".join(f"{k} {v}" for k, v in sorted(trainer.skipped.items()))
-            click.echo(f"skipped utterances: {counts}", err=True)
-        folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
-        workers.close()
-    except OmnispeechError as exc:
-        raise click.ClickException(str(exc)) from None
-    _report(trainer, folder)
+    paths = {"train": train_data, "valid": valid}
+    _train_run(
+        lambda: ASRTrainConfig.from_file(config_file),
+        paths,
+        lambda cfg, workers: ASRTrainer(cfg, out, workers),
+        device,
+        steps,
+        resume,
+        quiet,
+    )
 
 
 @train.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "-c",
-    "config_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON config with sections model, data, optim, run (see recipes/tts/).",
-)
-@click.option(
-    "--out",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder: tokenizer.json, cache/, checkpoints/, model/ (the export), log.jsonl.",
-)
+@_config_option("model, data, optim, run", "recipes/tts/")
+@_out_option("tokenizer.json, cache/, checkpoints/, model/ (the export), log.jsonl.")
 @click.option(
     "--train",
     "train_data",
@@ -264,20 +239,10 @@ def tts(  # noqa: PLR0913 - one option each
       torchrun --nproc_per_node 2 -m omnispeech train tts -c recipes/tts/tiny.json \\
           --train corpus/manifest.jsonl --codec runs/codec/model -o runs/tts-ddp
     """
-    from omnispeech.errors import OmnispeechError
-    from omnispeech.training import TTSTrainConfig, TTSTrainer, Workers
+    from omnispeech.training import TTSTrainConfig, TTSTrainer
 
-    try:
-        cfg = TTSTrainConfig.from_file(config_file)
-        paths = {"train": train_data, "valid": valid, "codec": codec}
-        if any(paths.values()):
-            given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
-            cfg = cfg.replace(data=cfg.data.replace(**given))
-        workers = Workers.from_env(device)
-        trainer = TTSTrainer(cfg, out, workers, progress=not quiet)
-        if trainer.workers.is_main and trainer.skipped:
-            counts = ", ".join(f"{k} {v}" for k, v in sorted(trainer.skipped.items()))
-            click.echo(f"skipped utterances: {counts}", err=True)
+    def announce(trainer: TTSTrainer) -> None:
+        cfg = trainer.cfg
         if trainer.workers.is_main and trainer.aligned_evenly:
             click.echo(
                 f"aligned evenly (the aligner could not place them): {trainer.aligned_evenly}",
@@ -290,28 +255,167 @@ def tts(  # noqa: PLR0913 - one option each
                 "and language with another",
                 err=True,
             )
+
+    paths = {"train": train_data, "valid": valid, "codec": codec}
+    _train_run(
+        lambda: TTSTrainConfig.from_file(config_file),
+        paths,
+        lambda cfg, workers: TTSTrainer(cfg, out, workers, progress=not quiet),
+        device,
+        steps,
+        resume,
+        quiet,
+        announce,
+    )
+
+
+@train.command(context_settings={"help_option_names": ["-h", "--help"]})
+@_config_option("model, data, optim, run", "recipes/speaker/")
+@_out_option("checkpoints/, model/ (the exported encoder) and log.jsonl.")
+@click.option(
+    "--train",
+    "train_data",
+    metavar="MANIFEST",
+    help="Training manifest (JSONL: path or paths, speaker, split); overrides data.train.",
+)
+@click.option(
+    "--valid",
+    metavar="MANIFEST",
+    help="Held-out manifest (its data.valid_split, speakers unseen in training); overrides "
+    "data.valid.",
+)
+@_run_options
+def speaker(  # noqa: PLR0913 - one option each
+    config_file: Path,
+    out: Path,
+    train_data: str | None,
+    valid: str | None,
+    steps: int | None,
+    resume: bool,
+    device: str | None,
+    quiet: bool,
+) -> None:
+    """Train the ECAPA-TDNN speaker encoder of Qwen3-TTS Base on a corpus's voices.
+
+    The encoder learns to tell the training split's speakers (the manifest's "speaker" field)
+    apart from random 24 kHz crops, lightly augmented (noise, gain), with an additive angular
+    margin softmax. A checkpoint is written every run.save_every steps and at the end, with the
+    held-out split's equal error rate and same/other-speaker similarities in OUT/log.jsonl; the
+    encoder is exported to OUT/model, a folder that SpeakerEncoder.from_pretrained reads and
+    that `omnispeech train tts` takes as model.speaker_encoder (its model.enc_dim must equal the
+    talker's hidden_size). Ctrl-C (or SIGTERM) stops after the step in progress and saves it;
+    the same command continues a stopped run exactly.
+
+    \b
+    Examples:
+      omnispeech data build --hours 2 --min-sentences 400 --redistributable -o corpus
+      omnispeech train speaker -c recipes/speaker/bundled.json --train corpus/manifest.jsonl \\
+          --valid corpus/manifest.jsonl -o runs/speaker
+      torchrun --nproc_per_node 2 -m omnispeech train speaker -c recipes/speaker/bundled.json \\
+          --train corpus/manifest.jsonl -o runs/speaker-ddp
+    """
+    from omnispeech.training import SpeakerTrainConfig, SpeakerTrainer
+
+    paths = {"train": train_data, "valid": valid}
+    _train_run(
+        lambda: SpeakerTrainConfig.from_file(config_file),
+        paths,
+        lambda cfg, workers: SpeakerTrainer(cfg, out, workers),
+        device,
+        steps,
+        resume,
+        quiet,
+    )
+
+
+def _train_run(  # noqa: PLR0913 - the shared options of every training command
+    load_config: Callable[[], Any],
+    paths: dict[str, str | None],
+    make_trainer: Callable[[Any, Any], Any],
+    device: str | None,
+    steps: int | None,
+    resume: bool,
+    quiet: bool,
+    announce: Callable[[Any], None] | None = None,
+) -> None:
+    """Read the config, point its ``data`` section at the paths given on the command line,
+    build the trainer on this process's place among the workers, train, and report.
+
+    Args:
+        load_config: reads the command's config file.
+        paths: ``data`` fields given as options (None: keep the config's); made absolute.
+        make_trainer: ``(config, workers) -> trainer`` (a :class:`CheckpointedRun` with
+            ``fit``, ``step``, ``stopped_by`` and, for trainers that read manifests,
+            ``skipped``).
+        announce: prints what the trainer found before training (after the skipped count).
+    """
+    from omnispeech.errors import OmnispeechError
+    from omnispeech.training import Workers
+
+    try:
+        cfg = load_config()
+        if any(paths.values()):
+            given = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
+            cfg = cfg.replace(data=cfg.data.replace(**given))
+        workers = Workers.from_env(device)
+        trainer = make_trainer(cfg, workers)
+        _echo_skipped(trainer)
+        if announce is not None:
+            announce(trainer)
         folder = trainer.fit(steps=steps, resume=resume, progress=not quiet)
+        outcome = _Outcome.of(trainer, folder)
+        del trainer  # see _Outcome: the process group is left only once the trainer is gone
         workers.close()
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
-    _report(trainer, folder)
+    outcome.report()
 
 
-def _report(trainer, folder: Path) -> None:
-    """The last line of a run: where the model is, or where it stopped and how to go on.
+def _echo_skipped(trainer) -> None:
+    """One line counting the utterances a trainer left out, by reason (main process only)."""
+    skipped = getattr(trainer, "skipped", None)  # the codec trainer reads folders too
+    if trainer.workers.is_main and skipped:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+        click.echo(f"skipped utterances: {counts}", err=True)
 
-    A run stopped by a signal exits with 128 + the signal's number (130 for Ctrl-C), as a
-    shell reports a program killed by it, so that scripts can tell it from a finished run.
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    """How a run ended, kept after its trainer is gone.
+
+    The trainer's DistributedDataParallel wrappers hold the process group. Left alive until
+    the interpreter exits, gloo's threads were torn down after Python and aborted a process
+    that had finished its run ("terminate called without an active exception"), so each
+    command notes the outcome, drops its trainer, and only then leaves the group.
     """
-    stopped = trainer.stopped_by
-    if trainer.workers.is_main:
-        if stopped is None:
-            click.echo(f"{folder}\tstep {trainer.step}", err=True)
-        else:
-            click.echo(
-                f"stopped by {stopped.name} at step {trainer.step}, saved in "
-                f"{trainer.latest_checkpoint()}; run the same command to continue",
-                err=True,
-            )
-    if stopped is not None:
-        sys.exit(128 + int(stopped))
+
+    folder: Path
+    step: int
+    stopped: signal.Signals | None
+    checkpoint: Path | None
+    is_main: bool
+
+    @classmethod
+    def of(cls, trainer, folder: Path) -> _Outcome:
+        stopped = trainer.stopped_by
+        checkpoint = trainer.latest_checkpoint() if stopped is not None else None
+        return cls(folder, trainer.step, stopped, checkpoint, trainer.workers.is_main)
+
+    def report(self) -> None:
+        """The last line of a run: where the model is, or where it stopped and how to go on.
+
+        A run stopped by a signal exits with 128 + the signal's number (130 for Ctrl-C), as
+        a shell reports a program killed by it, so that scripts can tell it from a finished
+        run.
+        """
+        if self.is_main:
+            if self.stopped is None:
+                click.echo(f"{self.folder}\tstep {self.step}", err=True)
+            else:
+                click.echo(
+                    f"stopped by {self.stopped.name} at step {self.step}, saved in "
+                    f"{self.checkpoint}; run the same command to continue",
+                    err=True,
+                )
+        if self.stopped is not None:
+            sys.exit(128 + int(self.stopped))

@@ -1,7 +1,7 @@
 """Training recipes: a codec of configurable size (sample rate, frame rate, codebooks), and a
 speech recogniser of the Qwen3-ASR architecture (:class:`ASRTrainer`), and a text-to-speech
 model of the Qwen3-TTS architecture (talker + code predictor, :class:`TTSTrainer`) on codes
-cached from any codec folder.
+cached from any codec folder, and its ECAPA-TDNN speaker encoder (:class:`SpeakerTrainer`).
 
 :class:`CodecTrainer` trains the Qwen3-TTS 12 Hz tokenizer architecture (causal SEANet encoder,
 split RVQ, Code2Wav decoder) with a multi-scale mel loss, period and STFT discriminators and
@@ -32,6 +32,8 @@ from omnispeech.training.config import (
     CodecTrainConfig,
 )
 from omnispeech.training.interrupt import StopRequest
+from omnispeech.training.speaker_config import SpeakerTrainConfig
+from omnispeech.training.speaker_trainer import SpeakerTrainer
 from omnispeech.training.trainer import CodecTrainer
 from omnispeech.training.tts_config import TTSDataConfig, TTSModelConfig, TTSTrainConfig
 from omnispeech.training.tts_model import TrainableTTS
@@ -54,6 +56,8 @@ __all__ = [
     "CodecRunConfig",
     "CodecTrainConfig",
     "CodecTrainer",
+    "SpeakerTrainConfig",
+    "SpeakerTrainer",
     "StopRequest",
     "TrainableCodec",
     "TrainableTTS",

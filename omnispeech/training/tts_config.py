@@ -79,9 +79,10 @@ class TTSModelConfig(FrozenConfig):
     auto_language: float = 0.2
     # Weight of the code predictor's loss (mean over codebooks 1..K-1) against the talker's.
     predictor_weight: float = 1.0
-    # A Qwen3-TTS Base folder whose (frozen) speaker encoder gives every utterance an x-vector
-    # for the speaker slot; its output size must equal hidden_size. Empty: no speaker slot (the
-    # model speaks in the voices of its data and cannot clone).
+    # A Qwen3-TTS Base folder (or the OUT/model of `omnispeech train speaker`) whose (frozen)
+    # speaker encoder gives every utterance an x-vector for the speaker slot; its output size
+    # must equal hidden_size. Empty: no speaker slot (the model speaks in the voices of its
+    # data and cannot clone).
     speaker_encoder: str = ""
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ step, rank)) and the same model section of the config.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,10 @@ class Workers:
 
     def close(self) -> None:
         """Leave the process group (after the last collective call). Without it, gloo's
-        threads may still run while the interpreter exits, which can abort the process."""
+        threads may still run while the interpreter exits, which can abort the process.
+        Drop the trainer (its DDP wrappers hold the group) before calling this."""
         if self.world_size > 1 and dist.is_initialized():
+            gc.collect()  # DDP wrappers in reference cycles still hold the group until then
             dist.barrier()
             dist.destroy_process_group()
 
