@@ -17,6 +17,7 @@ import torch
 from omnispeech.errors import ConfigError
 from omnispeech.pipelines import ASR
 from omnispeech.pipelines.asr_joint import DEFAULT_CTC_WEIGHT
+from omnispeech.testing import read_log, torchrun_train
 from omnispeech.training.asr_data import (
     SPECIAL_TOKENS,
     ASRBatcher,
@@ -175,22 +176,6 @@ def test_augmentation_ramps_in_from_clean_speech(corpus):
     assert not torch.equal(first(cfg, step=100), clean)
 
 
-def _torchrun(config: Path, out: Path, steps: int) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "omnispeech", "train", "asr", "--config", str(config), "--out", str(out),
-        "--steps", str(steps), "--quiet",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def _log(out: Path) -> dict[int, dict]:
-    lines = (out / "log.jsonl").read_text().splitlines()
-    return {r["step"]: r for r in map(json.loads, lines)}
-
-
 def test_two_process_training_resumes_exactly_and_exports_a_qwen3_asr_folder(corpus, tmp_path):
     cfg = {
         **TINY,
@@ -199,10 +184,10 @@ def test_two_process_training_resumes_exactly_and_exports_a_qwen3_asr_folder(cor
     }
     config = corpus / "ddp.json"
     config.write_text(json.dumps(cfg))
-    _torchrun(config, tmp_path / "straight", 4)
-    _torchrun(config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
-    _torchrun(config, tmp_path / "resumed", 4)  # ...and continues from it
-    straight, resumed = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    torchrun_train("asr", config, tmp_path / "straight", 4)
+    torchrun_train("asr", config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
+    torchrun_train("asr", config, tmp_path / "resumed", 4)  # ...and continues from it
+    straight, resumed = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
     assert sorted(straight) == sorted(resumed) == [1, 2, 3, 4]
     for step in (3, 4):
         for name in ("total", "attention", "ctc", "valid_cer"):

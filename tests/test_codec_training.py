@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,7 @@ from omnispeech.audio import mel_distance
 from omnispeech.cli import main
 from omnispeech.errors import ConfigError
 from omnispeech.pipelines import Codec
+from omnispeech.testing import read_log, torchrun_train
 from omnispeech.training import CodecTrainConfig, TrainableCodec
 from omnispeech.training.data import SegmentSampler, list_audio
 from omnispeech.training.discriminators import CodecDiscriminators
@@ -192,28 +190,12 @@ def test_a_corpus_manifest_gives_one_split_at_the_model_rate(tmp_path):
         list_audio(manifest, "dev")
 
 
-def _torchrun(config: Path, out: Path, steps: int) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "omnispeech", "train", "codec", "--config", str(config), "--out", str(out),
-        "--steps", str(steps), "--quiet",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def _log(out: Path) -> dict[int, dict]:
-    lines = (out / "log.jsonl").read_text().splitlines()
-    return {r["step"]: r for r in map(json.loads, lines)}
-
-
 def test_two_process_training_resumes_exactly(corpus, tmp_path):
     config = _write_config(corpus, "ddp.json")
-    _torchrun(config, tmp_path / "straight", 4)
-    _torchrun(config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
-    _torchrun(config, tmp_path / "resumed", 4)  # ...and continues from it
-    straight, resumed = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    torchrun_train("codec", config, tmp_path / "straight", 4)
+    torchrun_train("codec", config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
+    torchrun_train("codec", config, tmp_path / "resumed", 4)  # ...and continues from it
+    straight, resumed = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
     assert sorted(straight) == sorted(resumed) == [1, 2, 3, 4]
     for step in (3, 4):
         for name in ("total", "mel", "discriminator", "valid_mel_distance"):

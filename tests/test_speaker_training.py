@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from click.testing import CliRunner
 from omnispeech.cli import main
 from omnispeech.errors import ConfigError
 from omnispeech.talker import SpeakerEncoder
+from omnispeech.testing import read_log, torchrun_train
 from omnispeech.training.speaker_config import SpeakerTrainConfig
 from omnispeech.training.speaker_data import SpeakerBatcher, read_voices
 from omnispeech.training.speaker_model import aam_logits, equal_error_rate, verification_scores
@@ -224,22 +223,6 @@ def test_the_tts_trainer_takes_the_export_as_its_speaker_encoder(corpus, tmp_pat
     assert trainer.train_cache.speakers.shape == (len(trainer.train_cache.utterances), 32)
 
 
-def _torchrun(config: Path, out: Path, steps: int) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "omnispeech", "train", "speaker", "--config", str(config), "--out", str(out),
-        "--steps", str(steps), "--quiet",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def _log(out: Path) -> dict[int, dict]:
-    lines = (out / "log.jsonl").read_text().splitlines()
-    return {r["step"]: r for r in map(json.loads, lines)}
-
-
 def test_two_process_training_resumes_exactly(corpus, tmp_path):
     cfg = {
         **TINY,
@@ -248,10 +231,10 @@ def test_two_process_training_resumes_exactly(corpus, tmp_path):
     }
     config = corpus / "ddp.json"
     config.write_text(json.dumps(cfg))
-    _torchrun(config, tmp_path / "straight", 4)
-    _torchrun(config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
-    _torchrun(config, tmp_path / "resumed", 4)  # ...and continues from it
-    straight, resumed = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    torchrun_train("speaker", config, tmp_path / "straight", 4)
+    torchrun_train("speaker", config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
+    torchrun_train("speaker", config, tmp_path / "resumed", 4)  # ...and continues from it
+    straight, resumed = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
     assert sorted(straight) == sorted(resumed) == [1, 2, 3, 4]
     for step in (3, 4):
         for name in ("total", "accuracy", "valid_eer", "valid_sim_gap"):

@@ -5,9 +5,6 @@ that TTS.from_pretrained runs, and the single-stream (ARIA) arrangement."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from omnispeech.errors import ConfigError
 from omnispeech.interleave import tts_non_streaming, tts_streaming
 from omnispeech.pipelines.tts import TTS
 from omnispeech.talker import TalkerTokens
+from omnispeech.testing import torchrun_train
 from omnispeech.training.tts_batch import IGNORE, NONE, arrange
 from omnispeech.training.tts_config import TTSTrainConfig
 from omnispeech.training.tts_trainer import TTSTrainer
@@ -301,24 +299,13 @@ def test_training_inputs_equal_what_the_pipeline_feeds(corpus, tmp_path, mode):
             torch.testing.assert_close(x[L + s], frames[s] + text, rtol=1e-6, atol=1e-5)
 
 
-def _torchrun(config: Path, out: Path, steps: int) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "omnispeech", "train", "tts", "--config", str(config), "--out", str(out),
-        "--steps", str(steps), "--quiet",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 def test_two_process_training_resumes_exactly(corpus, tmp_path):
     config = tmp_path / "ddp.json"
     cfg = _config(corpus, steps=4, save_every=2, log_every=1)
     config.write_text(json.dumps(cfg.to_dict()))
-    _torchrun(config, tmp_path / "straight", 4)
-    _torchrun(config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
-    _torchrun(config, tmp_path / "resumed", 4)  # ...and continues from it
+    torchrun_train("tts", config, tmp_path / "straight", 4)
+    torchrun_train("tts", config, tmp_path / "resumed", 2)  # stops at the step-2 checkpoint...
+    torchrun_train("tts", config, tmp_path / "resumed", 4)  # ...and continues from it
     logs = [
         {r["step"]: r for r in map(json.loads, (tmp_path / run / "log.jsonl").open())}
         for run in ("straight", "resumed")
