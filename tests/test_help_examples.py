@@ -35,6 +35,7 @@ DOCS = (
     "recipes/codec/README.md",
     "recipes/asr/README.md",
     "recipes/speaker/README.md",
+    "recipes/tts/README.md",
 )
 # Top-level folders of the repository: a path under one of them must exist in it.
 # (Not omnispeech/: examples may write into it, e.g. a trained model into omnispeech/bundled/.)
@@ -224,7 +225,7 @@ def _why_not_run(path: tuple[str, ...], params: dict, argv: list[str]) -> str | 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory, tiny_asr_dir):
     """A folder holding what the examples name, with tiny random models under the names of
-    the released ones, and a bundled ASR model for the commands that name none."""
+    the released ones, and bundled ASR and TTS models for the commands that name none."""
     from omnispeech.pipelines import ASR
 
     root = tmp_path_factory.mktemp("examples")
@@ -238,6 +239,7 @@ def sandbox(tmp_path_factory, tiny_asr_dir):
     config["support_languages"] = ["English", "German", "Swahili"]
     (asr_dir / "config.json").write_text(json.dumps(config))
     tts_dir = tiny_tts(root / "tts")
+    shutil.copytree(tts_dir, root / "bundled" / "tts-small")  # for the commands naming none
     for names, source in ((ASR_NAMES, asr_dir), (TTS_NAMES, tts_dir), (CODEC_NAMES, GOLDEN)):
         for name in names:
             (root / name).parent.mkdir(parents=True, exist_ok=True)

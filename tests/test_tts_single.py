@@ -58,7 +58,13 @@ def tts(trained) -> TTS:
 
 
 def test_single_stream_export_loads_and_speaks(trainer, tts, tmp_path, monkeypatch):
-    assert tts.single == trainer.cfg.model.single_policy()
+    # The export feeds text at the training data's own pace: its frames per text token.
+    utterances = trainer.train_cache.utterances
+    frames = sum(u.frames for u in utterances)
+    tokens = sum(len(trainer.batcher.text_ids[i]) for i in range(len(utterances)))
+    assert trainer.frames_per_token == pytest.approx(frames / tokens)
+    assert tts.single == trainer.cfg.model.single_policy(frames / tokens)
+    assert tts.single.frames_per_token != trainer.cfg.model.single_policy().frames_per_token
     calls = []
     real = tts_single.single_utterance
 

@@ -319,3 +319,41 @@ def test_two_process_training_resumes_exactly(corpus, tmp_path):
         for run in ("straight", "resumed")
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_speaker_encoder_option_and_an_empty_corpus(corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from omnispeech.cli import main
+    from tests.tts_ref import tiny_tts
+
+    base = tiny_tts(tmp_path / "base")  # its speaker encoder gives 32 values = hidden_size
+    root = tmp_path / "voices"  # clips long enough for an x-vector (>= 1 s)
+    root.mkdir()
+    lines = []
+    for n, text in enumerate(TEXTS[:3]):
+        sf.write(root / f"v{n}.wav", _tone(1.2, 120 + 30 * n, n), 24000)
+        split = "dev" if n == 2 else "train"
+        lines.append({"path": f"v{n}.wav", "text": text, "language": "en", "split": split})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    config = tmp_path / "tts.json"
+    config.write_text(json.dumps(_config(corpus, steps=1, save_every=1).to_dict()))
+    args = ["train", "tts", "-c", str(config), "--codec", str(corpus / "codec"), "--quiet"]
+    out = tmp_path / "run"
+    voices = ["--train", str(root / "manifest.jsonl"), "--valid", str(root / "manifest.jsonl")]
+    result = CliRunner().invoke(
+        main, [*args, *voices, "-o", str(out), "--speaker-encoder", str(base)]
+    )
+    assert result.exit_code == 0, result.output
+    # The export carries the encoder the option named: it clones.
+    assert TTS.from_pretrained(out / "model").speaker_encoder is not None
+    result = CliRunner().invoke(
+        main, [*args, "-o", str(tmp_path / "r2"), "--speaker-encoder", str(tmp_path / "none")]
+    )
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
+    assert "none" in result.output and "Traceback" not in result.output
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "r3"), "--train", str(empty)])
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("Error: ") and "Traceback" not in result.output

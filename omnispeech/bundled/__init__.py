@@ -15,9 +15,12 @@ from omnispeech.errors import CheckpointError
 _HERE = Path(__file__).resolve().parent
 
 # name -> subfolder of this package
-BUNDLED: dict[str, str] = {"omnispeech-asr-small": "asr-small"}
+BUNDLED: dict[str, str] = {
+    "omnispeech-asr-small": "asr-small",
+    "omnispeech-tts-small": "tts-small",
+}
 # kind -> the name used when none is given
-DEFAULTS: dict[str, str] = {"asr": "omnispeech-asr-small"}
+DEFAULTS: dict[str, str] = {"asr": "omnispeech-asr-small", "tts": "omnispeech-tts-small"}
 
 
 def bundled_folder(name: str) -> Path | None:

@@ -226,23 +226,65 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
 @click.argument("synthesized", type=click.Path(path_type=Path))
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option(
+    "--synthesize",
+    is_flag=True,
+    help="First say every selected utterance with --model into SYNTHESIZED (files already "
+    "there are kept), cloning its speaker from another recording of that speaker.",
+)
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    metavar="FOLDER",
+    help="With --synthesize: the TTS model (default: the bundled one).",
+)
+@click.option(
+    "--in-context",
+    is_flag=True,
+    help="With --synthesize: clone in context (the reference clip's transcript too).",
+)
+@click.option(
+    "--cross-language",
+    is_flag=True,
+    help="With --synthesize: clone from a clip in another language than the text when the "
+    "speaker has one.",
+)
+@click.option(
+    "--judge",
+    type=click.Choice(["auto", "asr", "none"]),
+    default="auto",
+    show_default=True,
+    help="Who transcribes: auto = PocketSphinx for English (independent), --asr-model for the "
+    "rest; asr = --asr-model for every language; none = no CER / WER.",
+)
+@click.option(
     "--asr-model",
     metavar="FOLDER",
     default=None,
-    help="Qwen3-ASR folder to measure intelligibility (CER / WER) with; none: skipped.",
+    help="Qwen3-ASR folder for the languages PocketSphinx does not judge (default: the "
+    "bundled recogniser, which learnt from the bundled voices: not independent).",
 )
 @click.option("--no-similarity", is_flag=True, help="Skip speaker similarity (no speaker encoder).")
 @_selection_options
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Sampling seed (--synthesize)."
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @_report_options
 def tts(  # noqa: PLR0913 - one parameter per CLI option
     synthesized: Path,
     manifest: Path,
+    synthesize: bool,
+    model: str | None,
+    in_context: bool,
+    cross_language: bool,
+    judge: str,
     asr_model: str | None,
     no_similarity: bool,
     split: str,
     languages: tuple[str, ...],
     limit: int | None,
+    seed: int,
     device: str,
     json_path: Path | None,
     report_path: Path | None,
@@ -252,21 +294,47 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
 
     Each utterance's synthesised file is found by its manifest path (clips/1.wav ->
     SYNTHESIZED/clips/1.wav) or by its name (SYNTHESIZED/1.wav), as .wav, .flac or .ogg.
-    Measures: speaker similarity to the reference recording (cosine of GE2E speaker
-    embeddings, 1 = same voice), duration ratio (synthesised / reference) and, with
-    --asr-model, CER / WER of the synthesised audio's transcript.
+    Measures: intelligibility (CER / WER of a transcript of the synthesised audio, and the
+    words it skipped and inserted), speaker similarity to the reference recording and to the
+    other speakers' (cosine of GE2E speaker embeddings, 1 = same voice), duration ratio
+    (synthesised / reference). Pointing SYNTHESIZED at the manifest's own folder scores the
+    references themselves: the judge's baseline on the same sentences.
+
+    \b
+    Examples:
+      omnispeech eval tts synth/ corpus/manifest.jsonl --synthesize --limit 20
+      omnispeech eval tts corpus/ corpus/manifest.jsonl --languages en --no-similarity
     """
-    from omnispeech.errors import OmnispeechError
-    from omnispeech.eval import evaluate_tts, read_manifest
+    from omnispeech.errors import InputError, OmnispeechError
+    from omnispeech.eval import PocketSphinx, evaluate_tts, read_manifest
     from omnispeech.pipelines import ASR
 
     _check_reports(json_path, report_path)
+    if not synthesize and (model or in_context or cross_language):
+        raise click.ClickException(
+            "--model, --in-context and --cross-language go with --synthesize"
+        )
 
     chosen_split = None if split == "all" else split
     codes = _languages(languages)
     try:
-        read_manifest(manifest, chosen_split, codes, limit)  # fail before loading a model
-        pipeline = ASR.from_pretrained(asr_model, device=device) if asr_model else None
+        entries = read_manifest(manifest, chosen_split, codes, limit)  # fail before any model
+        if synthesize:
+            _synthesize(
+                synthesized,
+                manifest,
+                chosen_split,
+                entries,
+                model,
+                in_context,
+                cross_language,
+                seed,
+            )
+        elif not synthesized.is_dir():
+            raise InputError(f"synthesised audio folder not found: {synthesized}")
+        judges = {"en": ("pocketsphinx", PocketSphinx())} if judge == "auto" else {}
+        needs_asr = judge == "asr" or (judge == "auto" and any(e.language != "en" for e in entries))
+        pipeline = ASR.from_pretrained(asr_model, device=device) if needs_asr else None
         score = evaluate_tts(
             synthesized,
             manifest,
@@ -275,11 +343,37 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
             similarity=not no_similarity,
             languages=codes,
             limit=limit,
+            judges=judges,
         )
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
     _write(score, json_path, report_path)
     click.echo(json.dumps(score.to_dict(per_utterance=False), indent=2, ensure_ascii=False))
+
+
+def _synthesize(  # noqa: PLR0913 - the --synthesize options
+    folder: Path,
+    manifest: Path,
+    split: str | None,
+    entries: list,
+    model: str | None,
+    in_context: bool,
+    cross_language: bool,
+    seed: int,
+) -> None:
+    """Say every entry with the TTS model into ``folder`` (see omnispeech.eval.tts_synth)."""
+    from tqdm import tqdm
+
+    from omnispeech.eval import plan_clones, read_manifest, synthesize_plans
+    from omnispeech.pipelines.tts import TTS
+
+    # References come from every utterance of the split, not only the selected ones.
+    pool = read_manifest(manifest, split)
+    plans = plan_clones(entries, pool, folder, manifest.resolve().parent, cross_language)
+    pipeline = TTS.from_pretrained(model)
+    with tqdm(total=len(plans), unit="utt", desc="synthesising", leave=False) as bar:
+        written = synthesize_plans(pipeline, plans, in_context, seed, bar.update)
+    click.echo(f"synthesised {written} utterances into {folder}", err=True)
 
 
 @eval_.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -206,6 +206,12 @@ def asr(  # noqa: PLR0913 - one option each
     help="Speech tokenizer folder whose codes the model learns (a Qwen3-TTS speech_tokenizer/, "
     "or a codec from `omnispeech train codec`); overrides data.codec.",
 )
+@click.option(
+    "--speaker-encoder",
+    metavar="FOLDER",
+    help="Frozen speaker encoder for the speaker slot (a Qwen3-TTS Base folder, or OUT/model of "
+    "`omnispeech train speaker`); overrides model.speaker_encoder.",
+)
 @_run_options
 def tts(  # noqa: PLR0913 - one option each
     config_file: Path,
@@ -213,6 +219,7 @@ def tts(  # noqa: PLR0913 - one option each
     train_data: str | None,
     valid: str | None,
     codec: str | None,
+    speaker_encoder: str | None,
     steps: int | None,
     resume: bool,
     device: str | None,
@@ -256,9 +263,16 @@ def tts(  # noqa: PLR0913 - one option each
                 err=True,
             )
 
+    def load() -> TTSTrainConfig:
+        cfg = TTSTrainConfig.from_file(config_file)
+        if speaker_encoder:
+            folder = str(Path(speaker_encoder).resolve())
+            cfg = cfg.replace(model=cfg.model.replace(speaker_encoder=folder))
+        return cfg
+
     paths = {"train": train_data, "valid": valid, "codec": codec}
     _train_run(
-        lambda: TTSTrainConfig.from_file(config_file),
+        load,
         paths,
         lambda cfg, workers: TTSTrainer(cfg, out, workers, progress=not quiet),
         device,

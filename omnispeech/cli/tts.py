@@ -26,10 +26,11 @@ def _stdin_pieces(lines: bool):
 @click.option(
     "--model",
     "-m",
-    required=True,
+    default=None,
     envvar="OMNISPEECH_TTS_MODEL",
     metavar="FOLDER",
-    help="Qwen3-TTS model folder, e.g. Qwen3-TTS-12Hz-0.6B-Base ($OMNISPEECH_TTS_MODEL).",
+    help="Qwen3-TTS model folder, e.g. Qwen3-TTS-12Hz-0.6B-Base ($OMNISPEECH_TTS_MODEL; "
+    "default: the bundled voice-cloning model).",
 )
 @click.option(
     "--output",
@@ -48,8 +49,8 @@ def _stdin_pieces(lines: bool):
 @click.option(
     "--ref-text",
     metavar="TEXT",
-    help="Transcript of the --clone clip: enables in-context cloning (closest imitation). "
-    "Without it only the speaker vector is used.",
+    help="Transcript of the --clone clip: enables in-context cloning (closest imitation); "
+    "'auto' lets the bundled recogniser write it. Without it only the speaker vector is used.",
 )
 @click.option("--speaker", metavar="NAME", help="A built-in speaker (CustomVoice models).")
 @click.option(
@@ -122,7 +123,7 @@ def _stdin_pieces(lines: bool):
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def tts(  # noqa: PLR0913 - one argument per option
     text: str,
-    model: str,
+    model: str | None,
     output: Path,
     clone: Path | None,
     ref_text: str | None,
@@ -148,8 +149,10 @@ def tts(  # noqa: PLR0913 - one argument per option
 
     \b
     Examples:
+      omnispeech tts "Hello, this is my voice." --clone examples/austen.wav -o hello.wav
       omnispeech tts "Hello there." --clone me.wav -o hello.wav -m ./Qwen3-TTS-12Hz-0.6B-Base
       omnispeech tts "Hello." --clone me.wav --ref-text "What I say in me.wav" -o out.wav -m M
+      omnispeech tts "Hello." --clone examples/austen.wav --ref-text auto -o out.wav
       omnispeech tts - --stream --clone me.wav -o - -m M < story.txt | aplay -f S16_LE -r 24000 -c 1
       omnispeech tts "Bonjour." --speaker vivian --language french -o b.wav -m ./CustomVoice
     """
@@ -196,7 +199,10 @@ def tts(  # noqa: PLR0913 - one argument per option
             model, dtype=getattr(torch, dtype), device=device, quantize=quantize
         )
         if clone is not None or speaker is not None:
-            voice = model_.voice(clone, ref_text=ref_text, speaker=speaker)
+            ref_language = language
+            if ref_text is not None and ref_text.strip().lower() == "auto":
+                ref_text, ref_language = _transcribe(clone, language)
+            voice = model_.voice(clone, ref_text=ref_text, speaker=speaker, language=ref_language)
         if save_voice is not None:
             voice.save(save_voice)
         if voice is None and instruct is None:
@@ -241,6 +247,20 @@ def tts(  # noqa: PLR0913 - one argument per option
         f"first audio after {first:.2f} s, {took:.1f} s in all",
         err=True,
     )
+
+
+def _transcribe(clip: Path, language: str) -> tuple[str, str]:
+    """The bundled recogniser's transcript of a reference clip and the language it heard
+    (``language`` when it heard none), echoed so that a wrong one can be corrected."""
+    from omnispeech.pipelines import ASR
+
+    heard = ASR.from_pretrained().transcribe(clip)
+    if not heard.text.strip():
+        raise click.ClickException(
+            f"{clip}: the recogniser heard no words; give --ref-text or leave it out"
+        )
+    click.echo(f"reference transcript ({heard.language or language}): {heard.text}", err=True)
+    return heard.text, heard.language or language
 
 
 def _no_voice_note(model) -> str:

@@ -40,6 +40,7 @@ from omnispeech.eval.speaker import (
     default_speaker_encoder,
     speaker_similarity,
 )
+from omnispeech.eval.sphinx import PocketSphinx
 from omnispeech.eval.text import (
     EditCounts,
     ErrorRates,
@@ -50,14 +51,17 @@ from omnispeech.eval.text import (
     tokenize,
 )
 from omnispeech.eval.tts import TTSGroupScore, TTSScore, TTSUtterance, evaluate_tts
+from omnispeech.eval.tts_synth import ClonePlan, plan_clones, synthesize_plans
 
 __all__ = [
     "ASRScore",
+    "ClonePlan",
     "CodecScore",
     "EditCounts",
     "ErrorRates",
     "GE2ESpeakerEncoder",
     "LanguageScore",
+    "PocketSphinx",
     "ManifestEntry",
     "SignalScore",
     "SpeakerEncoder",
@@ -75,6 +79,7 @@ __all__ = [
     "evaluate_tts",
     "mel_distance",
     "normalize_text",
+    "plan_clones",
     "pesq_wb",
     "primary_metric",
     "read_manifest",
@@ -82,6 +87,7 @@ __all__ = [
     "signal_scores",
     "speaker_similarity",
     "stoi",
+    "synthesize_plans",
     "tokenize",
     "write_report",
 ]

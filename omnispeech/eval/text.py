@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import astuple
 from types import ModuleType
 from typing import Literal
 
@@ -148,20 +149,29 @@ class EditCounts:
         words: reference tokens.
         char_errors: substitutions + deletions + insertions, over characters.
         chars: reference characters (of the normalised text, spaces included).
+        word_deletions: reference tokens the hypothesis left out (of ``word_errors``).
+        word_insertions: hypothesis tokens with no reference token (of ``word_errors``).
     """
 
     word_errors: int = 0
     words: int = 0
     char_errors: int = 0
     chars: int = 0
+    word_deletions: int = 0
+    word_insertions: int = 0
 
     def __add__(self, other: EditCounts) -> EditCounts:
-        return EditCounts(
-            self.word_errors + other.word_errors,
-            self.words + other.words,
-            self.char_errors + other.char_errors,
-            self.chars + other.chars,
-        )
+        return EditCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @property
+    def deletion_rate(self) -> float:
+        """Deleted reference tokens per reference token (in TTS: skipped words); NaN for none."""
+        return self.word_deletions / self.words if self.words else float("nan")
+
+    @property
+    def insertion_rate(self) -> float:
+        """Inserted tokens per reference token (in TTS: repeated or babbled words)."""
+        return self.word_insertions / self.words if self.words else float("nan")
 
     @property
     def wer(self) -> float:
@@ -190,16 +200,16 @@ def _jiwer() -> ModuleType:
     return jiwer
 
 
-def _edits(reference: list[str], hypothesis: list[str]) -> int:
-    """Levenshtein distance of two token lists (jiwer's alignment)."""
+def _edits(reference: list[str], hypothesis: list[str]) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of two token lists (jiwer's alignment)."""
     if not reference:
-        return len(hypothesis)  # every hypothesis token is an insertion
+        return 0, 0, len(hypothesis)  # every hypothesis token is an insertion
     if not hypothesis:
-        return len(reference)
+        return 0, len(reference), 0
     jiwer = _jiwer()
     # jiwer splits on spaces; tokens never hold spaces, so joining keeps them intact.
     out = jiwer.process_words(" ".join(reference), " ".join(hypothesis))
-    return out.substitutions + out.deletions + out.insertions
+    return out.substitutions, out.deletions, out.insertions
 
 
 def edit_counts(reference: str, hypothesis: str) -> EditCounts:
@@ -214,11 +224,14 @@ def edit_counts(reference: str, hypothesis: str) -> EditCounts:
     # Characters as tokens; a space becomes a visible token so it is counted like jiwer's CER.
     ref_chars = ["\u2581" if c == " " else c for c in ref]
     hyp_chars = ["\u2581" if c == " " else c for c in hyp]
+    word = _edits(ref_tokens, hyp_tokens)
     return EditCounts(
-        word_errors=_edits(ref_tokens, hyp_tokens),
+        word_errors=sum(word),
         words=len(ref_tokens),
-        char_errors=_edits(ref_chars, hyp_chars),
+        char_errors=sum(_edits(ref_chars, hyp_chars)),
         chars=len(ref_chars),
+        word_deletions=word[1],
+        word_insertions=word[2],
     )
 
 

@@ -33,6 +33,7 @@ import torch
 from tokenizers import Tokenizer
 
 from omnispeech.audio import load_audio, prepare_audio
+from omnispeech.bundled import default_model
 from omnispeech.checkpoint import CheckpointFolder, resolve_folder, save_folder
 from omnispeech.core.sampling import SamplingConfig
 from omnispeech.errors import CheckpointError, InputError
@@ -143,15 +144,16 @@ class TTS:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | Path,
+        name_or_path: str | Path | None = None,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
         quantize: str | None = None,
     ) -> TTS:
-        """Load a Qwen3-TTS folder (or one written by :meth:`save_pretrained`).
+        """Load a Qwen3-TTS folder (or one written by :meth:`save_pretrained`), or with no name
+        the bundled voice-cloning model.
 
         Args:
-            name_or_path: the model folder.
+            name_or_path: the model folder, or None for the bundled model.
             dtype: talker and speaker-encoder dtype (the codec always runs in float32).
             device: where the models run.
             quantize: ``"int8"`` stores the talker's per-frame weights (decoder layers, codec
@@ -169,6 +171,8 @@ class TTS:
             raise InputError(f"quantize must be None, 'int8' or 'int4', got {quantize!r}")
         if quantize == "int8" and dtype == torch.float32:
             dtype = torch.bfloat16
+        if name_or_path is None:
+            name_or_path = default_model("tts")
         path = resolve_folder(name_or_path)
         folder = CheckpointFolder(path)
         talker = Talker.from_pretrained(path, dtype=dtype, device=device)

@@ -101,11 +101,14 @@ class TTSModelConfig(FrozenConfig):
         if self.predictor_weight < 0:
             raise ValueError("model.predictor_weight must be >= 0")
 
-    def single_policy(self) -> SingleStreamPolicy:
-        """The single-stream policy (training takes durations from the data; the target
-        only has to lie within the bounds)."""
+    def single_policy(self, frames_per_token: float = 3.5) -> SingleStreamPolicy:
+        """The single-stream policy. Training takes each token's duration from the data and
+        needs only the bounds; inference feeds text at ``frames_per_token`` (clamped to the
+        bounds), which the export sets to the training data's own rate: 3.5 frames suits a
+        BPE token, but an IPA symbol lasts under one frame, and a target four times too slow
+        makes the talker drawl for four times too long."""
         lo, hi = self.min_frames_per_token, self.max_frames_per_token
-        target = min(max(3.5, lo), hi)
+        target = min(max(frames_per_token, lo), hi)
         return SingleStreamPolicy(self.lookahead, target, lo, hi)
 
 

@@ -205,6 +205,7 @@ class TrainableTTS(nn.Module):
         codec_dir: str | Path,
         speaker_encoder: SpeakerEncoder | None = None,
         cfg: TTSModelConfig | None = None,
+        frames_per_token: float = 3.5,
     ) -> Path:
         """Write a Qwen3-TTS folder that ``TTS.from_pretrained`` loads unchanged.
 
@@ -216,7 +217,8 @@ class TrainableTTS(nn.Module):
         folder) and ``generation_config.json`` (the released sampling settings). A model
         trained on the single stream (``cfg.arrangement`` "single") records it and its policy
         under ``talker_arrangement`` in ``config.json``: the released readers ignore that key,
-        and ``TTS`` runs such a model with its single-stream loop.
+        and ``TTS`` runs such a model with its single-stream loop, feeding text at
+        ``frames_per_token`` (the training data's mean speech frames per text token).
         """
         out = Path(folder)
         tensors = {f"talker.{k}": v for k, v in self.talker.state_dict().items()}
@@ -231,7 +233,7 @@ class TrainableTTS(nn.Module):
             }
         extra["tokenizer_type"] = "qwen3_tts_tokenizer_12hz"
         if cfg is not None and cfg.arrangement == "single":
-            extra[ARRANGEMENT_KEY] = arrangement_entry(cfg.single_policy())
+            extra[ARRANGEMENT_KEY] = arrangement_entry(cfg.single_policy(frames_per_token))
         save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
         frontend = tokenizer if isinstance(tokenizer, TextFrontend) else BpeFrontend(tokenizer)
         frontend.check(self.talker.spec.tokens)  # the folder must load as it is written

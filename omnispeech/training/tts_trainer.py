@@ -183,6 +183,7 @@ class TTSTrainer(OneOptimizerRun):
             )
         )
         assert self.batcher is not None
+        self.frames_per_token = speech_rate(self.train_cache, texts[0])
         if self.batcher.no_text:
             self.skipped["no_phonemes"] += self.batcher.no_text
         if self.batcher.no_text == len(self.train_cache.utterances):
@@ -273,6 +274,7 @@ class TTSTrainer(OneOptimizerRun):
             self.codec_dir,
             self.speaker_encoder,
             self.cfg.model,
+            self.frames_per_token,
         )
 
     # -- one step ------------------------------------------------------------------------------
@@ -310,3 +312,14 @@ class TTSTrainer(OneOptimizerRun):
             "talker": f"{losses['talker']:.3f}",
             "mtp": f"{losses['predictor']:.3f}",
         }
+
+
+def speech_rate(cache: CodeCache, text: TextTrack) -> float:
+    """Mean codec frames per text token over the utterances that have text: the pace at
+    which a single-stream export feeds text (see ``TTSModelConfig.single_policy``).
+
+    Returns 3.5 (a BPE token's usual length) when no utterance has text.
+    """
+    pairs = [(u.frames, len(ids)) for u, ids in zip(cache.utterances, text.ids, strict=True) if ids]
+    tokens = sum(n for _, n in pairs)
+    return sum(f for f, _ in pairs) / tokens if tokens else 3.5

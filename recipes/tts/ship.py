@@ -1,0 +1,79 @@
+"""Copy a TTS export into the package as the bundled model, its weights stored in bfloat16.
+
+The loaders read any floating tensor at the dtype they run in (float32 by default), so 16-bit
+storage halves the size in git and changes only the rounding of the weights. The script says
+what that rounding does: both folders speak the same held-out sentences greedily from the same
+reference clip, and it prints how many frames agree and how far their lengths lie apart::
+
+    python recipes/tts/ship.py runs/tts_aria/model --out omnispeech/bundled/tts-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from omnispeech.pipelines.tts import TTS
+from omnispeech.talker import GenerationConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIP = ROOT / "examples" / "austen.wav"
+FRAME_SECONDS = 0.08  # one 12.5 Hz codec frame
+SENTENCES = ("The file could not be opened.", "Please close the window before you leave.")
+
+
+def _to_bf16(source: Path, target: Path) -> None:
+    tensors = load_file(source)
+    half = {
+        k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous()
+        for k, v in tensors.items()
+    }
+    save_file(half, target, metadata={"format": "pt"})
+
+
+def ship(model: Path, out: Path) -> None:
+    """Write ``out`` from the export ``model`` (an existing ``out`` is replaced)."""
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(model, out, ignore=shutil.ignore_patterns("*.safetensors"))
+    for weights in model.rglob("*.safetensors"):
+        _to_bf16(weights, out / weights.relative_to(model))
+
+
+def compare(model: Path, out: Path) -> dict:
+    """Greedy speech of the full-precision and the shipped folder on the same sentences."""
+    greedy = GenerationConfig.greedy()
+    full, shipped = TTS.from_pretrained(model), TTS.from_pretrained(out)
+    same = total = 0
+    gaps = []
+    for text in SENTENCES:
+        a = full.codes(text, full.voice(CLIP), language="en", seed=0, generation=greedy)
+        b = shipped.codes(text, shipped.voice(CLIP), language="en", seed=0, generation=greedy)
+        n = min(a.shape[1], b.shape[1])
+        same += int((a[:, :n] == b[:, :n]).all(dim=0).sum())
+        total += max(a.shape[1], b.shape[1])
+        gaps.append(abs(a.shape[1] - b.shape[1]) * FRAME_SECONDS)
+    return {
+        "frames_equal": f"{same} of {total}",
+        "length_gap_s_max": round(max(gaps), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="OUT/model of `omnispeech train tts`")
+    parser.add_argument("--out", type=Path, default=ROOT / "omnispeech" / "bundled" / "tts-small")
+    args = parser.parse_args()
+    ship(args.model, args.out)
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(json.dumps({"written": str(args.out), "mb": round(size / 1e6, 2)}))
+    print(json.dumps(compare(args.model, args.out)))
+
+
+if __name__ == "__main__":
+    main()
