@@ -209,3 +209,6 @@ def test_cli_synthesizes_the_held_out_voices_then_scores_them(tmp_path, monkeypa
     refused = CliRunner().invoke(main, [*args, "--in-context"])
     assert refused.exit_code != 0 and refused.output.count("\n") == 1
     assert "--synthesize" in refused.output
+    refused = CliRunner().invoke(main, [*args, "--asr-model", str(folder)])
+    assert refused.exit_code != 0 and refused.output.count("\n") == 1
+    assert "--judge none" in refused.output

@@ -314,6 +314,8 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
         raise click.ClickException(
             "--model, --in-context and --cross-language go with --synthesize"
         )
+    if judge == "none" and asr_model:
+        raise click.ClickException("--asr-model has nothing to judge with --judge none")
 
     chosen_split = None if split == "all" else split
     codes = _languages(languages)
