@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,56 @@ def test_cli_reports_bad_config_in_one_line(corpus, tmp_path):
     result = CliRunner().invoke(main, [*args, "--no-resume"])
     assert result.exit_code != 0 and "already holds checkpoints" in result.output
     assert (out / "checkpoints" / "step-00000002.pt").read_bytes() == b"kept"
+
+
+def _initialised_export(corpus: Path, folder: Path) -> Path:
+    """A tiny codec with its codebooks initialised on one batch, exported to ``folder``."""
+    cfg = CodecTrainConfig.from_dict(_config(corpus))
+    torch.manual_seed(0)
+    model = TrainableCodec(cfg.model, cfg.run)
+    model.train()
+    model(SegmentSampler(list_audio(corpus / "train"), 24000, 0.4, seed=0).batch(0, 0, 4))
+    return model.export(folder)
+
+
+def test_decoder_finetune_keeps_the_codes_and_moves_the_decoder(corpus, tmp_path):
+    start = _initialised_export(corpus, tmp_path / "start")
+    config = _write_config(corpus, "finetune.json")
+    out = tmp_path / "ft"
+    args = ["train", "codec", "-c", str(config), "-o", str(out), "--quiet"]
+    result = CliRunner().invoke(main, [*args, "--finetune", str(start)])
+    assert result.exit_code == 0, result.output
+    log = read_log(out)
+    assert log[4]["discriminator"] > 0 and log[4]["commitment"] == 0  # GAN on, no quantizer
+    before, after = Codec.from_pretrained(start), Codec.from_pretrained(out / "model")
+    wav = torch.from_numpy(_voiced(1.2, 170, 24000, 5))[None, None]
+    assert torch.equal(before.encode(wav)[0], after.encode(wav)[0])
+    enc_a, enc_b = before.encoder.state_dict(), after.encoder.state_dict()
+    assert all(torch.equal(v, enc_b[k]) for k, v in enc_a.items())
+    dec_a, dec_b = before.decoder.state_dict(), after.decoder.state_dict()
+    frozen = [k for k in dec_a if k.startswith("quantizer.")]
+    assert frozen and all(torch.equal(dec_a[k], dec_b[k]) for k in frozen)
+    moved = [k for k in dec_a if k not in frozen and not torch.equal(dec_a[k], dec_b[k])]
+    assert len(moved) > len(dec_a) // 2  # the decoder learned
+
+
+def test_decoder_finetune_refuses_another_model_shape(corpus, tmp_path):
+    start = _initialised_export(corpus, tmp_path / "start")
+    other = _config(corpus)
+    other["model"] = {**TINY_MODEL, "decoder_dim": 48}
+    path = corpus / "other_shape.json"
+    path.write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match="decoder_config differs .* in decoder_dim"):
+        TrainableCodec(
+            CodecTrainConfig.from_file(path).model, CodecTrainConfig.from_file(path).run
+        ).finetune_decoder(start)
+    args = ["train", "codec", "-c", str(path), "-o", str(tmp_path / "x"), "--finetune"]
+    result = CliRunner().invoke(main, [*args, str(start)])
+    assert result.exit_code != 0 and "decoder_dim" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(main, [*args, str(tmp_path / "nowhere")])
+    assert result.exit_code != 0 and "no such checkpoint folder" in result.output
+    shutil.copytree(start, tmp_path / "tts")  # weights, but the config of another model
+    (tmp_path / "tts" / "config.json").write_text('{"model_type": "qwen3_tts"}')
+    result = CliRunner().invoke(main, [*args, str(tmp_path / "tts")])
+    assert result.exit_code != 0 and "not an exported codec" in result.output

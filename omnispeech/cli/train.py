@@ -88,6 +88,13 @@ def _run_options(command):
 )
 @click.option("--valid", metavar="PATH", help="Held-out audio; overrides data.valid.")
 @click.option(
+    "--finetune",
+    metavar="FOLDER",
+    help="Train only the decoder of this exported codec (OUT/model of an earlier run); its "
+    "encoder and codebooks stay frozen, so codes made with it keep their meaning. Overrides "
+    "data.finetune.",
+)
+@click.option(
     "--export-init",
     is_flag=True,
     help="Before training (one process only), export the untrained codec with its codebooks "
@@ -99,6 +106,7 @@ def codec(  # noqa: PLR0913 - one option each
     out: Path,
     train_data: str | None,
     valid: str | None,
+    finetune: str | None,
     export_init: bool,
     steps: int | None,
     resume: bool,
@@ -121,6 +129,8 @@ def codec(  # noqa: PLR0913 - one option each
           -o runs/demo --steps 20000   # train on, past the config's steps
       torchrun --nproc_per_node 2 -m omnispeech train codec -c recipes/codec/cpu_demo.json \\
           --train corpus/train -o runs/ddp
+      omnispeech train codec -c recipes/codec/decoder_finetune.json \\
+          --train corpus/manifest.jsonl --finetune runs/codec/model -o runs/codec_ft
     """
     from omnispeech.training import CodecTrainConfig, CodecTrainer
 
@@ -131,7 +141,7 @@ def codec(  # noqa: PLR0913 - one option each
             trainer.export_initial(out / "model-init")
         return trainer
 
-    paths = {"train": train_data, "valid": valid}
+    paths = {"train": train_data, "valid": valid, "finetune": finetune}
     _train_run(
         lambda: CodecTrainConfig.from_file(config_file), paths, make, device, steps, resume, quiet
     )

@@ -3,8 +3,8 @@
 libespeak-ng is a global C library: one voice is selected at a time and synthesis reports
 through one callback. Every caller in this process therefore shares one loaded, initialised
 handle (:func:`library`) and holds :data:`LOCK` while it selects a voice and uses it. The
-library comes from the ``espeakng-loader`` wheel (its own library and data) when installed,
-else from Debian's ``libespeak-ng1``.
+library comes from the ``espeakng-loader`` wheel (its own library and data, a dependency of
+the package) when installed, else from Debian's ``libespeak-ng1``.
 
 :func:`phonemize` reads text as espeak-ng reads it aloud (numbers, dates and abbreviations
 expanded in the language's own words) and writes IPA: words separated by spaces, stress

@@ -140,9 +140,15 @@ def coloured_noise(rng: np.random.Generator, n: int) -> np.ndarray:
         t = np.arange(n) / SAMPLE_RATE
         hum = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) / k for k in range(1, 6))
         return (hum + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    return broadband_noise(rng, n)
+
+
+def broadband_noise(rng: np.random.Generator, n: int, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``n`` samples at ``rate`` Hz of white to brown noise: power falling as ``1 / f**alpha``,
+    alpha drawn in 0..2 (flat below 20 Hz)."""
     alpha = rng.uniform(0.0, 2.0)
     spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / rate), 20.0)
     return np.fft.irfft(spec / freqs ** (alpha / 2), n).astype(np.float32)
 
 

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from omnispeech.checkpoint import save_folder
+from omnispeech.checkpoint import CheckpointFolder, load_state, save_folder
 from omnispeech.codec import CodecEncoderConfig
 from omnispeech.codec.model import CodecEncoderNet
+from omnispeech.errors import ConfigError
 from omnispeech.training.config import CodecModelConfig, CodecRunConfig
 from omnispeech.training.quantizer import QuantizedLatent, TrainableSplitQuantizer
 from omnispeech.vocoder import Code2Wav
@@ -141,6 +142,8 @@ class TrainableCodec(nn.Module):
         )
         # The decoder's own codebooks are written at export, never trained directly.
         self.decoder.quantizer.requires_grad_(False)
+        # Set by finetune_decoder: the encoder and codebooks are frozen, only the decoder learns.
+        self.decoder_only = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -166,19 +169,69 @@ class TrainableCodec(nn.Module):
                     module.conv.weight.mul_(0.01)
             self.decoder.decoder[-1].conv.weight.mul_(0.01)
 
+    def finetune_decoder(self, folder: str | Path) -> None:
+        """Start from the exported codec in ``folder`` and train its decoder alone.
+
+        The encoder and both quantizers keep the exported weights and codebooks (frozen, in
+        eval mode), so every code made with that codec, e.g. a text-to-speech model's training
+        data, means the same after the fine-tune; only the decoder's weights move.
+
+        Raises:
+            ConfigError: ``folder`` is not an exported codec of this model shape.
+            CheckpointError: its weights do not match.
+        """
+        ckpt = CheckpointFolder(folder)
+        expected = tokenizer_config(self.cfg)
+        for part in ("encoder_config", "decoder_config"):
+            theirs = ckpt.config.get(part)
+            if not isinstance(theirs, dict):
+                raise ConfigError(
+                    f"{folder}: not an exported codec (no {part} in its config.json); a TTS "
+                    "folder keeps its codec in speech_tokenizer/"
+                )
+            diff = sorted(k for k, v in expected[part].items() if theirs.get(k) != v)
+            if diff:
+                raise ConfigError(
+                    f"{folder}: its {part} differs from the config's model section in "
+                    f"{', '.join(diff)}; fine-tune with the model section it was trained with"
+                )
+        load_state(self.encoder, ckpt.read("encoder."), f"{folder} (encoder)")
+        load_state(self.decoder, ckpt.read("decoder."), f"{folder} (decoder)")
+        self.encoder.requires_grad_(False)
+        self.quantizer.requires_grad_(False)
+        self.decoder.quantizer.requires_grad_(False)
+        self.decoder_only = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> TrainableCodec:
+        super().train(mode)
+        if self.decoder_only:
+            # Frozen parts stay in eval mode: no EMA codebook updates, no quantizer dropout.
+            self.encoder.eval()
+            self.quantizer.eval()
+        return self
+
     def quantize(self, wav: torch.Tensor) -> QuantizedLatent:
         """``wav [B, 1, S]`` -> the quantized latent and codes."""
         return self.quantizer(self.encoder.latent(wav))
 
     def forward(self, wav: torch.Tensor) -> CodecOutput:
+        if self.decoder_only:
+            # The inference encoder and dequantizer: exactly the codes and latent the exported
+            # codec makes, so the decoder learns to decode what it will be given.
+            with torch.no_grad():
+                codes = self.encoder(wav)
+                latent = self.decoder.quantizer(codes)
+            return CodecOutput(self.decoder.decode_latent(latent), codes, wav.new_zeros(()))
         q = self.quantize(wav)
         return CodecOutput(self.decoder.decode_latent(q.latent), q.codes, q.commitment)
 
     @torch.no_grad()
     def export(self, path: str | Path) -> Path:
         """Write a loadable model folder (Qwen3-TTS-Tokenizer-12Hz layout) and return it."""
-        self.quantizer.export_encoder()
-        self.quantizer.export_decoder(self.decoder.quantizer)
+        if not self.decoder_only:  # a fine-tune keeps the codebooks it was loaded with
+            self.quantizer.export_encoder()
+            self.quantizer.export_decoder(self.decoder.quantizer)
         tensors = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         tensors.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
         save_folder(path, tokenizer_config(self.cfg), tensors)

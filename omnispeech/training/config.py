@@ -98,10 +98,14 @@ class CodecDataConfig(FrozenConfig):
     manifest with a ``split`` per line (``omnispeech data build``), training reads the lines
     of ``train_split`` and validation those of ``valid_split``, each at the model's sample
     rate when the line lists ``paths`` by rate.
+
+    ``finetune``: an exported codec (``OUT/model`` of an earlier run) whose decoder alone is
+    trained on; its encoder and codebooks stay frozen, so codes made with it keep their meaning.
     """
 
     train: str = ""
     valid: str = ""
+    finetune: str = ""
     train_split: str = "train"
     valid_split: str = "dev"
     segment_seconds: float = 1.0
@@ -214,7 +218,8 @@ class SectionedConfig:
         cfg = cls.from_dict(data)
         base = path.resolve().parent
         section = cfg.data  # type: ignore[attr-defined]
-        fix = {k: str(base / v) for k in ("train", "valid") if (v := getattr(section, k))}
+        keys = [k for k in ("train", "valid", "finetune") if hasattr(section, k)]
+        fix = {k: str(base / v) for k in keys if (v := getattr(section, k))}
         return cfg.replace(data=section.replace(**fix)) if fix else cfg
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import torch
 from omnispeech.audio import prepare_audio
 from omnispeech.errors import AudioFileError, ConfigError
 from omnispeech.talker.speaker import SAMPLE_RATE
+from omnispeech.training.augment import add_noise, broadband_noise
 from omnispeech.training.speaker_config import SpeakerDataConfig
 
 
@@ -122,18 +123,6 @@ def read_crop(clip: VoiceClip, seconds: float, offset: float) -> np.ndarray:
     return np.clip(wav, -1.0, 1.0).astype(np.float32)
 
 
-def add_noise(wav: np.ndarray, rng: np.random.Generator, snr_db: float) -> np.ndarray:
-    """Mix in broadband noise at ``snr_db`` below the speech's power: white to brown (power
-    falling as ``1 / f**alpha``, alpha drawn in 0..2), the backgrounds a microphone hears."""
-    n = wav.shape[0]
-    alpha = rng.uniform(0.0, 2.0)
-    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
-    noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) / freqs ** (alpha / 2), n)
-    p_speech = float(np.mean(wav**2)) + 1e-12
-    p_noise = float(np.mean(noise**2)) + 1e-12
-    return (wav + noise * np.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
-
-
 @dataclasses.dataclass
 class SpeakerBatch:
     """One batch: ``wav`` ``[B, S]`` float32 at 24 kHz (one crop length per batch) and
@@ -185,7 +174,9 @@ class SpeakerBatcher:
             clip = own[int(rng.integers(len(own)))]
             wav = read_crop(clip, seconds, float(rng.random()))
             if rng.random() < cfg.p_noise:
-                wav = add_noise(wav, rng, float(rng.uniform(*cfg.snr_db)))
+                # White to brown noise, the backgrounds a microphone hears.
+                noise = broadband_noise(rng, wav.shape[0], SAMPLE_RATE)
+                wav = add_noise(wav, noise, float(rng.uniform(*cfg.snr_db)))
             if rng.random() < cfg.p_gain:
                 wav = wav * 10 ** (float(rng.uniform(*cfg.gain_db)) / 20)
             crops.append(np.clip(wav, -1.0, 1.0))

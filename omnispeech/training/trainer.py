@@ -78,7 +78,10 @@ class CodecTrainer(CheckpointedRun):
         dev = self.workers.device
         # Every process builds the same initial weights from the run's seed.
         torch.manual_seed(cfg.run.seed)
-        self.codec = TrainableCodec(cfg.model, cfg.run).to(dev)
+        self.codec = TrainableCodec(cfg.model, cfg.run)
+        if cfg.data.finetune:
+            self.codec.finetune_decoder(cfg.data.finetune)
+        self.codec.to(dev)
         lc = cfg.loss
         self.disc = CodecDiscriminators(lc.mpd_periods, lc.stft_windows, lc.disc_channels).to(dev)
         self.mel_loss = MultiScaleMelLoss(cfg.model.sample_rate, lc.mel_windows, lc.mel_bins).to(
