@@ -4,6 +4,7 @@ Measures, float32, with random weights shared by both implementations:
 
 1. the audio encoder (tower + projector) on 30 s of audio: real-time factor;
 2. end-to-end recognition of 10 s: encoder, prompt prefill and exactly 40 greedy tokens;
+   then once more with omnispeech's text decoder in int8 (``ASR.quantize_int8``);
 3. streaming: the cost of one new second of audio after 10 s and after 300 s of history,
    omnispeech's incremental encoder against re-encoding everything so far (what the
    ``qwen-asr`` package does on each new chunk, here with transformers' encoder).
@@ -223,7 +224,26 @@ def bench_e2e(ref: Any, asr: Any, s: Settings) -> dict[str, Any]:
         "transformers": _with_rtf(t_ref, s.e2e_seconds),
         **_speedups(t_ours, t_ref),
         "ids_match": out["ours"] == out["ref"],
+        "ids": out["ours"],
     }
+
+
+def bench_e2e_int8(ref: Any, asr: Any, s: Settings) -> dict[str, Any]:
+    """:func:`bench_e2e` again with omnispeech's text decoder stored as int8 (weight-only;
+    it then computes in bfloat16), against the same float32 reference; with how many leading
+    ids agree with the float32 run (random weights make near-ties, where rounding may pick
+    the other token)."""
+    asr.quantize_int8()
+    return bench_e2e(ref, asr, s)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 # -- 3. streaming ------------------------------------------------------------------------------
@@ -344,6 +364,16 @@ def markdown(res: dict[str, Any], command: str) -> str:
         f"| End-to-end RTF | {sig3(e2e['omnispeech']['rtf'])} "
         f"| {sig3(e2e['transformers']['rtf'])} | |",
     ]
+    q = res.get("e2e_int8")
+    if q is not None:
+        lines += [
+            f"| End to end, int8 text decoder (bfloat16 activations): time "
+            f"| {times(q['omnispeech'])} | {times(q['transformers'])} (float32) "
+            f"| {speedup(q)} |",
+            f"| int8: ids equal to transformers float32 / leading ids equal to omnispeech "
+            f"float32 | {q['ids_match']} / {_common_prefix(q['ids'], e2e['ids'])} of "
+            f"{q['new_tokens']} | | |",
+        ]
     for row in st["rows"]:
         lines.append(
             f"| Streaming: compute per new second after {row['history_s']} s of history "
@@ -409,6 +439,7 @@ def main(argv: list[str] | None = None) -> None:
         ("encoder", bench_encoder, encoder),
         ("e2e", bench_e2e, asr),
         ("streaming", bench_streaming, encoder),
+        ("e2e_int8", bench_e2e_int8, asr),  # last: it quantizes the model in place
     ):
         t0 = time.perf_counter()
         results[name] = bench(ref, model, s)

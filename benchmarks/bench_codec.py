@@ -19,7 +19,7 @@ pulls a torchaudio that does not work with this torch; omnispeech never imports 
     /tmp/venv-qwentts/bin/pip install torch==2.13.0        # the CPU wheel here
     /tmp/venv-qwentts/bin/pip install transformers==4.57.3 numpy safetensors soundfile
     /tmp/venv-qwentts/bin/pip install --no-deps qwen-tts==0.1.1
-    /tmp/venv-qwentts/bin/pip install soxr tokenizers click tqdm numba
+    /tmp/venv-qwentts/bin/pip install soxr tokenizers click tqdm numba librosa
     /tmp/venv-qwentts/bin/pip install --no-deps -e .
 
 Run from the repository root::

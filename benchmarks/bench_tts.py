@@ -33,6 +33,7 @@ omnispeech installed with ``--no-deps``). Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import functools
 import importlib.metadata
@@ -61,6 +62,7 @@ from benchmarks.common import (
 )
 from benchmarks.qwen_tts_ref import build_models
 from benchmarks.qwen_tts_talker_ref import TalkerPair, tts_model_06b
+from omnispeech.core.quant import DEFAULT_GROUP_SIZE
 
 THREADS = 2
 FRAME_SECONDS = 0.08
@@ -177,22 +179,44 @@ def bench_frames(pair: TalkerPair, s: Settings) -> dict[str, Any]:
             s,
         )
         out[name] = {"reference_s": rf, "omnispeech_s": of, "speedup": rf / of}
+    # int4 goes first, on a copy: quantizing replaces the layers, and int8 takes the originals.
     for name, dtype, quant in (
-        ("float16", torch.float16, False),
-        ("int8+bfloat16", torch.bfloat16, True),
+        ("float16", torch.float16, None),
+        ("int4+bfloat16", torch.bfloat16, "int4"),
+        ("int8+bfloat16", torch.bfloat16, "int8"),
     ):
         ours.to(dtype)
-        if quant:
-            ours.quantize_int8()
+        model = copy.deepcopy(ours) if quant == "int4" else ours
+        if quant == "int4":
+            model.quantize_int4()
+        elif quant == "int8":
+            model.quantize_int8()
         print(f"  {name}: omnispeech ...", file=sys.stderr)
-        of = _our_frame_cost(functools.partial(_ours_generate, ours, pair.our_prompt(dtype)), s)
+        of = _our_frame_cost(functools.partial(_ours_generate, model, pair.our_prompt(dtype)), s)
         out[name] = {
             "omnispeech_s": of,
             "speedup_vs_reference_float32": out["float32"]["reference_s"] / of,
             "speedup_vs_reference_bfloat16": out["bfloat16"]["reference_s"] / of,
         }
+        del model
     ref.to(torch.float32)
     return out
+
+
+# Bytes read per weight in each format: int8 adds a 16-bit scale per row (negligible), int4 a
+# 16-bit scale and offset per group of DEFAULT_GROUP_SIZE columns (0.5 bit per weight at 64).
+BYTES_PER_WEIGHT = {
+    "float32": 4.0,
+    "bfloat16": 2.0,
+    "float16": 2.0,
+    "int8+bfloat16": 1.0,
+    "int4+bfloat16": 0.5 + 4 / DEFAULT_GROUP_SIZE,
+}
+
+
+def bandwidth_bound_s(weights: int, fmt: str, gb_per_s: float) -> float:
+    """Seconds to stream one frame's weights in ``fmt`` at the measured bandwidth."""
+    return weights * BYTES_PER_WEIGHT[fmt] / (gb_per_s * 1e9)
 
 
 def bench_first_packet(pair: TalkerPair, codec: dict[str, Any], s: Settings) -> dict[str, Any]:
@@ -336,22 +360,32 @@ def markdown(res: dict[str, Any]) -> str:
         "Per-frame latency of talker + MTP (one 80 ms frame: codebook 0 and the 15 residual "
         "codebooks), from the difference of two generation lengths after the same prompt:",
         "",
-        "| weights / activations | qwen-tts | omnispeech | speed-up |",
-        "| --- | --- | --- | --- |",
+        "| weights / activations | qwen-tts | omnispeech | speed-up | memory bound |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name in ("float32", "bfloat16"):
         r = f[name]
+        bound = bandwidth_bound_s(w["per_frame"], name, bw)
         lines.append(
             f"| {name} | {sig3(r['reference_s'])} s | {sig3(r['omnispeech_s'])} s | "
-            f"{r['speedup']:.1f}x |"
+            f"{r['speedup']:.1f}x | {sig3(bound)} s |"
         )
-    for name in ("float16", "int8+bfloat16"):
-        r = f[name]
+    for name in ("float16", "int8+bfloat16", "int4+bfloat16"):
+        r = f.get(name)
+        if r is None:  # an older result without this row
+            continue
+        bound = bandwidth_bound_s(w["per_frame"], name, bw)
         lines.append(
             f"| {name} (omnispeech only) | - | {sig3(r['omnispeech_s'])} s | "
             f"{r['speedup_vs_reference_float32']:.1f}x vs qwen-tts float32, "
-            f"{r['speedup_vs_reference_bfloat16']:.1f}x vs bfloat16 |"
+            f"{r['speedup_vs_reference_bfloat16']:.1f}x vs bfloat16 | {sig3(bound)} s |"
         )
+    lines += [
+        "",
+        "Memory bound: the frame's weights in that format (int4: 4-bit values plus a 16-bit "
+        f"scale and offset per {DEFAULT_GROUP_SIZE} columns) read once at the bandwidth "
+        "measured below; a frame cannot be faster than reading its weights.",
+    ]
     lines += [
         "",
         f"First-packet latency, float32, an utterance of {p['frames']} frames "

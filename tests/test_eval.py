@@ -121,6 +121,14 @@ def test_asr_cli_prints_a_table_per_language(tmp_path, tiny_asr_dir):
     )
     assert dev.exit_code == 0, dev.output
     assert sorted(json.loads(dev.output)["per_language"]) == ["de", "zh"]
+    assert json.loads(dev.output)["quantized"] is None
+
+    int8 = CliRunner().invoke(
+        main, ["eval", "asr", str(manifest), "-m", str(tiny_asr_dir), "--int8"]
+    )
+    assert int8.exit_code == 0, int8.output
+    scored = json.loads(int8.output)
+    assert scored["quantized"] == "int8" and scored["overall"]["utterances"] == 2
 
 
 def _one_line_error(args, *needles):

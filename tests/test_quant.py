@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from omnispeech.core.quant import (
+    FUSED_MAX_ROWS,
     Int4Linear,
     Int8Linear,
     dequantize_int4,
@@ -17,23 +18,40 @@ from omnispeech.core.quant import (
 from omnispeech.talker import Talker
 
 
+@pytest.mark.parametrize("rows", [1, 4, 40])  # up to FUSED_MAX_ROWS fused, a prefill not
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-def test_fused_kernel_equals_reference(dtype):
+def test_fused_kernel_equals_reference(dtype, rows):
     torch.manual_seed(0)
     linear = torch.nn.Linear(96, 40)
     q = Int8Linear.from_linear(linear, dtype)
-    x = torch.randn(3, 5, 96).to(dtype)
+    x = torch.randn(1, rows, 96).to(dtype)
     with torch.no_grad():
-        got = q(x)  # fused where available (16-bit on CPU), reference otherwise
+        got = q(x)  # fused where available (16-bit on CPU, few rows), reference otherwise
     with torch.enable_grad():
         ref = q(x)  # grad mode forces the reference path
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    assert got.shape == (3, 5, 40) and got.dtype == dtype
+    assert got.shape == (1, rows, 40) and got.dtype == dtype
     assert torch.allclose(got.float(), ref.float(), atol=tol, rtol=tol)
     # and both are close to the float layer (the quantization error is small)
     exact = linear(x.float())
     err = (got.float() - exact).abs().max() / exact.abs().max()
     assert err < 0.03
+
+
+def test_fused_kernel_serves_decoding_steps_and_not_prefills(monkeypatch):
+    """The fused kernel costs about one matrix-vector product per input row: a few rows (one
+    per stream) use it, a prompt's many rows multiply the dequantized weight instead."""
+    if not hasattr(torch, "_weight_int8pack_mm"):
+        pytest.skip("this torch has no fused int8 CPU kernel")
+    calls = []
+    fused = torch._weight_int8pack_mm
+    monkeypatch.setattr(torch, "_weight_int8pack_mm", lambda *a: calls.append(1) or fused(*a))
+    q = Int8Linear.from_linear(torch.nn.Linear(64, 32), torch.bfloat16)
+    with torch.no_grad():
+        q(torch.randn(FUSED_MAX_ROWS, 64, dtype=torch.bfloat16))
+        assert len(calls) == 1
+        q(torch.randn(2, FUSED_MAX_ROWS, 64, dtype=torch.bfloat16))
+        assert len(calls) == 1
 
 
 def test_quantize_replaces_every_linear():

@@ -183,6 +183,12 @@ def codec(  # noqa: PLR0913 - one parameter per CLI option
     help="CTC share of each decoding choice, 0-1 (see `omnispeech asr --help`). Default: the "
     "model's own.",
 )
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Score the model with its text decoder stored as int8, as `omnispeech asr --int8` "
+    "runs it (compare with a run without to see what int8 costs).",
+)
 @_report_options
 def asr(  # noqa: PLR0913 - one parameter per CLI option
     manifest: Path,
@@ -193,6 +199,7 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     detect_language: bool,
     device: str,
     ctc_weight: float | None,
+    int8: bool,
     json_path: Path | None,
     report_path: Path | None,
 ) -> None:
@@ -212,13 +219,15 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     codes = _languages(languages)
     try:
         read_manifest(manifest, chosen_split, codes, limit)  # fail before loading a model
-        pipeline = ASR.from_pretrained(model, device=device, ctc_weight=ctc_weight)
+        pipeline = ASR.from_pretrained(
+            model, device=device, ctc_weight=ctc_weight, quantize="int8" if int8 else None
+        )
         score = evaluate_asr(pipeline, manifest, chosen_split, codes, limit, not detect_language)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
     _write(score, json_path, report_path)
     name = str(model) if model else "bundled"
-    head = {"model": name, "ctc_weight": pipeline.ctc_weight}
+    head = {"model": name, "ctc_weight": pipeline.ctc_weight, "quantized": pipeline.quantized}
     click.echo(json.dumps({**head, **score.to_dict(per_utterance=False)}, indent=2))
 
 

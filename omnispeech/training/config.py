@@ -101,11 +101,16 @@ class CodecDataConfig(FrozenConfig):
 
     ``finetune``: an exported codec (``OUT/model`` of an earlier run) whose decoder alone is
     trained on; its encoder and codebooks stay frozen, so codes made with it keep their meaning.
+
+    ``recognizer``: a Qwen3-ASR folder (or ``"bundled"``) whose frozen audio encoder listens to
+    the decoded audio when ``loss.recognizer`` > 0 (see :mod:`omnispeech.training.
+    recognizer_loss`).
     """
 
     train: str = ""
     valid: str = ""
     finetune: str = ""
+    recognizer: str = ""
     train_split: str = "train"
     valid_split: str = "dev"
     segment_seconds: float = 1.0
@@ -136,6 +141,8 @@ class CodecLossConfig(FrozenConfig):
     adversarial: float = 1.0
     feature_matching: float = 2.0
     commitment: float = 1.0
+    # Distance of a recogniser's audio tokens (data.recognizer names it); 0 = not used.
+    recognizer: float = 0.0
     # Multi-scale log-mel L1: one STFT per window length (hop = window / 4).
     mel_windows: tuple[int, ...] = (256, 512, 1024, 2048)
     mel_bins: tuple[int, ...] = (20, 40, 80, 160)
@@ -218,8 +225,9 @@ class SectionedConfig:
         cfg = cls.from_dict(data)
         base = path.resolve().parent
         section = cfg.data  # type: ignore[attr-defined]
-        keys = [k for k in ("train", "valid", "finetune") if hasattr(section, k)]
-        fix = {k: str(base / v) for k in keys if (v := getattr(section, k))}
+        keys = [k for k in ("train", "valid", "finetune", "recognizer") if hasattr(section, k)]
+        # "bundled" names the recogniser shipped in the package, not a folder beside the file.
+        fix = {k: str(base / v) for k in keys if (v := getattr(section, k)) and v != "bundled"}
         return cfg.replace(data=section.replace(**fix)) if fix else cfg
 
     def to_dict(self) -> dict[str, Any]:

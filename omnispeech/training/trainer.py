@@ -2,8 +2,10 @@
 
 Each step: the codec reconstructs a batch of segments; the discriminators learn to tell real
 from reconstructed (least squares); the codec learns from the multi-scale mel loss, the
-commitment loss, the adversarial loss and feature matching. Gradients are averaged across
-processes by DDP; codebook statistics are synced by the quantizer itself.
+commitment loss, the adversarial loss and feature matching, and (when configured) from what
+a frozen speech recogniser hears in it (:mod:`omnispeech.training.recognizer_loss`).
+Gradients are averaged across processes by DDP; codebook statistics are synced by the
+quantizer itself.
 
 Resuming is exact: a checkpoint holds the weights, both optimizers and schedules, the step and
 every process's random-number state, and batches depend only on (seed, step, rank), so a
@@ -40,9 +42,12 @@ from omnispeech.training.losses import (
     feature_matching_loss,
     generator_loss,
 )
+from omnispeech.training.recognizer_loss import RecognizerLoss
 from omnispeech.training.workers import CheckpointedRun, Workers, rng_state, set_rng_state
 
-LOSS_NAMES = ("total", "mel", "commitment", "adversarial", "feature_matching", "discriminator")
+LOSS_NAMES = (
+    "total", "mel", "commitment", "adversarial", "feature_matching", "discriminator", "recognizer"
+)  # fmt: skip
 
 
 class CodecTrainer(CheckpointedRun):
@@ -87,6 +92,13 @@ class CodecTrainer(CheckpointedRun):
         self.mel_loss = MultiScaleMelLoss(cfg.model.sample_rate, lc.mel_windows, lc.mel_bins).to(
             dev
         )
+        self.recognizer: RecognizerLoss | None = None
+        if lc.recognizer > 0:
+            if not cfg.data.recognizer:
+                raise ConfigError(
+                    "loss.recognizer > 0 needs data.recognizer: a Qwen3-ASR folder or 'bundled'"
+                )
+            self.recognizer = RecognizerLoss(cfg.data.recognizer, cfg.model.sample_rate).to(dev)
         oc = cfg.optim
         params = [p for p in self.codec.parameters() if p.requires_grad]
         self.opt_g = torch.optim.AdamW(params, oc.lr, betas=oc.betas, weight_decay=oc.weight_decay)
@@ -181,11 +193,15 @@ class CodecTrainer(CheckpointedRun):
                 [[f[b:] for f in feats] for feats in judged.features],
             )
             self.disc.requires_grad_(True)
+        heard = real.new_zeros(())
+        if self.recognizer is not None:
+            heard = self.recognizer(fake, real)
         total = (
             w.mel * mel
             + w.commitment * out.commitment
             + w.adversarial * adv
             + w.feature_matching * fm
+            + w.recognizer * heard
         )
         total.backward()
         nn.utils.clip_grad_norm_(
@@ -194,7 +210,7 @@ class CodecTrainer(CheckpointedRun):
         self.opt_g.step()
         self.sched_g.step()
         self.step += 1
-        losses = torch.stack([total, mel, out.commitment, adv, fm, d_loss]).detach().float()
+        losses = torch.stack([total, mel, out.commitment, adv, fm, d_loss, heard]).detach().float()
         return dict(zip(LOSS_NAMES, self.workers.mean(losses).tolist(), strict=True))
 
     # -- the loop ------------------------------------------------------------------------------
