@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from omnispeech.audio.features import log_mel_spectrogram
 from omnispeech.errors import ConfigError
 from omnispeech.training import CodecTrainConfig
 from omnispeech.training.recognizer_loss import RecognizerLoss, Resampler
@@ -48,6 +49,13 @@ def test_resampler_keeps_speech_band_and_removes_what_would_alias():
 
 
 def test_recognizer_loss_is_zero_for_the_original_and_trains_only_the_audio(tiny_asr_dir):
+    # Features made under inference mode first (as transcription does) must not leave cached
+    # constants that gradients cannot pass through.
+    from omnispeech.audio.features import _torch_constants
+
+    _torch_constants.cache_clear()
+    with torch.inference_mode():
+        log_mel_spectrogram(torch.randn(1600))
     loss = RecognizerLoss(tiny_asr_dir, 24000).train()
     assert not loss.encoder.training
     real = _tone(220, 24000, 1.0).repeat(2, 1) * 0.5

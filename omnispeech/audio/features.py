@@ -102,8 +102,12 @@ def _torch_constants(n_mels: int, device: str) -> tuple[torch.Tensor, torch.Tens
     """(float32 filters ``[n_mels, 201]``, periodic Hann window ``[400]``) on ``device``."""
     # The reference casts the float64 filters to float32 and multiplies in float32; doing the
     # same gives ~1e-6 agreement, where a float64 product would differ by rounding instead.
-    filters = torch.from_numpy(np.array(mel_filter_bank(n_mels))).to(device, torch.float32)
-    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float32, device=device)
+    # Made outside inference mode even when first asked for inside it: the cached tensors also
+    # serve features that gradients flow through (training losses), which inference tensors
+    # cannot.
+    with torch.inference_mode(False):
+        filters = torch.from_numpy(np.array(mel_filter_bank(n_mels))).to(device, torch.float32)
+        window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float32, device=device)
     return filters, window
 
 
