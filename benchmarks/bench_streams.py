@@ -43,6 +43,7 @@ from benchmarks.common import (
     processor_line,
     set_threads,
     sig3,
+    time_call,
     today,
     write_section,
 )
@@ -107,21 +108,10 @@ def _generate(talker: Any, prompt: torch.Tensor, batch: int, frames: int) -> Non
         talker.advance(state, codes, text)
 
 
-def _median_seconds(fn: Any, repeats: int) -> float:
-    times = []
-    with torch.inference_mode():
-        fn()  # burn-in
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def frame_cost(talker: Any, prompt: torch.Tensor, batch: int, s: Settings) -> float:
     """Seconds per frame for ``batch`` streams: (long - short) / extra frames."""
-    short = _median_seconds(lambda: _generate(talker, prompt, batch, s.short), s.repeats)
-    long = _median_seconds(lambda: _generate(talker, prompt, batch, s.long), s.repeats)
+    short = time_call(lambda: _generate(talker, prompt, batch, s.short), s.repeats).median
+    long = time_call(lambda: _generate(talker, prompt, batch, s.long), s.repeats).median
     return max(long - short, 0.0) / (s.long - s.short)
 
 
@@ -154,7 +144,10 @@ def bench_06b(s: Settings) -> list[dict[str, Any]]:
     rows = []
     for fmt in ("int8", "int4"):
         talker = talker_06b().to(torch.bfloat16)
-        talker.quantize_int8() if fmt == "int8" else talker.quantize_int4()
+        if fmt == "int8":
+            talker.quantize_int8()
+        else:
+            talker.quantize_int4()
         prompt = _prompt(talker, s.text_tokens, torch.bfloat16)
         for b in s.batches:
             print(f"  0.6B {fmt}, batch {b} ...", file=sys.stderr)
