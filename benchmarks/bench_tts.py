@@ -63,6 +63,7 @@ from benchmarks.common import (
 from benchmarks.qwen_tts_ref import build_models
 from benchmarks.qwen_tts_talker_ref import TalkerPair, tts_model_06b
 from omnispeech.core.quant import DEFAULT_GROUP_SIZE
+from omnispeech.kernels import use_backend
 
 THREADS = 2
 FRAME_SECONDS = 0.08
@@ -179,16 +180,24 @@ def bench_frames(pair: TalkerPair, s: Settings) -> dict[str, Any]:
             s,
         )
         out[name] = {"reference_s": rf, "omnispeech_s": of, "speedup": rf / of}
-    # int4 goes first, on a copy: quantizing replaces the layers, and int8 takes the originals.
+    # int4 goes first, on copies: quantizing replaces the layers, and int8 takes the originals.
+    # The "(ATen)" rows store ATen's int4 layout (what runs where our kernel cannot), so the
+    # two kernels are compared in the same run.
     for name, dtype, quant in (
         ("float16", torch.float16, None),
+        ("int4+float32", torch.float32, "int4"),
+        ("int4+float32 (ATen)", torch.float32, "int4-aten"),
         ("int4+bfloat16", torch.bfloat16, "int4"),
+        ("int4+bfloat16 (ATen)", torch.bfloat16, "int4-aten"),
         ("int8+bfloat16", torch.bfloat16, "int8"),
     ):
         ours.to(dtype)
-        model = copy.deepcopy(ours) if quant == "int4" else ours
+        model = copy.deepcopy(ours) if quant and quant.startswith("int4") else ours
         if quant == "int4":
             model.quantize_int4()
+        elif quant == "int4-aten":
+            with use_backend("reference"):  # our kernel unavailable: ATen's layout is stored
+                model.quantize_int4()
         elif quant == "int8":
             model.quantize_int8()
         print(f"  {name}: omnispeech ...", file=sys.stderr)
@@ -210,7 +219,10 @@ BYTES_PER_WEIGHT = {
     "bfloat16": 2.0,
     "float16": 2.0,
     "int8+bfloat16": 1.0,
+    "int4+float32": 0.5 + 4 / DEFAULT_GROUP_SIZE,
+    "int4+float32 (ATen)": 0.5 + 4 / DEFAULT_GROUP_SIZE,
     "int4+bfloat16": 0.5 + 4 / DEFAULT_GROUP_SIZE,
+    "int4+bfloat16 (ATen)": 0.5 + 4 / DEFAULT_GROUP_SIZE,
 }
 
 
@@ -370,13 +382,21 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {name} | {sig3(r['reference_s'])} s | {sig3(r['omnispeech_s'])} s | "
             f"{r['speedup']:.1f}x | {sig3(bound)} s |"
         )
-    for name in ("float16", "int8+bfloat16", "int4+bfloat16"):
+    for name in (
+        "float16",
+        "int8+bfloat16",
+        "int4+float32",
+        "int4+float32 (ATen)",
+        "int4+bfloat16",
+        "int4+bfloat16 (ATen)",
+    ):
         r = f.get(name)
         if r is None:  # an older result without this row
             continue
         bound = bandwidth_bound_s(w["per_frame"], name, bw)
         lines.append(
-            f"| {name} (omnispeech only) | - | {sig3(r['omnispeech_s'])} s | "
+            f"| {name.replace(' (ATen)', ', ATen kernel')} (omnispeech only) | - | "
+            f"{sig3(r['omnispeech_s'])} s | "
             f"{r['speedup_vs_reference_float32']:.1f}x vs qwen-tts float32, "
             f"{r['speedup_vs_reference_bfloat16']:.1f}x vs bfloat16 | {sig3(bound)} s |"
         )
@@ -384,7 +404,10 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "Memory bound: the frame's weights in that format (int4: 4-bit values plus a 16-bit "
         f"scale and offset per {DEFAULT_GROUP_SIZE} columns) read once at the bandwidth "
-        "measured below; a frame cannot be faster than reading its weights.",
+        "measured below; a frame cannot be faster than reading its weights. int4 rows run "
+        "omnispeech's kernel (`omnispeech/kernels/numba_int4.py`: activations rounded to int8 "
+        "per group, integer products); the (ATen) rows store the layout of ATen's CPU int4 "
+        "kernel instead, which runs where ours cannot (no AVX2, other group sizes).",
     ]
     lines += [
         "",

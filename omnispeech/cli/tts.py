@@ -118,7 +118,8 @@ def _stdin_pieces(lines: bool):
     "int4",
     is_flag=True,
     help="Store the talker's and code predictor's per-frame weights in 4 bits (groups of 64 "
-    "columns): half the bytes of --int8 (3x faster per frame than float32 on a 2-core Xeon), "
+    "columns): half the bytes of --int8 (3.3x faster per frame than float32 on a 2-core "
+    "Xeon), "
     "a larger rounding error.",
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")

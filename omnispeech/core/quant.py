@@ -11,18 +11,23 @@ kernel ``_weight_int8pack_mm``, used for bfloat16 / float16 activations on the C
 than plain float32 for float32 activations, so those take the reference path) and up to
 ``FUSED_MAX_ROWS`` input rows (a prompt's prefill takes the reference path: faster there).
 
-:class:`Int4Linear` likewise: the reference unpacks the nibbles and dequantizes group by group;
-ATen's CPU int4 kernel (``_weight_int4pack_mm_for_cpu``, float32 / bfloat16 / float16
-activations) is used whenever the layer's shape fits it (see :func:`int4_kernel_fits`).
+:class:`Int4Linear` likewise: the reference unpacks the nibbles and dequantizes group by group.
+On x86 CPUs with AVX2 and groups of 64 columns, our kernel (:mod:`omnispeech.kernels.numba_int4`:
+integer products with activations rounded to int8 per group) runs decoding steps at the memory
+bound; otherwise ATen's CPU int4 kernel (``_weight_int4pack_mm_for_cpu``) is used whenever the
+layer's shape fits it (see :func:`int4_kernel_fits`).
 """
 
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from omnispeech.kernels.dispatch import requested_backend
 
 
 def _fused_available() -> bool:
@@ -179,20 +184,64 @@ def dequantize_int4(
     return (g * scale[..., None] + zero[..., None]).reshape(N, K)
 
 
+# Layouts of Int4Linear.weight: our kernel's, ATen's (opaque), plain nibbles (any shape).
+LAYOUTS = ("blocks", "aten", "nibbles")
+
+
+def blocks_kernel() -> ModuleType | None:
+    """Our int4 kernel module when it can run here (x86 with AVX2, Numba importable, not a
+    forked child, kernels not switched to the reference), else None."""
+    global _blocks_module
+    if requested_backend() == "reference":
+        return None
+    if _blocks_module is None:
+        try:
+            from omnispeech.kernels import numba_int4
+
+            _blocks_module = numba_int4
+        # Importing compiles the kernel: any failure means it cannot serve this process.
+        except Exception:
+            _blocks_module = False
+    return _blocks_module if _blocks_module and _blocks_module.usable() else None
+
+
+# The kernel module once imported, False once its import failed (called at every layer step).
+_blocks_module: ModuleType | bool | None = None
+
+
+def blocks_kernel_fits(in_features: int, group_size: int) -> bool:
+    """Whether our kernel holds a layer of ``in_features`` columns in groups of ``group_size``
+    (it reads groups of exactly 64)."""
+    return group_size == BLOCKS_GROUP and in_features % BLOCKS_GROUP == 0
+
+
+# Our kernel's group width (its module's GROUP; repeated so quantizing needs no Numba import).
+BLOCKS_GROUP = 64
+# Beyond this many input rows (a prompt's prefill) the weight is dequantized once and
+# multiplied in floating point: our kernel costs the same per row as for one row.
+BLOCKS_MAX_ROWS = FUSED_MAX_ROWS
+
+
 class Int4Linear(nn.Module):
     """``y = x W^T + b`` with ``W`` stored as 4-bit codes, a scale and an offset per group.
 
-    ``weight`` holds two codes per byte, in one of two layouts chosen at quantization: ATen's
-    CPU int4 kernel layout (``kernel_layout``; opaque, made by
-    ``_convert_weight_to_int4pack_for_cpu``) or plain nibbles (column ``2i`` in the low half of
-    byte ``i``, ``2i + 1`` in the high half) for shapes or devices the kernel does not take.
+    ``weight`` holds two codes per byte in one of :data:`LAYOUTS`, chosen at quantization:
+
+    - ``"blocks"``: our kernel's (:mod:`omnispeech.kernels.numba_int4`): per group of 64
+      columns 32 bytes, column ``j`` in the low nibble of byte ``j`` and column ``32 + j`` in
+      its high nibble; ``scale_zeros`` is ``[out, in / 64, 2]`` float16.
+    - ``"aten"``: ATen's CPU int4 kernel layout (opaque, made by
+      ``_convert_weight_to_int4pack_for_cpu``); ``scale_zeros`` ``[in / group_size, out, 2]``
+      in the activation dtype.
+    - ``"nibbles"``: column ``2i`` in the low half of byte ``i``, ``2i + 1`` in the high half,
+      for shapes or devices no kernel takes; ``scale_zeros`` as for ``"aten"``.
 
     Args:
-        weight: ``[out, in / 2]`` uint8.
-        scale_zeros: ``[in / group_size, out, 2]`` (scale, offset) in the activation dtype.
+        weight: ``[out, in / 2]`` uint8 (``"aten"``: the kernel's packed tensor).
+        scale_zeros: (scale, offset) per group, shaped as the layout says.
         bias: ``[out]`` or None.
         group_size: input columns per group.
-        kernel_layout: whether ``weight`` is in the kernel's layout.
+        layout: one of :data:`LAYOUTS`.
     """
 
     def __init__(  # noqa: PLR0913 - the stored tensors and how to read them
@@ -201,16 +250,23 @@ class Int4Linear(nn.Module):
         scale_zeros: torch.Tensor,
         bias: torch.Tensor | None,
         group_size: int,
-        kernel_layout: bool,
+        layout: str,
     ) -> None:
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         self.register_buffer("weight", weight)
         self.register_buffer("scale_zeros", scale_zeros)
         self.register_buffer("bias", bias)
         self.group_size = group_size
-        self.kernel_layout = kernel_layout
+        self.layout = layout
         self.in_features = weight.shape[1] * 2
         self.out_features = weight.shape[0]
+
+    @property
+    def kernel_layout(self) -> bool:
+        """Whether ``weight`` is in a kernel's layout (``"blocks"`` or ``"aten"``)."""
+        return self.layout != "nibbles"
 
     @classmethod
     def from_linear(
@@ -224,10 +280,12 @@ class Int4Linear(nn.Module):
 
         Args:
             linear: the float layer (its input width must be even).
-            dtype: activation dtype the scales and offsets are stored in.
+            dtype: activation dtype the scales and offsets are stored in (``"blocks"`` keeps
+                float16 whatever the activations).
             group_size: columns per group; when it does not divide the input width, the
                 largest common divisor is used (such layers take the reference path).
-            use_kernel: store the kernel's layout when the shape, device and this torch allow.
+            use_kernel: store a kernel's layout when the shape, processor and this torch allow:
+                ours first (groups of 64 on x86 with AVX2), then ATen's.
         """
         w = linear.weight.detach()
         N, K = w.shape
@@ -235,56 +293,83 @@ class Int4Linear(nn.Module):
             raise ValueError(f"int4 packs pairs of columns; {K} input columns is odd")
         group = math.gcd(K, group_size)
         q, scale, zero = quantize_int4(w, group)
-        scale_zeros = torch.stack((scale.t(), zero.t()), dim=-1).contiguous().to(dtype)
-        kernel = (
-            use_kernel
-            and w.device.type == "cpu"
-            and _int4_kernel_available()
-            and int4_kernel_fits(N, K, group)
-        )
-        if kernel:
-            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
-        else:
-            packed = q[:, 0::2] | (q[:, 1::2] << 4)
         bias = linear.bias.detach().to(dtype) if linear.bias is not None else None
-        return cls(packed, scale_zeros, bias, group, kernel)
+        on_cpu = use_kernel and w.device.type == "cpu"
+        if on_cpu and blocks_kernel_fits(K, group) and blocks_kernel() is not None:
+            halves = q.reshape(N, K // group, 2, group // 2)
+            packed = (halves[:, :, 0] | (halves[:, :, 1] << 4)).reshape(N, K // 2)
+            sz = torch.stack((scale, zero), dim=-1).to(torch.float16).contiguous()
+            return cls(packed.contiguous(), sz, bias, group, "blocks")
+        scale_zeros = torch.stack((scale.t(), zero.t()), dim=-1).contiguous().to(dtype)
+        if on_cpu and _int4_kernel_available() and int4_kernel_fits(N, K, group):
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
+            return cls(packed, scale_zeros, bias, group, "aten")
+        packed = q[:, 0::2] | (q[:, 1::2] << 4)
+        return cls(packed, scale_zeros, bias, group, "nibbles")
 
-    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
+    def _aten(self, x: torch.Tensor) -> torch.Tensor:
         """ATen's int4 matmul: ``x`` ``[M, in]`` -> ``[M, out]`` (scales cast to ``x``)."""
         return torch.ops.aten._weight_int4pack_mm_for_cpu(
             x, self.weight, self.group_size, self.scale_zeros.to(x.dtype)
         )
 
+    def scales_offsets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each group's (scale, offset) as float32 ``[out, in / group_size]`` each, whatever
+        the layout: weight ``(q - 8) * scale + offset``."""
+        sz = self.scale_zeros.float()
+        if self.layout == "blocks":
+            return sz[..., 0], sz[..., 1]
+        return sz[..., 0].t(), sz[..., 1].t()
+
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         """The weight as floats ``[out, in]``.
 
-        The kernel layout is opaque, so it is read back through the kernel itself: an identity
-        input in float32 returns each weight exactly (every sum adds zeros to one term).
+        ATen's layout is opaque, so it is read back through its kernel: an identity input in
+        float32 returns each weight exactly (every sum adds zeros to one term).
         """
-        if self.kernel_layout:
-            eye = torch.eye(self.in_features, device=self.weight.device)
-            w = self._kernel(eye).t()
+        N, K = self.out_features, self.in_features
+        if self.layout == "aten":
+            eye = torch.eye(K, device=self.weight.device)
+            return self._aten(eye).t().to(dtype)
+        if self.layout == "blocks":
+            b = self.weight.reshape(N, K // self.group_size, self.group_size // 2)
+            q = torch.cat((b & 15, b >> 4), dim=-1).reshape(N, K)
         else:
-            q = torch.stack((self.weight & 15, self.weight >> 4), dim=-1)
-            q = q.reshape(self.out_features, self.in_features)
-            sz = self.scale_zeros.float()
-            w = dequantize_int4(q, sz[..., 0].t(), sz[..., 1].t(), self.group_size)
-        return w.to(dtype)
+            q = torch.stack((self.weight & 15, self.weight >> 4), dim=-1).reshape(N, K)
+        scale, zero = self.scales_offsets()
+        return dequantize_int4(q, scale, zero, self.group_size).to(dtype)
+
+    def _views(self, kernel: ModuleType) -> tuple[object, ...]:
+        """The kernel's views of the weight, remade when the buffers were replaced or moved."""
+        key = (self.weight.data_ptr(), self.scale_zeros.data_ptr())
+        if getattr(self, "_view_key", None) != key:
+            self._view_cache = kernel.weight_views(self.weight, self.scale_zeros)
+            self._view_key = key
+        return self._view_cache
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel_layout and x.device.type == "cpu" and x.dtype == self.scale_zeros.dtype:
-            shape = x.shape
-            y = self._kernel(x.reshape(-1, shape[-1]).contiguous())
-            y = y.reshape(*shape[:-1], self.out_features)
-            return y if self.bias is None else y + self.bias
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.dequantized(x.dtype), bias)
+        K = self.in_features
+        rows = x.numel() // K
+        y = None
+        if self.layout == "blocks" and x.device.type == "cpu" and rows <= BLOCKS_MAX_ROWS:
+            kernel = blocks_kernel()
+            if kernel is not None and not (x.requires_grad and torch.is_grad_enabled()):
+                x2 = x.reshape(rows, K).float().contiguous()
+                y = kernel.int4_matmul(*self._views(kernel), x2)
+                if x.dtype != torch.float32:
+                    y = y.to(x.dtype)
+        elif self.layout == "aten" and x.device.type == "cpu" and x.dtype == self.scale_zeros.dtype:
+            y = self._aten(x.reshape(rows, K).contiguous())
+        if y is None:
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            return F.linear(x, self.dequantized(x.dtype), bias)
+        y = y.view(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def extra_repr(self) -> str:
-        layout = "kernel" if self.kernel_layout else "nibbles"
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, int4, "
-            f"group_size={self.group_size}, layout={layout}"
+            f"group_size={self.group_size}, layout={self.layout}"
         )
 
 

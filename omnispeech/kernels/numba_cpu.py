@@ -193,7 +193,7 @@ def usable() -> bool:
 _thread = threading.local()
 
 
-def _set_threads() -> None:
+def set_threads() -> None:
     """Use as many threads as torch does (Numba's pool cannot grow past its start-up size)."""
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     if getattr(_thread, "num_threads", None) != n:
@@ -236,7 +236,7 @@ def snake_beta(
         bias: ``[C]`` float32 or None.
         out: like ``x``; either ``x`` itself or memory disjoint from it.
     """
-    _set_threads()
+    set_threads()
     shift = torch.zeros_like(alpha) if bias is None else bias
     xf, xs = _rows(x)
     of, os_ = _rows(out)
@@ -252,7 +252,7 @@ def residual_add(
 
     ``out`` may be ``x`` or ``y`` itself (each element is read before it is written).
     """
-    _set_threads()
+    set_threads()
     b = x.new_zeros(x.shape[1]) if bias is None else bias
     xf, xs = _rows(x)
     yf, ys = _rows(y)
@@ -274,7 +274,7 @@ def codebook_embed(
     Returns:
         ``[B, T, D]`` float32, contiguous.
     """
-    _set_threads()
+    set_threads()
     B, _, T = codes.shape
     N, D = table.shape
     out = table.new_empty(B, T, D)

@@ -161,7 +161,8 @@ class TTS:
                 computes in bfloat16 when ``dtype`` is float32, because the fused int8 kernel
                 takes 16-bit activations. ``"int4"`` stores them in 4 bits with a scale and
                 offset per 64 input columns (about 6x fewer bytes than float32) and keeps
-                ``dtype``: the int4 kernel takes float32 activations too.
+                ``dtype`` (omnispeech's int4 kernel runs float32 activations as fast as
+                16-bit ones, see :mod:`omnispeech.kernels.numba_int4`).
 
         Raises:
             CheckpointError: missing parts (tokenizer, ``speech_tokenizer/``) or wrong kind.

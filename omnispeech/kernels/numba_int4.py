@@ -1,0 +1,308 @@
+"""A 4-bit weight-only matrix-vector kernel for x86 CPUs (AVX2, or AVX-512 where present).
+
+Decoding reads every weight once per step, so a step costs the time to read the weights.
+ATen's CPU int4 kernel converts each 4-bit code to a float before multiplying and reads its
+weights at about a third of the memory bandwidth: the arithmetic, not the memory, sets its
+pace. This kernel does what llama.cpp's does instead: it rounds the activations of each group of
+64 input columns to int8 (one float scale per group, computed at every call) and multiplies
+codes by activations in integers, 32 or 64 byte pairs per instruction
+(``pmaddubsw`` then ``pmaddwd``), converting to float once per group.
+
+Layout ("blocks"): a row of ``K`` columns is ``K / 64`` groups of 32 bytes; byte ``j`` of group
+``g`` holds column ``64 g + j`` in its low nibble and column ``64 g + 32 + j`` in its high
+nibble, so each half of a group is one contiguous run of activations. Codes ``q`` in 0..15 mean
+``(q - 8) * scale + zero``; per row, ``(scale, zero)`` pairs of the groups in order, in float16
+(4 bytes per 64 weights: 0.56 bytes per weight in all).
+
+With the activation of group ``g`` rounded to ``dx_g * a`` (``a`` int8), one row's output is
+
+    sum_g scale_g * dx_g * (sum_j q_j a_j - 8 sum_j a_j) + zero_g * sum_j x_j
+
+where the first sum is the integer product and the last uses the exact activations. The
+rounding of the activations adds a relative error of about 0.7 % to the output (measured on
+random matrices), the size of bfloat16's own rounding.
+
+The x86 intrinsics are emitted as LLVM IR inside a Numba function (``@intrinsic``), so nothing
+is compiled at install time; :func:`available` says whether this processor has them. Rows run
+in parallel with ``prange`` on Numba's thread pool, sized like the other Numba kernels
+(:mod:`omnispeech.kernels.numba_cpu`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import float32, int16, int64, njit, prange, types, uint8
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from omnispeech.kernels.numba_cpu import set_threads
+
+# Input columns per scale: one group is 32 bytes, one AVX2 register of codes.
+GROUP = 64
+_GROUP_BYTES = GROUP // 2
+# How far ahead of the codes being multiplied to ask for the next ones
+PREFETCH_BYTES = 1024
+
+_I8, _I16, _I32, _F16, _F32 = (
+    ir.IntType(8),
+    ir.IntType(16),
+    ir.IntType(32),
+    ir.HalfType(),
+    ir.FloatType(),
+)
+
+
+def _host_features() -> set[str]:
+    """The instruction-set extensions LLVM reports for this processor (e.g. ``"avx2"``)."""
+    return {name for name, on in llvm.get_host_cpu_features().items() if on}
+
+
+_FEATURES = _host_features()
+# AVX-512BW handles two groups per instruction; AVX2 one.
+WIDE = "avx512bw" in _FEATURES
+
+
+def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba intrinsic
+    """An intrinsic computing one output of the formula in the module docstring, reading
+    ``groups_per_step`` groups (1: AVX2 registers, 2: AVX-512) per loop iteration."""
+    lanes = 32 * groups_per_step  # bytes of codes per iteration
+    v_i8 = ir.VectorType(_I8, lanes)
+    v_i16 = ir.VectorType(_I16, lanes // 2)
+    v_i32 = ir.VectorType(_I32, lanes // 4)
+    v_f32 = ir.VectorType(_F32, lanes // 4)
+    v_sz16 = ir.VectorType(_F16, 2 * groups_per_step)
+    v_sz = ir.VectorType(_F32, 2 * groups_per_step)
+    v_g = ir.VectorType(_F32, groups_per_step)
+    suffix = "avx512.pmaddubs.w.512" if groups_per_step == 2 else "avx2.pmadd.ub.sw"
+    suffix_wd = "avx512.pmaddw.d.512" if groups_per_step == 2 else "avx2.pmadd.wd"
+    # Lane i of the int32 sums belongs to group i // 8 of the step.
+    spread = [i // 8 for i in range(lanes // 4)]
+
+    @intrinsic
+    def row_dot(typingctx, w, w_start, x_lo, x_hi, sz, sz_start, dx, xsum, c8, steps):  # noqa: ANN001, ANN202, PLR0913
+        sig = types.float32(w, w_start, x_lo, x_hi, sz, sz_start, dx, xsum, c8, steps)
+
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+            def data(i):  # noqa: ANN001, ANN202
+                return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+            w_ptr = builder.gep(data(0), [args[1]])
+            lo_ptr, hi_ptr = data(2), data(3)
+            sz_ptr = builder.gep(data(4), [args[5]])
+            dx_ptr, xs_ptr, c8_ptr = data(6), data(7), data(8)
+            module = builder.module
+            maddubs = cgutils.get_or_insert_function(
+                module, ir.FunctionType(v_i16, [v_i8, v_i8]), "llvm.x86." + suffix
+            )
+            maddwd = cgutils.get_or_insert_function(
+                module, ir.FunctionType(v_i32, [v_i16, v_i16]), "llvm.x86." + suffix_wd
+            )
+            low4 = ir.Constant(v_i8, [15] * lanes)
+            four = ir.Constant(v_i8, [4] * lanes)
+            ones = ir.Constant(v_i16, [1] * (lanes // 2))
+            dot_acc = cgutils.alloca_once_value(builder, ir.Constant(v_f32, [0.0] * (lanes // 4)))
+            off_acc = cgutils.alloca_once_value(builder, ir.Constant(v_g, [0.0] * groups_per_step))
+
+            def load(ptr, offset, vtype):  # noqa: ANN001, ANN202
+                p = builder.bitcast(builder.gep(ptr, [offset]), vtype.as_pointer())
+                return builder.load(p, align=1)
+
+            prefetch = cgutils.get_or_insert_function(
+                module,
+                ir.FunctionType(ir.VoidType(), [_I8.as_pointer(), _I32, _I32, _I32]),
+                "llvm.prefetch.p0",
+            )
+            with cgutils.for_range(builder, args[9]) as loop:
+                i = loop.index
+                byte = builder.mul(i, ir.Constant(i.type, lanes))
+                ahead = builder.gep(w_ptr, [builder.add(byte, ir.Constant(i.type, PREFETCH_BYTES))])
+                builder.call(
+                    prefetch,
+                    [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
+                )
+                group = builder.mul(i, ir.Constant(i.type, groups_per_step))
+                codes = load(w_ptr, byte, v_i8)
+                lo = builder.and_(codes, low4)
+                hi = builder.lshr(codes, four)
+                # |q a| <= 15 * 127, two pairs per int16 lane: no saturation.
+                pairs = builder.add(
+                    builder.call(maddubs, [lo, load(lo_ptr, byte, v_i8)]),
+                    builder.call(maddubs, [hi, load(hi_ptr, byte, v_i8)]),
+                )
+                sums = builder.sitofp(builder.call(maddwd, [pairs, ones]), v_f32)
+                sz_pair = builder.fpext(
+                    load(sz_ptr, builder.mul(group, ir.Constant(i.type, 2)), v_sz16), v_sz
+                )
+                scale = builder.shuffle_vector(
+                    sz_pair,
+                    sz_pair,
+                    ir.Constant(
+                        ir.VectorType(_I32, groups_per_step),
+                        [2 * k for k in range(groups_per_step)],
+                    ),
+                )
+                zero = builder.shuffle_vector(
+                    sz_pair,
+                    sz_pair,
+                    ir.Constant(
+                        ir.VectorType(_I32, groups_per_step),
+                        [2 * k + 1 for k in range(groups_per_step)],
+                    ),
+                )
+                step_dx = load(dx_ptr, group, v_g)
+                weight = builder.fmul(scale, step_dx)
+                weight_lanes = builder.shuffle_vector(
+                    weight, weight, ir.Constant(ir.VectorType(_I32, lanes // 4), spread)
+                )
+                builder.store(
+                    builder.fadd(builder.load(dot_acc), builder.fmul(sums, weight_lanes)), dot_acc
+                )
+                # zero_g * sum x - scale_g * 8 dx_g sum a  (c8 holds 8 dx_g sum a)
+                offset = builder.fsub(
+                    builder.fmul(zero, load(xs_ptr, group, v_g)),
+                    builder.fmul(scale, load(c8_ptr, group, v_g)),
+                )
+                builder.store(builder.fadd(builder.load(off_acc), offset), off_acc)
+            total = ir.Constant(_F32, 0.0)
+            for acc, n in ((dot_acc, lanes // 4), (off_acc, groups_per_step)):
+                vec = builder.load(acc)
+                for k in range(n):
+                    total = builder.fadd(total, builder.extract_element(vec, ir.Constant(_I32, k)))
+            return total
+
+        return sig, codegen
+
+    return row_dot
+
+
+_row_dot_1 = _row_dot_factory(1)
+_row_dot_2 = _row_dot_factory(2)
+
+
+@njit(fastmath=True, cache=True)
+def _quantize_rows(x, x_lo, x_hi, dx, xsum, c8):  # noqa: ANN001, ANN202
+    """Round each group of 64 activations to int8: halves into ``x_lo`` / ``x_hi`` (the
+    columns the low and high nibbles multiply), scale into ``dx``, exact sum into ``xsum`` and
+    ``8 * dx * sum(int8)`` into ``c8`` (the centring of the codes, see the module docstring)."""
+    rows, cols = x.shape
+    for m in range(rows):
+        for g in range(cols // GROUP):
+            base = g * GROUP
+            peak = np.float32(0.0)
+            total = np.float32(0.0)
+            for j in range(GROUP):
+                v = x[m, base + j]
+                peak = max(peak, abs(v))
+                total += v
+            step = max(peak, np.float32(1e-30)) / np.float32(127.0)
+            inv = np.float32(1.0) / step
+            count = 0
+            for j in range(_GROUP_BYTES):
+                a = np.int8(np.rint(x[m, base + j] * inv))
+                b = np.int8(np.rint(x[m, base + _GROUP_BYTES + j] * inv))
+                x_lo[m, g * _GROUP_BYTES + j] = a
+                x_hi[m, g * _GROUP_BYTES + j] = b
+                count += np.int64(a) + np.int64(b)
+            dx[m, g] = step
+            xsum[m, g] = total
+            c8[m, g] = np.float32(8.0) * step * np.float32(count)
+
+
+_SIG = (uint8[:, ::1], int16[:, ::1], float32[:, ::1], float32[:, ::1], int64)
+
+
+@njit(_SIG, parallel=True, fastmath=True, cache=True)
+def _gemm(codes, scale_zeros, x, out, wide):  # noqa: ANN001, ANN202
+    """``out[m, n] = sum_k x[m, k] W[n, k]`` with ``W`` in the blocks layout (see module)."""
+    rows = x.shape[0]
+    n_out = codes.shape[0]
+    groups = x.shape[1] // GROUP
+    x_lo = np.empty((rows, groups * _GROUP_BYTES), np.int8)
+    x_hi = np.empty((rows, groups * _GROUP_BYTES), np.int8)
+    dx = np.empty((rows, groups), np.float32)
+    xsum = np.empty((rows, groups), np.float32)
+    c8 = np.empty((rows, groups), np.float32)
+    _quantize_rows(x, x_lo, x_hi, dx, xsum, c8)
+    flat_codes = codes.reshape(-1)
+    flat_sz = scale_zeros.reshape(-1)
+    for n in prange(n_out):
+        # Each output row's codes (K / 2 bytes) stay in L1 across the input rows.
+        for m in range(rows):
+            if wide:
+                out[m, n] = _row_dot_2(
+                    flat_codes,
+                    n * groups * _GROUP_BYTES,
+                    x_lo[m],
+                    x_hi[m],
+                    flat_sz,
+                    n * groups * 2,
+                    dx[m],
+                    xsum[m],
+                    c8[m],
+                    groups // 2,
+                )
+            else:
+                out[m, n] = _row_dot_1(
+                    flat_codes,
+                    n * groups * _GROUP_BYTES,
+                    x_lo[m],
+                    x_hi[m],
+                    flat_sz,
+                    n * groups * 2,
+                    dx[m],
+                    xsum[m],
+                    c8[m],
+                    groups,
+                )
+
+
+_IMPORT_PID = os.getpid()
+_AVAILABLE = "avx2" in _FEATURES
+
+
+def available() -> bool:
+    """Whether this processor runs the kernel (an x86 CPU with AVX2)."""
+    return _AVAILABLE
+
+
+def usable() -> bool:
+    """Whether the kernel runs in this process (not in a child forked after import)."""
+    return _AVAILABLE and os.getpid() == _IMPORT_PID
+
+
+def weight_views(codes: torch.Tensor, scale_zeros: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays :func:`int4_matmul` reads, made once per layer (views, no copies).
+
+    Args:
+        codes: ``[N, K / 2]`` uint8, contiguous (two codes per byte, see the module).
+        scale_zeros: ``[N, K / 64, 2]`` float16, contiguous.
+    """
+    n = codes.shape[0]
+    return codes.numpy(), scale_zeros.view(torch.int16).reshape(n, -1).numpy()
+
+
+def int4_matmul(codes: np.ndarray, scale_zeros: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+    """``x W^T`` for ``W`` in the blocks layout.
+
+    A decoding step calls this once per layer, hundreds of times per frame, so it does no more
+    than size the thread pool, allocate the output and launch.
+
+    Args:
+        codes, scale_zeros: the layer's :func:`weight_views`.
+        x: ``[M, K]`` float32, contiguous, ``K`` a multiple of 64.
+
+    Returns:
+        ``[M, N]`` float32.
+    """
+    set_threads()
+    out = torch.empty(x.shape[0], codes.shape[0], dtype=torch.float32)
+    wide = WIDE and (x.shape[1] // GROUP) % 2 == 0
+    # an int, not a bool: the one compiled signature takes int64, and a bool would make Numba
+    # search for a conversion at every call (about 10 us)
+    _gemm(codes, scale_zeros, x.numpy(), out.numpy(), int(wide))
+    return out
