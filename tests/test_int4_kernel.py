@@ -119,3 +119,31 @@ def test_other_group_sizes_use_another_layout():
     torch.manual_seed(0)
     q = Int4Linear.from_linear(torch.nn.Linear(128, 32), torch.float32, group_size=32)
     assert q.layout in ("aten", "nibbles")
+
+
+def test_avx2_target_compiles_and_runs(tmp_path):
+    """On a processor without AVX-512 (most AMD EPYCs before Zen 4) only the AVX2 code may be
+    compiled: LLVM cannot lower AVX-512 intrinsics there and the import would fail. Targeting
+    Haswell reproduces that processor here, in a fresh process with its own Numba cache."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, torch.nn.functional as F\n"
+        "from omnispeech.kernels import numba_int4 as k\n"
+        "from omnispeech.core.quant import Int4Linear\n"
+        "assert not k.WIDE and k.usable()\n"
+        "torch.manual_seed(0)\n"
+        "q = Int4Linear.from_linear(torch.nn.Linear(256, 32), torch.float32)\n"
+        "assert q.layout == 'blocks'\n"
+        "x = torch.randn(3, 256)\n"
+        "want = F.linear(x, q.dequantized(torch.float32), q.bias)\n"
+        "print(float((q(x) - want).norm() / want.norm()))\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip()) < 0.015

@@ -1,12 +1,14 @@
 """A 4-bit weight-only matrix-vector kernel for x86 CPUs (AVX2, or AVX-512 where present).
 
-Decoding reads every weight once per step, so a step costs the time to read the weights.
-ATen's CPU int4 kernel converts each 4-bit code to a float before multiplying and reads its
-weights at about a third of the memory bandwidth: the arithmetic, not the memory, sets its
-pace. This kernel does what llama.cpp's does instead: it rounds the activations of each group of
-64 input columns to int8 (one float scale per group, computed at every call) and multiplies
-codes by activations in integers, 32 or 64 byte pairs per instruction
-(``pmaddubsw`` then ``pmaddwd``), converting to float once per group.
+Decoding reads every weight once per step, so a step costs the time to read the weights, if
+the arithmetic keeps up. ATen's CPU int4 kernel converts each 4-bit code to a float before
+multiplying: with weights in cache it reads 17 GB/s of codes on a 2-core Xeon, and with float32
+activations 28 times less. This kernel does what llama.cpp's does instead: it rounds the
+activations of each group of 64 input columns to int8 (one float scale per group, computed at
+every call) and multiplies codes by activations in integers, 32 or 64 byte pairs per
+instruction (``pmaddubsw`` then ``pmaddwd``), converting to float once per group: 38-45 GB/s
+in cache, whatever the activations' dtype (``benchmarks/RESULTS.md``, "A 4-bit kernel of our
+own").
 
 Layout ("blocks"): a row of ``K`` columns is ``K / 64`` groups of 32 bytes; byte ``j`` of group
 ``g`` holds column ``64 g + j`` in its low nibble and column ``64 g + 32 + j`` in its high
@@ -23,7 +25,8 @@ rounding of the activations adds a relative error of about 0.7 % to the output (
 random matrices), the size of bfloat16's own rounding.
 
 The x86 intrinsics are emitted as LLVM IR inside a Numba function (``@intrinsic``), so nothing
-is compiled at install time; :func:`available` says whether this processor has them. Rows run
+is compiled at install time; importing this module on a processor without AVX2 raises
+ImportError (the caller then uses ATen's kernel). Rows run
 in parallel with ``prange`` on Numba's thread pool, sized like the other Numba kernels
 (:mod:`omnispeech.kernels.numba_cpu`).
 """
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import os
 
+import numba
 import numpy as np
 import torch
 from llvmlite import binding as llvm
@@ -45,8 +49,6 @@ from omnispeech.kernels.numba_cpu import set_threads
 # Input columns per scale: one group is 32 bytes, one AVX2 register of codes.
 GROUP = 64
 _GROUP_BYTES = GROUP // 2
-# How far ahead of the codes being multiplied to ask for the next ones
-PREFETCH_BYTES = 1024
 
 _I8, _I16, _I32, _F16, _F32 = (
     ir.IntType(8),
@@ -63,8 +65,11 @@ def _host_features() -> set[str]:
 
 
 _FEATURES = _host_features()
-# AVX-512BW handles two groups per instruction; AVX2 one.
-WIDE = "avx512bw" in _FEATURES
+if "avx2" not in _FEATURES:
+    raise ImportError("omnispeech's int4 kernel needs an x86 processor with AVX2")
+# AVX-512BW handles two groups per instruction; AVX2 one. When NUMBA_CPU_NAME names a target
+# (machine code meant for other processors too), AVX2 is all that is assumed.
+WIDE = "avx512bw" in _FEATURES and not numba.config.CPU_NAME
 
 
 def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba intrinsic
@@ -112,19 +117,9 @@ def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba in
                 p = builder.bitcast(builder.gep(ptr, [offset]), vtype.as_pointer())
                 return builder.load(p, align=1)
 
-            prefetch = cgutils.get_or_insert_function(
-                module,
-                ir.FunctionType(ir.VoidType(), [_I8.as_pointer(), _I32, _I32, _I32]),
-                "llvm.prefetch.p0",
-            )
             with cgutils.for_range(builder, args[9]) as loop:
                 i = loop.index
                 byte = builder.mul(i, ir.Constant(i.type, lanes))
-                ahead = builder.gep(w_ptr, [builder.add(byte, ir.Constant(i.type, PREFETCH_BYTES))])
-                builder.call(
-                    prefetch,
-                    [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
-                )
                 group = builder.mul(i, ir.Constant(i.type, groups_per_step))
                 codes = load(w_ptr, byte, v_i8)
                 lo = builder.and_(codes, low4)
@@ -181,7 +176,9 @@ def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba in
 
 
 _row_dot_1 = _row_dot_factory(1)
-_row_dot_2 = _row_dot_factory(2)
+# Only a processor with AVX-512 may compile the AVX-512 intrinsics (LLVM cannot lower them for
+# another): elsewhere the wide branch of _gemm, never taken there, reuses the AVX2 one.
+_row_dot_wide = _row_dot_factory(2) if WIDE else _row_dot_1
 
 
 @njit(fastmath=True, cache=True)
@@ -234,7 +231,7 @@ def _gemm(codes, scale_zeros, x, out, wide):  # noqa: ANN001, ANN202
         # Each output row's codes (K / 2 bytes) stay in L1 across the input rows.
         for m in range(rows):
             if wide:
-                out[m, n] = _row_dot_2(
+                out[m, n] = _row_dot_wide(
                     flat_codes,
                     n * groups * _GROUP_BYTES,
                     x_lo[m],
@@ -262,17 +259,11 @@ def _gemm(codes, scale_zeros, x, out, wide):  # noqa: ANN001, ANN202
 
 
 _IMPORT_PID = os.getpid()
-_AVAILABLE = "avx2" in _FEATURES
-
-
-def available() -> bool:
-    """Whether this processor runs the kernel (an x86 CPU with AVX2)."""
-    return _AVAILABLE
 
 
 def usable() -> bool:
     """Whether the kernel runs in this process (not in a child forked after import)."""
-    return _AVAILABLE and os.getpid() == _IMPORT_PID
+    return os.getpid() == _IMPORT_PID
 
 
 def weight_views(codes: torch.Tensor, scale_zeros: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
