@@ -16,6 +16,7 @@ from omnispeech.core.quant import (
     quantize_int4,
     quantize_linears_,
 )
+from omnispeech.kernels import use_backend
 from omnispeech.talker import Talker
 
 
@@ -40,15 +41,17 @@ def test_fused_kernel_equals_reference(dtype, rows):
 
 
 def test_fused_kernel_serves_decoding_steps_and_not_prefills(monkeypatch):
-    """The fused kernel costs about one matrix-vector product per input row: a few rows (one
-    per stream) use it, a prompt's many rows multiply the dequantized weight instead."""
+    """ATen's fused kernel costs about one matrix-vector product per input row: a few rows (one
+    per stream) use it, a prompt's many rows multiply the dequantized weight instead. (Our own
+    int8 kernel, which would take this layer first, is switched off here; its own tests are in
+    test_int8_kernel.py.)"""
     if not hasattr(torch, "_weight_int8pack_mm"):
         pytest.skip("this torch has no fused int8 CPU kernel")
     calls = []
     fused = torch._weight_int8pack_mm
     monkeypatch.setattr(torch, "_weight_int8pack_mm", lambda *a: calls.append(1) or fused(*a))
     q = Int8Linear.from_linear(torch.nn.Linear(64, 32), torch.bfloat16)
-    with torch.no_grad():
+    with torch.no_grad(), use_backend("reference"):
         q(torch.randn(FUSED_MAX_ROWS, 64, dtype=torch.bfloat16))
         assert len(calls) == 1
         q(torch.randn(2, FUSED_MAX_ROWS, 64, dtype=torch.bfloat16))

@@ -5,21 +5,25 @@ matrix of the decoder: the time is the time to read the weights. Storing them as
 float scale per output row reads a quarter of the float32 bytes; as int4 with a scale and an
 offset per group of input columns, an eighth (plus 8 bytes per group).
 
-:class:`Int8Linear` has two paths with the same result up to float rounding: the reference
-(dequantize the rows, then ``F.linear``; any device, any float dtype) and ATen's fused CPU
-kernel ``_weight_int8pack_mm``, used for bfloat16 / float16 activations on the CPU (it is slower
-than plain float32 for float32 activations, so those take the reference path) and up to
-``FUSED_MAX_ROWS`` input rows (a prompt's prefill takes the reference path: faster there).
+:class:`Int8Linear` has three paths with the same result up to rounding: on x86 CPUs with AVX2,
+for layers whose input width is a multiple of 64 and up to ``FUSED_MAX_ROWS`` input rows, our
+kernel (:mod:`omnispeech.kernels.numba_int8`: activations rounded to int8 per group of 64,
+integer products), whatever the activation dtype; else ATen's fused CPU kernel
+``_weight_int8pack_mm`` for bfloat16 / float16 activations and up to ``FUSED_MAX_ROWS`` rows;
+else the reference (dequantize the rows, then ``F.linear``; any device, any float dtype, and a
+prompt's prefill, where it is faster). ``OMNISPEECH_KERNELS=reference`` (see
+:mod:`omnispeech.kernels`) turns our kernels off.
 
 :class:`Int4Linear` likewise: the reference unpacks the nibbles and dequantizes group by group.
 On x86 CPUs with AVX2 and groups of 64 columns, our kernel (:mod:`omnispeech.kernels.numba_int4`:
-integer products with activations rounded to int8 per group) runs decoding steps at the memory
-bound; otherwise ATen's CPU int4 kernel (``_weight_int4pack_mm_for_cpu``) is used whenever the
+integer products with activations rounded to int8 per group) serves up to ``BLOCKS_MAX_ROWS``
+rows in any activation dtype; otherwise ATen's CPU int4 kernel (``_weight_int4pack_mm_for_cpu``) is used whenever the
 layer's shape fits it (see :func:`int4_kernel_fits`).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from types import ModuleType
 
@@ -39,6 +43,42 @@ def _fused_available() -> bool:
 # to dequantize the weight and multiply in bfloat16; the two break even near 32 rows. Beyond
 # that the weight is dequantized; decoding steps (one row per stream) stay fused.
 FUSED_MAX_ROWS = 32
+
+
+# Our kernels' group width (their modules' GROUP; repeated so quantizing needs no Numba
+# import): activations are rounded to int8 per group of this many columns.
+BLOCKS_GROUP = 64
+
+
+def _our_kernel(name: str) -> ModuleType | None:
+    """One of our Numba kernel modules (``"numba_int4"``, ``"numba_int8"``) when it can run
+    here (x86 with AVX2, Numba importable, not a forked child, kernels not switched to the
+    reference), else None."""
+    if requested_backend() == "reference":
+        return None
+    module = _our_modules.get(name)
+    if module is None:
+        try:
+            module = importlib.import_module(f"omnispeech.kernels.{name}")
+        # Importing compiles the kernel: any failure means it cannot serve this process.
+        except Exception:
+            module = False
+        _our_modules[name] = module
+    return module if module and module.usable() else None
+
+
+# Each kernel module once imported, or False once its import failed (asked at every step).
+_our_modules: dict[str, ModuleType | bool] = {}
+
+
+def blocks_kernel() -> ModuleType | None:
+    """Our int4 kernel (:mod:`omnispeech.kernels.numba_int4`) when it can run here."""
+    return _our_kernel("numba_int4")
+
+
+def int8_kernel() -> ModuleType | None:
+    """Our int8 kernel (:mod:`omnispeech.kernels.numba_int8`) when it can run here."""
+    return _our_kernel("numba_int8")
 
 
 class Int8Linear(nn.Module):
@@ -80,14 +120,37 @@ class Int8Linear(nn.Module):
         """The weight as floats ``[out, in]`` (what the reference path multiplies by)."""
         return self.weight.to(dtype) * self.scale.to(dtype)[:, None]
 
+    def _views(self, kernel: ModuleType) -> tuple[object, ...]:
+        """Our kernel's views of the weight and float32 scales, remade when the buffers were
+        replaced or moved."""
+        key = (self.weight.data_ptr(), self.scale.data_ptr())
+        if getattr(self, "_view_key", None) != key:
+            self._view_cache = kernel.weight_views(self.weight, self.scale)
+            self._view_key = key
+        return self._view_cache
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        K = self.in_features
+        rows = x.numel() // K
+        if (
+            x.device.type == "cpu"
+            and rows <= FUSED_MAX_ROWS
+            and K % BLOCKS_GROUP == 0
+            and not (x.requires_grad and torch.is_grad_enabled())
+        ):
+            kernel = int8_kernel()
+            if kernel is not None:
+                x2 = x.reshape(rows, K).float().contiguous()
+                y = kernel.int8_matmul(*self._views(kernel), x2)
+                y = y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+                return y if self.bias is None else y + self.bias.to(y.dtype)
         if (
             x.device.type == "cpu"
             and x.dtype in (torch.bfloat16, torch.float16)
             and x.dtype == self.scale.dtype
             and _fused_available()
             and not torch.is_grad_enabled()
-            and x.numel() <= FUSED_MAX_ROWS * self.in_features
+            and rows <= FUSED_MAX_ROWS
         ):
             shape = x.shape
             y = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]), self.weight, self.scale)
@@ -188,35 +251,12 @@ def dequantize_int4(
 LAYOUTS = ("blocks", "aten", "nibbles")
 
 
-def blocks_kernel() -> ModuleType | None:
-    """Our int4 kernel module when it can run here (x86 with AVX2, Numba importable, not a
-    forked child, kernels not switched to the reference), else None."""
-    global _blocks_module
-    if requested_backend() == "reference":
-        return None
-    if _blocks_module is None:
-        try:
-            from omnispeech.kernels import numba_int4
-
-            _blocks_module = numba_int4
-        # Importing compiles the kernel: any failure means it cannot serve this process.
-        except Exception:
-            _blocks_module = False
-    return _blocks_module if _blocks_module and _blocks_module.usable() else None
-
-
-# The kernel module once imported, False once its import failed (called at every layer step).
-_blocks_module: ModuleType | bool | None = None
-
-
 def blocks_kernel_fits(in_features: int, group_size: int) -> bool:
     """Whether our kernel holds a layer of ``in_features`` columns in groups of ``group_size``
     (it reads groups of exactly 64)."""
     return group_size == BLOCKS_GROUP and in_features % BLOCKS_GROUP == 0
 
 
-# Our kernel's group width (its module's GROUP; repeated so quantizing needs no Numba import).
-BLOCKS_GROUP = 64
 # Beyond this many input rows (a prompt's prefill) the weight is dequantized once and
 # multiplied in floating point: our kernel costs the same per row as for one row.
 BLOCKS_MAX_ROWS = FUSED_MAX_ROWS
