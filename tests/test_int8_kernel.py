@@ -53,19 +53,22 @@ def test_close_in_every_dtype(dtype):
 
 
 def test_which_calls_it_serves(monkeypatch):
-    """Decoding steps (up to FUSED_MAX_ROWS rows) of layers 64 columns wide take it; prefills,
-    other widths, gradients and the reference backend do not."""
+    """Single rows in 16 bits and up to FUSED_MAX_ROWS rows in float32, of layers 64 columns
+    wide, take it; several 16-bit rows (ATen's fused kernel is faster there), prefills, other
+    widths, gradients and the reference backend do not."""
     calls: list[int] = []
     real = kernel.int8_matmul
     monkeypatch.setattr(kernel, "int8_matmul", lambda *a: calls.append(1) or real(*a))
     q = _layer(16, 128)
     with torch.no_grad():
-        q(torch.randn(FUSED_MAX_ROWS, 128, dtype=torch.bfloat16))
-        assert len(calls) == 1
+        q(torch.randn(1, 128, dtype=torch.bfloat16))
+        _layer(16, 128, torch.float32)(torch.randn(FUSED_MAX_ROWS, 128))
+        assert len(calls) == 2
+        q(torch.randn(2, 128, dtype=torch.bfloat16))
         q(torch.randn(FUSED_MAX_ROWS + 1, 128, dtype=torch.bfloat16))
         _layer(16, 96)(torch.randn(1, 96, dtype=torch.bfloat16))
         with use_backend("reference"):
             q(torch.randn(1, 128, dtype=torch.bfloat16))
     x = torch.randn(1, 128, requires_grad=True)
     _layer(16, 128, torch.float32)(x).sum().backward()
-    assert len(calls) == 1 and x.grad is not None
+    assert len(calls) == 2 and x.grad is not None
