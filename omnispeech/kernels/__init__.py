@@ -10,6 +10,10 @@ Numba kernels for CPU float32 tensors, Triton kernels for CUDA tensors. Numba an
 imported on the first call that can use them. :func:`backend_info` says which path runs where;
 :func:`use_backend` or ``OMNISPEECH_KERNELS=reference|numba|triton|auto`` forces one (rules in
 :mod:`.dispatch`).
+
+Weight-only quantized matrix products have CPU kernels of their own too, used by
+:mod:`omnispeech.core.quant` on x86 processors with AVX2: :mod:`.numba_int4` (4-bit codes) and
+:mod:`.numba_int8` (int8 rows); ``OMNISPEECH_KERNELS=reference`` turns them off as well.
 """
 
 from omnispeech.kernels.dispatch import (
