@@ -227,35 +227,15 @@ def _gemm(codes, scale_zeros, x, out, wide):  # noqa: ANN001, ANN202
     _quantize_rows(x, x_lo, x_hi, dx, xsum, c8)
     flat_codes = codes.reshape(-1)
     flat_sz = scale_zeros.reshape(-1)
+    steps = groups // 2 if wide else groups
     for n in prange(n_out):
         # Each output row's codes (K / 2 bytes) stay in L1 across the input rows.
         for m in range(rows):
+            row = (flat_codes, n * groups * _GROUP_BYTES, x_lo[m], x_hi[m], flat_sz, n * groups * 2)
             if wide:
-                out[m, n] = _row_dot_wide(
-                    flat_codes,
-                    n * groups * _GROUP_BYTES,
-                    x_lo[m],
-                    x_hi[m],
-                    flat_sz,
-                    n * groups * 2,
-                    dx[m],
-                    xsum[m],
-                    c8[m],
-                    groups // 2,
-                )
+                out[m, n] = _row_dot_wide(*row, dx[m], xsum[m], c8[m], steps)
             else:
-                out[m, n] = _row_dot_1(
-                    flat_codes,
-                    n * groups * _GROUP_BYTES,
-                    x_lo[m],
-                    x_hi[m],
-                    flat_sz,
-                    n * groups * 2,
-                    dx[m],
-                    xsum[m],
-                    c8[m],
-                    groups,
-                )
+                out[m, n] = _row_dot_1(*row, dx[m], xsum[m], c8[m], steps)
 
 
 _IMPORT_PID = os.getpid()
