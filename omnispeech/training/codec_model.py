@@ -110,11 +110,13 @@ class CodecOutput:
         wav: ``[B, 1, S]`` the reconstruction (``S`` = frames * hop, at least the input's).
         codes: ``[B, K, T]`` (``-1`` where dropped).
         commitment: scalar commitment loss.
+        latent: ``[B, D, T]`` the dequantised latent the decoder read.
     """
 
     wav: torch.Tensor
     codes: torch.Tensor
     commitment: torch.Tensor
+    latent: torch.Tensor
 
 
 class TrainableCodec(nn.Module):
@@ -222,9 +224,9 @@ class TrainableCodec(nn.Module):
             with torch.no_grad():
                 codes = self.encoder(wav)
                 latent = self.decoder.quantizer(codes)
-            return CodecOutput(self.decoder.decode_latent(latent), codes, wav.new_zeros(()))
+            return CodecOutput(self.decoder.decode_latent(latent), codes, wav.new_zeros(()), latent)
         q = self.quantize(wav)
-        return CodecOutput(self.decoder.decode_latent(q.latent), q.codes, q.commitment)
+        return CodecOutput(self.decoder.decode_latent(q.latent), q.codes, q.commitment, q.latent)
 
     @torch.no_grad()
     def export(self, path: str | Path) -> Path:

@@ -143,6 +143,8 @@ class CodecLossConfig(FrozenConfig):
     commitment: float = 1.0
     # Distance of a recogniser's audio tokens (data.recognizer names it); 0 = not used.
     recognizer: float = 0.0
+    # Log-mel predicted from the latent by a training-only head (training.latent_mel); 0 = off.
+    latent_mel: float = 0.0
     # Multi-scale log-mel L1: one STFT per window length (hop = window / 4).
     mel_windows: tuple[int, ...] = (256, 512, 1024, 2048)
     mel_bins: tuple[int, ...] = (20, 40, 80, 160)

@@ -3,7 +3,8 @@
 Each step: the codec reconstructs a batch of segments; the discriminators learn to tell real
 from reconstructed (least squares); the codec learns from the multi-scale mel loss, the
 commitment loss, the adversarial loss and feature matching, and (when configured) from what
-a frozen speech recogniser hears in it (:mod:`omnispeech.training.recognizer_loss`).
+a frozen speech recogniser hears in it (:mod:`omnispeech.training.recognizer_loss`) and from
+how well a small head predicts the log-mel from its latent (:mod:`omnispeech.training.latent_mel`).
 Gradients are averaged across processes by DDP; codebook statistics are synced by the
 quantizer itself.
 
@@ -36,6 +37,7 @@ from omnispeech.training.codec_model import TrainableCodec
 from omnispeech.training.config import CodecTrainConfig
 from omnispeech.training.data import SegmentSampler, list_audio
 from omnispeech.training.discriminators import CodecDiscriminators
+from omnispeech.training.latent_mel import LatentMelHead
 from omnispeech.training.loop import fit_steps
 from omnispeech.training.losses import (
     discriminator_loss,
@@ -46,7 +48,8 @@ from omnispeech.training.recognizer_loss import RecognizerLoss
 from omnispeech.training.workers import CheckpointedRun, Workers, rng_state, set_rng_state
 
 LOSS_NAMES = (
-    "total", "mel", "commitment", "adversarial", "feature_matching", "discriminator", "recognizer"
+    "total", "mel", "commitment", "adversarial", "feature_matching", "discriminator", "recognizer",
+    "latent_mel",
 )  # fmt: skip
 
 
@@ -99,8 +102,20 @@ class CodecTrainer(CheckpointedRun):
                     "loss.recognizer > 0 needs data.recognizer: a Qwen3-ASR folder or 'bundled'"
                 )
             self.recognizer = RecognizerLoss(cfg.data.recognizer, cfg.model.sample_rate).to(dev)
+        self.latent_head: LatentMelHead | None = None
+        if lc.latent_mel > 0:
+            if cfg.data.finetune:
+                raise ConfigError(
+                    "loss.latent_mel trains the encoder, which a decoder fine-tune "
+                    "(data.finetune) keeps frozen: set it to 0"
+                )
+            self.latent_head = LatentMelHead(
+                cfg.model.encoder_dim, cfg.model.hop_length, cfg.model.sample_rate
+            ).to(dev)
         oc = cfg.optim
         params = [p for p in self.codec.parameters() if p.requires_grad]
+        if self.latent_head is not None:
+            params += list(self.latent_head.parameters())
         self.opt_g = torch.optim.AdamW(params, oc.lr, betas=oc.betas, weight_decay=oc.weight_decay)
         self.opt_d = torch.optim.AdamW(
             self.disc.parameters(), oc.disc_lr, betas=oc.betas, weight_decay=oc.weight_decay
@@ -116,15 +131,20 @@ class CodecTrainer(CheckpointedRun):
         self.stopped_by: signal.Signals | None = None  # set by fit() when a signal stopped it
         # After the shared initialisation each process draws its own random numbers.
         torch.manual_seed(cfg.run.seed * 7919 + 1 + self.workers.rank)
+        self.h_model: nn.Module | None = self.latent_head
         if self.workers.world_size > 1:
             self.g_model: nn.Module = DistributedDataParallel(self.codec)
             self.d_model: nn.Module = DistributedDataParallel(self.disc)
+            if self.latent_head is not None:
+                self.h_model = DistributedDataParallel(self.latent_head)
         else:
             self.g_model, self.d_model = self.codec, self.disc
 
     # -- checkpoints ---------------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
+        head = {} if self.latent_head is None else {"latent_head": self.latent_head.state_dict()}
         return {
+            **head,
             "codec": self.codec.state_dict(),
             "discriminators": self.disc.state_dict(),
             "opt_g": self.opt_g.state_dict(),
@@ -134,6 +154,13 @@ class CodecTrainer(CheckpointedRun):
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
+        if self.latent_head is not None:
+            if "latent_head" not in state:
+                raise ConfigError(
+                    "this checkpoint was trained without loss.latent_mel; resume it with the "
+                    "config it was trained with"
+                )
+            self.latent_head.load_state_dict(state["latent_head"])
         self.codec.load_state_dict(state["codec"])
         self.disc.load_state_dict(state["discriminators"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -196,8 +223,12 @@ class CodecTrainer(CheckpointedRun):
         heard = real.new_zeros(())
         if self.recognizer is not None:
             heard = self.recognizer(fake, real)
+        aux = real.new_zeros(())
+        if self.h_model is not None:
+            aux = self.h_model(out.latent, real)
         total = (
             w.mel * mel
+            + w.latent_mel * aux
             + w.commitment * out.commitment
             + w.adversarial * adv
             + w.feature_matching * fm
@@ -210,7 +241,8 @@ class CodecTrainer(CheckpointedRun):
         self.opt_g.step()
         self.sched_g.step()
         self.step += 1
-        losses = torch.stack([total, mel, out.commitment, adv, fm, d_loss, heard]).detach().float()
+        losses = [total, mel, out.commitment, adv, fm, d_loss, heard, aux]
+        losses = torch.stack(losses).detach().float()
         return dict(zip(LOSS_NAMES, self.workers.mean(losses).tolist(), strict=True))
 
     # -- the loop ------------------------------------------------------------------------------
