@@ -159,6 +159,20 @@ def test_duration_guard_warns_and_bounds_length(tts):
     assert codes.shape[1] == limit
 
 
+def test_duration_guard_counts_seconds_at_the_codecs_frame_rate(tmp_path):
+    # A codec of 25 frames per second (40 ms each): the same guard in seconds is twice as many
+    # frames, and each frame decodes to half as many samples.
+    fast = TTS.from_pretrained(tiny_tts(tmp_path / "tts25", frame_rate=25.0))
+    assert fast.codec.frame_rate == 25.0
+    with pytest.warns(GenerationWarning, match=r"duration guard"):
+        codes = fast.codes("Hi.", seed=0)
+    tokens = len(fast.tokenizer.encode("Hi.", add_special_tokens=False).ids)
+    seconds = tts_loop.GUARD_SECONDS + tts_loop.GUARD_SECONDS_PER_TOKEN * tokens
+    assert codes.shape[1] == np.ceil(seconds * 25)
+    audio = fast.codec.decode(codes[None]).unpadded()[0]
+    assert audio.shape[-1] == codes.shape[1] * RATE // 25
+
+
 class _EndingHead(torch.nn.Module):
     """The codec head with end-of-speech made the most likely choice everywhere."""
 

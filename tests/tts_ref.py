@@ -63,9 +63,12 @@ TTS_SPECIALS = (
 HIDDEN = 32
 
 
-def tiny_codec(path: Path, seed: int = 0) -> Path:
+def tiny_codec(path: Path, seed: int = 0, frame_rate: float = 12.5) -> Path:
+    """A tiny random codec folder; at 25 frames per second the decoder upsamples 2 x 480."""
     torch.manual_seed(seed)
+    rate = {} if frame_rate == 12.5 else {"frame_rate": frame_rate, "upsampling_ratios": (2,)}
     cfg = CodecModelConfig(
+        **rate,
         num_codebooks=16,
         codebook_size=2048,
         encoder_filters=4,
@@ -81,9 +84,10 @@ def tiny_codec(path: Path, seed: int = 0) -> Path:
     return TrainableCodec(cfg, CodecRunConfig()).export(path)
 
 
-def tiny_tts(path: Path, seed: int = 0, phonemes: bool = False) -> Path:
+def tiny_tts(path: Path, seed: int = 0, phonemes: bool = False, frame_rate: float = 12.5) -> Path:
     """Write a tiny random Qwen3-TTS Base folder at ``path`` and return it; with ``phonemes``
-    it reads text as espeak-ng IPA (default inventory) instead of BPE."""
+    it reads text as espeak-ng IPA (default inventory) instead of BPE; ``frame_rate`` is its
+    codec's."""
     tok = PhonemeFrontend() if phonemes else tiny_tokenizer(TTS_SPECIALS)
     sid = tok.tokenizer.token_to_id if phonemes else tok.token_to_id
     tokens = TalkerTokens(
@@ -127,7 +131,7 @@ def tiny_tts(path: Path, seed: int = 0, phonemes: bool = False) -> Path:
         )
     ).eval()
     path.mkdir(parents=True, exist_ok=True)
-    codec_dir = tiny_codec(path / "speech_tokenizer", seed)
+    codec_dir = tiny_codec(path / "speech_tokenizer", seed, frame_rate)
     tts = TTS(talker, Codec.from_pretrained(codec_dir), tok, speaker)
     tts._source = path
     tts.save_pretrained(path)

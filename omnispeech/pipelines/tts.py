@@ -345,6 +345,7 @@ class TTS:
             step=self.step if self.single is None else "eager",
             single=None if self.single is None else self.single.replace(speed=options.speed),
             seconds_per_token=self.frontend.guard_seconds_per_token,
+            frame_rate=self.codec.frame_rate,
         )
 
     def _instruct_ids(self, instruct: str | None) -> list[int] | None:

@@ -41,7 +41,6 @@ from omnispeech.talker.static import StaticSession
 
 GUARD_SECONDS = 3.0
 GUARD_SECONDS_PER_TOKEN = 0.6
-FRAME_RATE = 12.5  # codec frames per second of the 12 Hz models
 
 _EXHAUSTED = object()  # no text left at all
 
@@ -69,6 +68,7 @@ class SynthesisRequest:
     single: SingleStreamPolicy | None = None  # a single-stream talker's policy (None: dual)
     # The guard's speech allowance per text token (None: GUARD_SECONDS_PER_TOKEN, for BPE).
     seconds_per_token: float | None = None
+    frame_rate: float = 12.5  # the codec's frames per second (12.5 for the released models)
 
     def pull(self) -> list[int] | None | object:
         """Next tokens of the current segment, ``SEGMENT_END``, or ``_EXHAUSTED``; reads
@@ -93,7 +93,7 @@ class SynthesisRequest:
         if per_token is None:
             per_token = GUARD_SECONDS_PER_TOKEN
         seconds = GUARD_SECONDS + per_token * tokens
-        return math.ceil(seconds * FRAME_RATE / min(1.0, self.policy.speed))
+        return math.ceil(seconds * self.frame_rate / min(1.0, self.policy.speed))
 
 
 @torch.inference_mode()
@@ -185,8 +185,9 @@ class Utterance:
         :attr:`made` frames and ``used`` cached positions."""
         limit = self.request.guard(len(self.tokens))
         if self.made >= limit or used >= self.capacity:
+            seconds = self.made / self.request.frame_rate
             warnings.warn(
-                f"speech did not end after {self.made} frames ({self.made / FRAME_RATE:.1f} s) "
+                f"speech did not end after {self.made} frames ({seconds:.1f} s) "
                 f"for {len(self.tokens)} text tokens; cut by the duration guard",
                 GenerationWarning,
                 stacklevel=4,

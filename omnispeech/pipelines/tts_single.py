@@ -50,7 +50,7 @@ from omnispeech.interleave import (
     SingleStreamScheduler,
     build_reference_stream,
 )
-from omnispeech.pipelines.tts_loop import FRAME_RATE, Stepper, SynthesisRequest, Utterance
+from omnispeech.pipelines.tts_loop import Stepper, SynthesisRequest, Utterance
 from omnispeech.pipelines.tts_prompt import TextTrack, control_prefix, reference_frames
 
 ARRANGEMENT_KEY = "talker_arrangement"  # the config.json key of a single-stream folder
@@ -131,7 +131,7 @@ class SingleUtterance(Utterance):
         except ValueError:
             raise InputError(
                 f"the reference transcript has {n} text tokens, too many for its {R} frames "
-                f"({R / FRAME_RATE:.1f} s) at this model's fastest rate of "
+                f"({R / self.request.frame_rate:.1f} s) at this model's fastest rate of "
                 f"{policy.min_frames_per_token:g} frames per token; give a longer clip, or "
                 "only the transcript of what the clip says"
             ) from None
