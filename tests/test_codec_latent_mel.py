@@ -18,20 +18,7 @@ from omnispeech.pipelines import Codec
 from omnispeech.testing import read_log
 from omnispeech.training import CodecTrainConfig, TrainableCodec
 from omnispeech.training.latent_mel import FRAMES_PER_LATENT, N_MELS, LatentMelHead
-
-TINY_MODEL = {
-    "num_codebooks": 4,
-    "codebook_size": 32,
-    "encoder_filters": 4,
-    "encoder_dim": 32,
-    "encoder_layers": 1,
-    "encoder_heads": 2,
-    "decoder_hidden": 32,
-    "decoder_layers": 1,
-    "decoder_heads": 2,
-    "decoder_latent": 32,
-    "decoder_dim": 32,
-}
+from tests.test_codec_training import TINY_MODEL
 
 
 def _tone(seconds: float, f0: float, seed: int) -> np.ndarray:

@@ -25,8 +25,6 @@ Writes one folder of audio per variant, each mirroring the manifest's relative p
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -36,11 +34,12 @@ import torch
 from tqdm import tqdm
 
 from omnispeech.audio import load_audio, save_audio
-from omnispeech.eval.asr import read_manifest
 from omnispeech.pipelines import Codec
 
-sys.path.insert(0, str(Path(__file__).parent))
-from codebooks import first_k_latent  # noqa: E402 - the sibling recipe's helper
+RECIPES = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(RECIPES / "codec"), str(RECIPES / "tts")]
+from codebooks import first_k_latent  # noqa: E402 - the sibling recipes' helpers
+from resynthesize import manifest_items, manifest_parser  # noqa: E402
 
 RATE = 24000
 STFT = {"sr": RATE, "n_fft": 1024, "hop_length": 256}
@@ -92,21 +91,10 @@ def variants(codec: Codec, wav: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("manifest", type=Path)
-    parser.add_argument("--codec", required=True, help="codec folder (Qwen3-TTS-Tokenizer layout)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--languages", default=None, help="comma-separated codes (default: all)")
-    parser.add_argument("--limit", type=int, default=None, help="utterances per language")
-    args = parser.parse_args()
-    languages = args.languages.split(",") if args.languages else None
-    entries = read_manifest(args.manifest, args.split, languages, args.limit)
-    codec = Codec.from_pretrained(args.codec)
-    root = args.manifest.resolve().parent
-    for entry in tqdm(entries, unit="utt", desc="decoding"):
-        rel = Path(os.path.relpath(entry.path, root)).with_suffix(".wav")
-        for name, audio in variants(codec, load_audio(entry.path, RATE)).items():
+    args = manifest_parser(__doc__.splitlines()[0]).parse_args()
+    codec, items = manifest_items(args)
+    for source, rel in tqdm(items, unit="utt", desc="decoding"):
+        for name, audio in variants(codec, load_audio(source, RATE)).items():
             path = args.out / name / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             save_audio(path, audio.astype(np.float32), RATE)
