@@ -48,7 +48,7 @@ STFT = {"sr": RATE, "n_fft": 1024, "hop_length": 256}
 def griffin_lim(wav: np.ndarray) -> np.ndarray:
     """Waveform -> its mel power spectrogram inverted with 32 Griffin-Lim iterations."""
     mel = librosa.feature.melspectrogram(y=wav, n_mels=100, **STFT)
-    return librosa.feature.inverse.mel_to_audio(mel, n_iter=32, **STFT)[: wav.size]
+    return _invert(mel, 2.0, STFT)[: wav.size]
 
 
 def block_mel_griffin_lim(wav: np.ndarray, block: int) -> np.ndarray:
@@ -60,7 +60,17 @@ def block_mel_griffin_lim(wav: np.ndarray, block: int) -> np.ndarray:
     padded = np.pad(log, ((0, 0), (0, -frames % block)), mode="edge")
     blocks = padded.reshape(log.shape[0], -1, block).mean(-1)
     held = np.exp(np.repeat(blocks, block, axis=1)[:, :frames])
-    return librosa.feature.inverse.mel_to_audio(held, power=1, n_iter=32, **stft)[: wav.size]
+    return _invert(held, 1.0, stft)[: wav.size]
+
+
+def _invert(mel: np.ndarray, power: float, stft: dict) -> np.ndarray:
+    """Mel spectrogram -> waveform: 32 Griffin-Lim iterations from a seeded random phase, so
+    a variant's audio (and its score) is the same on every run."""
+    keys = {"sr": stft["sr"], "n_fft": stft["n_fft"]}
+    mag = librosa.feature.inverse.mel_to_stft(mel, power=power, **keys)
+    return librosa.griffinlim(
+        mag, n_iter=32, hop_length=stft["hop_length"], n_fft=stft["n_fft"], random_state=0
+    )
 
 
 @torch.inference_mode()
