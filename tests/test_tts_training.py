@@ -23,6 +23,7 @@ from omnispeech.training.tts_trainer import TTSTrainer
 from tests.tts_ref import short_guard, tiny_codec
 
 RECIPE = Path(__file__).parents[1] / "recipes" / "tts" / "tiny.json"
+RECIPES = ("aria25.json", "aria.json")  # the bundled recipe at 25 and at 12.5 frames per second
 TEXTS = ["open the file", "close the window", "save it now", "print the page"]
 # Smaller than the recipe, so that a step takes milliseconds.
 TINY_MODEL = {
@@ -265,6 +266,29 @@ def test_single_stream_training_learns_and_records_its_arrangement(corpus, tmp_p
     tight = cfg.replace(model=cfg.model.replace(min_frames_per_token=50, max_frames_per_token=60))
     with pytest.raises(ConfigError, match="no training utterance fits"):
         TTSTrainer(tight, tmp_path / "tight", progress=False)
+
+
+def test_a_codec_at_25_hz_doubles_the_frames_and_the_pace_the_export_records(corpus, tmp_path):
+    """The talker takes its frame rate from its codec: frames, word times and the export's
+    text pace all follow it (recipes/tts/aria25.json is the bundled recipe at 25 Hz)."""
+    fast = tiny_codec(tmp_path / "codec25", frame_rate=25.0)
+    base = _config(corpus, steps=4, save_every=4)
+    base = base.replace(model=base.model.replace(arrangement="single"))
+    rates = {}
+    for name, codec in (("slow", corpus / "codec"), ("fast", fast)):
+        cfg = base.replace(data=base.data.replace(codec=str(codec)))
+        trainer = TTSTrainer(cfg, tmp_path / name, progress=False)
+        frames = [u.frames for u in trainer.train_cache.utterances]
+        folder = trainer.fit(progress=False)
+        pace = json.loads((folder / "config.json").read_text())["talker_arrangement"]
+        rates[name] = (frames, trainer.frames_per_token, pace)
+    (slow, slow_pace, _), (fast_frames, fast_pace, exported) = rates["slow"], rates["fast"]
+    assert all(f in (2 * s - 1, 2 * s, 2 * s + 1) for f, s in zip(fast_frames, slow, strict=True))
+    assert fast_pace == pytest.approx(2 * slow_pace, rel=0.15)
+    assert exported["frames_per_token"] == pytest.approx(fast_pace)
+    at_25, at_12 = (TTSTrainConfig.from_file(RECIPE.with_name(f)).model for f in RECIPES)
+    assert at_25.min_frames_per_token == 2 * at_12.min_frames_per_token
+    assert at_25.max_frames_per_token == 2 * at_12.max_frames_per_token
 
 
 @pytest.mark.parametrize("mode", ["stream", "full"])

@@ -69,8 +69,9 @@ class TTSModelConfig(FrozenConfig):
     # one text token beside each frame from the first on, "full" puts the whole text first.
     text_modes: tuple[str, ...] = TEXT_MODES
     # Single stream: text items ahead of their speech, and the bounds of the speech-to-text
-    # rate in frames (80 ms) per token (see interleave.SingleStreamPolicy); utterances whose
-    # text does not fit in their frames at min_frames_per_token are left out.
+    # rate in codec frames (80 ms at 12.5 Hz, 40 ms at 25 Hz) per token (see
+    # interleave.SingleStreamPolicy); utterances whose text does not fit in their frames at
+    # min_frames_per_token are left out. A codec at 25 Hz needs both bounds doubled.
     lookahead: int = 2
     min_frames_per_token: float = 0.5
     max_frames_per_token: float = 8.0

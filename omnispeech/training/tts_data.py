@@ -84,7 +84,7 @@ class CachedUtterance:
     text: str
     language: str
     start: int  # first frame in the cache's codes
-    frames: int  # number of codec frames (80 ms each with the released codec)
+    frames: int  # number of codec frames (80 ms each with the released codec, 40 ms at 25 Hz)
     path: str = ""  # the audio file (empty in caches written before it was recorded)
     # The manifest's speaker id; empty when unknown (such an utterance is never paired with
     # another one as an in-context reference).
