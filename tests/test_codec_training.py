@@ -211,6 +211,26 @@ def test_two_process_training_resumes_exactly(corpus, tmp_path):
     assert codes.shape == (1, 4, 7)
 
 
+def test_a_resume_with_a_faster_decay_anneals_from_where_the_run_stands(corpus, tmp_path):
+    config = _config(corpus, steps=2, save_every=2)
+    first = corpus / "anneal.json"
+    first.write_text(json.dumps(config))
+    out = tmp_path / "run"
+    args = ["train", "codec", "-o", str(out), "--quiet"]
+    assert CliRunner().invoke(main, [*args, "-c", str(first)]).exit_code == 0
+    cool = corpus / "cool.json"
+    cool.write_text(json.dumps({**config, "optim": {"lr_decay": 0.5}}))
+    result = CliRunner().invoke(main, [*args, "-c", str(cool), "--steps", "4"])
+    assert result.exit_code == 0, result.output
+
+    def lr(step: int) -> float:
+        state = torch.load(out / "checkpoints" / f"step-{step:08d}.pt", weights_only=True)
+        return state["opt_g"]["param_groups"][0]["lr"]
+
+    assert lr(2) == pytest.approx(3e-4 * 0.99999**2)
+    assert lr(4) == pytest.approx(lr(2) * 0.5**2)
+
+
 def test_cli_reports_bad_config_in_one_line(corpus, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"model": {"num_codebooks": 1}}')

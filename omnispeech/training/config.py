@@ -129,7 +129,9 @@ class CodecOptimConfig(FrozenConfig):
     disc_lr: float = 3e-4
     betas: tuple[float, float] = (0.8, 0.99)
     weight_decay: float = 0.0
-    lr_decay: float = 0.99999  # multiplied into both learning rates after every step
+    # Multiplied into both learning rates after every step. A resume takes it from its own
+    # config, so resuming with a smaller value cools a run down from where it stands.
+    lr_decay: float = 0.99999
     grad_clip: float = 1000.0  # max gradient norm (large: a guard against blow-ups only)
 
 

@@ -167,6 +167,10 @@ class CodecTrainer(CheckpointedRun):
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
+        # Where the schedule stands comes from the checkpoint, how fast it decays from this
+        # run's config: the same on a plain resume, while a resume with a smaller
+        # optim.lr_decay anneals the learning rates from where they are (a cool-down).
+        self.sched_g.gamma = self.sched_d.gamma = self.cfg.optim.lr_decay
 
     def export_model(self) -> None:
         self.codec.export(self.out / "model")
