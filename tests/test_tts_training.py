@@ -280,8 +280,8 @@ def test_a_codec_at_25_hz_doubles_the_frames_and_the_pace_the_export_records(cor
         trainer = TTSTrainer(cfg, tmp_path / name, progress=False)
         frames = [u.frames for u in trainer.train_cache.utterances]
         folder = trainer.fit(progress=False)
-        pace = json.loads((folder / "config.json").read_text())["talker_arrangement"]
-        rates[name] = (frames, trainer.frames_per_token, pace)
+        arrangement = json.loads((folder / "config.json").read_text())["talker_arrangement"]
+        rates[name] = (frames, trainer.frames_per_token, arrangement)
     (slow, slow_pace, _), (fast_frames, fast_pace, exported) = rates["slow"], rates["fast"]
     assert all(f in (2 * s - 1, 2 * s, 2 * s + 1) for f, s in zip(fast_frames, slow, strict=True))
     assert fast_pace == pytest.approx(2 * slow_pace, rel=0.15)
