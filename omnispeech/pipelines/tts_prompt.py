@@ -32,15 +32,11 @@ from safetensors.torch import save_file
 
 from omnispeech.errors import InputError
 from omnispeech.interleave import ItemKind, TextItem
+from omnispeech.pipelines.languages import language_name
 from omnispeech.talker import Talker
 
 ARRANGEMENTS = ("stream", "full")
 VOICE_FORMAT = "omnispeech-voice-1"
-# ISO 639-1 codes of the released models' languages, accepted as well as their names.
-LANGUAGE_CODES = {
-    "zh": "chinese", "en": "english", "ja": "japanese", "ko": "korean", "de": "german",
-    "fr": "french", "ru": "russian", "pt": "portuguese", "es": "spanish", "it": "italian",
-}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -130,7 +126,9 @@ def language_tag(talker: Talker, language: str, speaker_id: str | None) -> int |
     """
     ids = talker.spec.tokens
     name = language.strip().lower()
-    name = LANGUAGE_CODES.get(name, name)
+    # any ISO 639 code of omnispeech's table (``nl`` -> ``dutch``), not only the released
+    # models' ten: a model trained here may know other languages by their English names
+    name = language_name(name).lower()
     tag = None
     if name != "auto":
         if name not in ids.languages:
