@@ -84,6 +84,9 @@ def test_recipe_loads_and_unknown_keys_are_one_clear_error(tmp_path):
     bad.write_text(json.dumps({"model": {"arrangement": "triple"}}))
     with pytest.raises(ConfigError, match="arrangement"):
         TTSTrainConfig.from_file(bad)
+    bad.write_text(json.dumps({"sampling": {"predictor_temperature": 0}}))
+    with pytest.raises(ConfigError, match="temperatures must be > 0"):
+        TTSTrainConfig.from_file(bad)
     bad.write_text(json.dumps({"modle": {}}))
     with pytest.raises(ConfigError, match="unknown config sections"):
         TTSTrainConfig.from_file(bad)
@@ -266,6 +269,19 @@ def test_single_stream_training_learns_and_records_its_arrangement(corpus, tmp_p
     tight = cfg.replace(model=cfg.model.replace(min_frames_per_token=50, max_frames_per_token=60))
     with pytest.raises(ConfigError, match="no training utterance fits"):
         TTSTrainer(tight, tmp_path / "tight", progress=False)
+
+
+def test_the_export_declares_the_sampling_of_its_config(corpus, tmp_path):
+    """``sampling`` lands in generation_config.json, and TTS speaks with it by default."""
+    cfg = _config(corpus, steps=2, save_every=2)
+    cfg = cfg.replace(sampling=cfg.sampling.replace(temperature=0.6, predictor_top_k=10))
+    folder = TTSTrainer(cfg, tmp_path / "run", progress=False).fit(progress=False)
+    written = json.loads((folder / "generation_config.json").read_text())
+    assert (written["temperature"], written["top_k"]) == (0.6, 50)
+    assert (written["subtalker_temperature"], written["subtalker_top_k"]) == (0.9, 10)
+    generation = TTS.from_pretrained(folder).generation
+    assert generation.talker.temperature == 0.6 and generation.code_predictor.top_k == 10
+    assert generation.talker.repetition_penalty == 1.05  # as released
 
 
 def test_a_codec_at_25_hz_doubles_the_frames_and_the_pace_the_export_records(corpus, tmp_path):

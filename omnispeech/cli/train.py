@@ -201,7 +201,7 @@ def asr(  # noqa: PLR0913 - one option each
 
 
 @train.command(context_settings={"help_option_names": ["-h", "--help"]})
-@_config_option("model, data, optim, run", "recipes/tts/")
+@_config_option("model, data, optim, run, sampling", "recipes/tts/")
 @_out_option("tokenizer.json, cache/, checkpoints/, model/ (the export), log.jsonl.")
 @click.option(
     "--train",

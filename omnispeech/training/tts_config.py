@@ -114,6 +114,30 @@ class TTSModelConfig(FrozenConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class TTSSamplingConfig(FrozenConfig):
+    """The sampling the export declares in its ``generation_config.json`` (what ``TTS`` uses
+    unless a call passes its own). Defaults are the released Qwen3-TTS values; a small model
+    may speak more clearly with cooler residual codebooks (``recipes/tts/README.md``).
+
+    Attributes:
+        temperature / top_k: codebook 0, drawn by the talker (repetition penalty 1.05 as
+            released).
+        predictor_temperature / predictor_top_k: codebooks 1..K-1, drawn by the code predictor.
+    """
+
+    temperature: float = 0.9
+    top_k: int = 50
+    predictor_temperature: float = 0.9
+    predictor_top_k: int = 50
+
+    def __post_init__(self) -> None:
+        if not (self.temperature > 0 and self.predictor_temperature > 0):
+            raise ValueError("sampling temperatures must be > 0")
+        if self.top_k < 1 or self.predictor_top_k < 1:
+            raise ValueError("sampling top_k values must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class TTSDataConfig(FrozenConfig):
     """Where the speech comes from and how batches are made.
 
@@ -172,18 +196,21 @@ class TTSDataConfig(FrozenConfig):
 @dataclasses.dataclass(frozen=True)
 class TTSTrainConfig(SectionedConfig):
     """A whole TTS training run: one section per concern (``optim`` and ``run`` as for ASR:
-    AdamW with warm-up and cosine decay; steps, checkpoints, logging, seed)."""
+    AdamW with warm-up and cosine decay; steps, checkpoints, logging, seed; ``sampling``: what
+    the export declares)."""
 
     model: TTSModelConfig = TTSModelConfig()
     data: TTSDataConfig = TTSDataConfig()
     optim: ASROptimConfig = ASROptimConfig()
     run: ASRRunConfig = ASRRunConfig()
+    sampling: TTSSamplingConfig = TTSSamplingConfig()
 
     _SECTIONS = {
         "model": TTSModelConfig,
         "data": TTSDataConfig,
         "optim": ASROptimConfig,
         "run": ASRRunConfig,
+        "sampling": TTSSamplingConfig,
     }
 
     @classmethod

@@ -49,7 +49,7 @@ from omnispeech.talker import (
 )
 from omnispeech.talker.config import qwen3_tts_config
 from omnispeech.training.tts_batch import IGNORE, TTSBatch
-from omnispeech.training.tts_config import TTSModelConfig
+from omnispeech.training.tts_config import TTSModelConfig, TTSSamplingConfig
 from omnispeech.training.tts_data import TTS_SPECIALS, language_key
 
 RELEASED_CODEBOOK = 2048  # the released ids below assume 2048-entry codebooks
@@ -206,6 +206,7 @@ class TrainableTTS(nn.Module):
         speaker_encoder: SpeakerEncoder | None = None,
         cfg: TTSModelConfig | None = None,
         frames_per_token: float = 3.5,
+        sampling: TTSSamplingConfig | None = None,
     ) -> Path:
         """Write a Qwen3-TTS folder that ``TTS.from_pretrained`` loads unchanged.
 
@@ -214,7 +215,8 @@ class TrainableTTS(nn.Module):
         built-in speakers), the text front end's files (``tokenizer.json`` for a BPE
         ``tokenizer``; ``text_frontend.json`` for a phoneme front end, which
         ``load_frontend`` reads back), ``speech_tokenizer/`` (a copy of the codec
-        folder) and ``generation_config.json`` (the released sampling settings). A model
+        folder) and ``generation_config.json`` (the released sampling settings, or
+        ``sampling``'s temperatures and top-k). A model
         trained on the single stream (``cfg.arrangement`` "single") records it and its policy
         under ``talker_arrangement`` in ``config.json``: the released readers ignore that key,
         and ``TTS`` runs such a model with its single-stream loop, feeding text at
@@ -243,6 +245,13 @@ class TrainableTTS(nn.Module):
             shutil.rmtree(codec_copy)
         shutil.copytree(codec_dir, codec_copy)
         gen = GenerationConfig()
+        if sampling is not None:
+            gen = gen.replace(
+                talker=gen.talker.replace(temperature=sampling.temperature, top_k=sampling.top_k),
+                code_predictor=gen.code_predictor.replace(
+                    temperature=sampling.predictor_temperature, top_k=sampling.predictor_top_k
+                ),
+            )
         t, p = gen.talker, gen.code_predictor
         sampling = {
             "do_sample": t.do_sample,

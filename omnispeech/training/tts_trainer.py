@@ -275,6 +275,7 @@ class TTSTrainer(OneOptimizerRun):
             self.speaker_encoder,
             self.cfg.model,
             self.frames_per_token,
+            self.cfg.sampling,
         )
 
     # -- one step ------------------------------------------------------------------------------
