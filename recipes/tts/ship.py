@@ -23,7 +23,6 @@ from omnispeech.talker import GenerationConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "examples" / "austen.wav"
-FRAME_SECONDS = 0.08  # one 12.5 Hz codec frame
 SENTENCES = ("The file could not be opened.", "Please close the window before you leave.")
 
 
@@ -57,7 +56,8 @@ def compare(model: Path, out: Path) -> dict:
         n = min(a.shape[1], b.shape[1])
         same += int((a[:, :n] == b[:, :n]).all(dim=0).sum())
         total += max(a.shape[1], b.shape[1])
-        gaps.append(abs(a.shape[1] - b.shape[1]) * FRAME_SECONDS)
+        # the codec's own frame length (80 ms at 12.5 Hz, 40 ms at 25 Hz)
+        gaps.append(abs(a.shape[1] - b.shape[1]) / full.codec.frame_rate)
     return {
         "frames_equal": f"{same} of {total}",
         "length_gap_s_max": round(max(gaps), 3),
