@@ -253,7 +253,7 @@ class TrainableTTS(nn.Module):
                 ),
             )
         t, p = gen.talker, gen.code_predictor
-        sampling = {
+        released_keys = {
             "do_sample": t.do_sample,
             "temperature": t.temperature,
             "top_k": t.top_k,
@@ -264,5 +264,5 @@ class TrainableTTS(nn.Module):
             "subtalker_top_k": p.top_k,
             "subtalker_top_p": p.top_p,
         }
-        (out / "generation_config.json").write_text(json.dumps(sampling, indent=2) + "\n")
+        (out / "generation_config.json").write_text(json.dumps(released_keys, indent=2) + "\n")
         return out
