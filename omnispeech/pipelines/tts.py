@@ -217,7 +217,7 @@ class TTS:
             raise CheckpointError("the codec folder this model was loaded with is unknown")
         if (out / "speech_tokenizer").resolve() != (self._source / "speech_tokenizer").resolve():
             shutil.copytree(self._source / "speech_tokenizer", out / "speech_tokenizer")
-        _write_generation(out / "generation_config.json", self.generation)
+        write_generation(out / "generation_config.json", self.generation)
 
     # -- what the model knows -------------------------------------------------------------------
     @property
@@ -486,7 +486,9 @@ def _generation_from(data: dict) -> GenerationConfig:
     return GenerationConfig(talker, predictor)
 
 
-def _write_generation(path: Path, gen: GenerationConfig) -> None:
+def write_generation(path: Path, gen: GenerationConfig) -> None:
+    """Write ``gen`` as a released ``generation_config.json`` (what :func:`_read_generation`
+    reads back)."""
     t, p = gen.talker, gen.code_predictor
     data = {
         "do_sample": t.do_sample,

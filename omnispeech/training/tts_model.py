@@ -19,7 +19,6 @@ Special ids follow the release, shifted with the codebook size ``C``: the talker
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch import nn
 
 from omnispeech.checkpoint import save_folder
 from omnispeech.errors import ConfigError
+from omnispeech.pipelines.tts import write_generation
 from omnispeech.pipelines.tts_frontend import (
     SPECIAL_TOKENS,
     BpeFrontend,
@@ -252,17 +252,5 @@ class TrainableTTS(nn.Module):
                     temperature=sampling.predictor_temperature, top_k=sampling.predictor_top_k
                 ),
             )
-        t, p = gen.talker, gen.code_predictor
-        released_keys = {
-            "do_sample": t.do_sample,
-            "temperature": t.temperature,
-            "top_k": t.top_k,
-            "top_p": t.top_p,
-            "repetition_penalty": t.repetition_penalty,
-            "subtalker_dosample": p.do_sample,
-            "subtalker_temperature": p.temperature,
-            "subtalker_top_k": p.top_k,
-            "subtalker_top_p": p.top_p,
-        }
-        (out / "generation_config.json").write_text(json.dumps(released_keys, indent=2) + "\n")
+        write_generation(out / "generation_config.json", gen)
         return out
