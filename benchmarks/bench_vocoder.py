@@ -6,7 +6,8 @@ Measures, float32, random weights shared by both implementations:
 2. streaming on CPU: latency of the first packet (first frame of a fresh stream) and of each
    later one-frame push, against the way transformers can stream at all: re-decoding a window
    of left context plus the new frame (25 frames, as its ``chunked_decode`` uses) every frame;
-3. each fused kernel (Numba) against its PyTorch reference at the vocoder's shapes;
+3. each fused kernel (Numba) against its PyTorch reference at the vocoder's shapes, and the
+   few-column matrix kernel of a streaming push against torch's GEMM;
 4. on a CUDA GPU only: per-frame streaming latency with and without the CUDA graph, and
    streaming throughput at batch 1, 8 and 32.
 
@@ -42,7 +43,14 @@ from benchmarks.common import (
     today,
     write_section,
 )
-from omnispeech.kernels import codebook_embed, residual_add, snake_beta, use_backend
+from omnispeech.kernels import (
+    codebook_embed,
+    linear,
+    residual_add,
+    snake_beta,
+    tap_matmul,
+    use_backend,
+)
 from omnispeech.vocoder import Code2Wav, GraphStreamer
 
 THREADS = 2
@@ -185,6 +193,20 @@ def bench_kernels(s: Settings) -> list[dict[str, Any]]:
                 s,
             )
         )
+    # The few-column products of a 1-frame streaming push: the first decoder block's transposed
+    # conv (2 taps of [6144 x 1536] over 4 coarse steps) and a pre-transformer MLP projection
+    # (one row); the reference is torch's GEMM, what wider products run.
+    taps = torch.randn(2, 6144, 1536, generator=g)
+    steps = torch.randn(1, 1536, 5, generator=g)
+    rows.append(
+        _kernel_row(
+            "tap_matmul 2 taps [6144 x 1536], 4 columns",
+            lambda: tap_matmul(taps, steps, 1),
+            s,
+        )
+    )
+    weight, row = torch.randn(3072, 1024, generator=g), torch.randn(1, 1, 1024, generator=g)
+    rows.append(_kernel_row("linear [3072 x 1024], 1 row", lambda: linear(row, weight), s))
     table = torch.randn(16 * 2048, 1024, generator=g)
     offsets = torch.arange(16) * 2048
     for b, t in ((1, 125), (8, 1)):

@@ -261,8 +261,10 @@ def test_env_var_forces_the_path(monkeypatch):
 @pytest.mark.usefixtures("fresh_dispatch")
 def test_backend_info_reports_the_paths():
     info = backend_info()
-    assert set(info) == {"codebook_embed", "snake_beta", "residual_add"}
+    assert set(info) == {"codebook_embed", "snake_beta", "residual_add", "tap_matmul", "linear"}
     assert info["snake_beta"]["cpu"] == "numba"
+    assert info["tap_matmul"]["cpu"] == "numba"
+    assert info["linear"]["cuda"] == "reference"  # no GPU kernel: torch's GEMM serves there
     if not torch.cuda.is_available():
         assert info["snake_beta"]["cuda"] == "reference"
     with use_backend("reference"):

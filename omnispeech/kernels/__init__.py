@@ -4,6 +4,9 @@
 - :func:`snake_beta`: the SnakeBeta activation, fused with the preceding conv's bias and
   writing straight into the next causal conv's padded input buffer.
 - :func:`residual_add`: ``x + y + bias`` closing a residual unit, in one pass.
+- :func:`tap_matmul` (a conv as one matrix per tap) and :func:`linear`: matrix products that
+  take a Numba kernel when they have few columns (a streaming push), where reading the weights
+  is the whole cost, and torch's GEMM otherwise.
 
 Paths: the reference in :mod:`.reference` (plain torch, always available, differentiable),
 Numba kernels for CPU float32 tensors, Triton kernels for CUDA tensors. Numba and Triton are
@@ -23,15 +26,23 @@ from omnispeech.kernels.dispatch import (
     requested_backend,
     use_backend,
 )
-from omnispeech.kernels.ops import codebook_embed, residual_add, snake_beta
+from omnispeech.kernels.ops import (
+    codebook_embed,
+    linear,
+    residual_add,
+    snake_beta,
+    tap_matmul,
+)
 
 __all__ = [
     "BACKENDS",
     "ENV_VAR",
     "backend_info",
     "codebook_embed",
+    "linear",
     "requested_backend",
     "residual_add",
     "snake_beta",
+    "tap_matmul",
     "use_backend",
 ]

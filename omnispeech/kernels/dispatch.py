@@ -38,7 +38,10 @@ from omnispeech.errors import ConfigError
 ENV_VAR = "OMNISPEECH_KERNELS"
 BACKENDS = ("auto", "reference", "numba", "triton")
 # The public ops, in the order backend_info lists them.
-OPS = ("codebook_embed", "snake_beta", "residual_add")
+OPS = ("codebook_embed", "snake_beta", "residual_add", "tap_matmul", "linear")
+# Ops with no GPU kernel: on CUDA tensors they run the reference (torch's GEMMs are the fast
+# path there).
+CPU_ONLY = ("tap_matmul", "linear")
 
 # Accelerated backend per device type, and the module that holds its kernels.
 _DEVICE_BACKEND = {"cpu": "numba", "cuda": "triton"}
@@ -171,4 +174,4 @@ def backend_info() -> dict[str, dict[str, str]]:
                 paths[device] = name if module.usable() else "reference"
             else:
                 paths[device] = f"unavailable: {module}" if requested == name else "reference"
-    return {op: dict(paths) for op in OPS}
+    return {op: {**paths, "cuda": "reference"} if op in CPU_ONLY else dict(paths) for op in OPS}

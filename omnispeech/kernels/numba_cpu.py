@@ -179,6 +179,69 @@ def _embed_kernel(
             acc[d] *= scale
 
 
+# The dot products of _tap_kernel may be reassociated (that is what lets LLVM vectorise a
+# reduction); nothing else is relaxed, so infinities and NaNs propagate as in torch.
+_DOT_MATH = {"reassoc", "contract"}
+
+
+@njit(
+    (float32[:, :, ::1], float32[:, :, ::1], int64, _ROW, _ROW, _SHAPE, int64),
+    parallel=True,
+    fastmath=_DOT_MATH,
+    cache=True,
+)
+def _tap_kernel(
+    taps: np.ndarray,
+    xt: np.ndarray,
+    dilation: int,
+    bias: np.ndarray,
+    out: np.ndarray,
+    out_strides: tuple[int, int, int],
+    n: int,
+) -> None:
+    """``out[b, t, m] = bias[m] + sum_j taps[j, m] . xt[b, t + j * dilation]`` for t < n.
+
+    One output row ``m`` per iteration: its ``k`` weight rows are read from memory once and
+    serve every column (from L1), four columns per pass so that each loaded weight feeds four
+    multiply-adds. ``out`` is flat with strides (b, t, m), so one kernel writes both the
+    conv layout ``[B, M, n]`` and the linear layout ``[n, M]``.
+    """
+    k, M, C = taps.shape
+    B = xt.shape[0]
+    sb, st, sm = out_strides
+    for m in prange(M):
+        bm = bias[m]
+        for b in range(B):
+            base = b * sb + m * sm
+            t = 0
+            while t + 4 <= n:
+                a0 = a1 = a2 = a3 = np.float32(0.0)
+                for j in range(k):
+                    w = taps[j, m]
+                    s = t + j * dilation
+                    x0, x1, x2, x3 = xt[b, s], xt[b, s + 1], xt[b, s + 2], xt[b, s + 3]
+                    for c in range(C):
+                        wc = w[c]
+                        a0 += wc * x0[c]
+                        a1 += wc * x1[c]
+                        a2 += wc * x2[c]
+                        a3 += wc * x3[c]
+                out[base + t * st] = bm + a0
+                out[base + (t + 1) * st] = bm + a1
+                out[base + (t + 2) * st] = bm + a2
+                out[base + (t + 3) * st] = bm + a3
+                t += 4
+            while t < n:
+                a0 = np.float32(0.0)
+                for j in range(k):
+                    w = taps[j, m]
+                    x0 = xt[b, t + j * dilation]
+                    for c in range(C):
+                        a0 += w[c] * x0[c]
+                out[base + t * st] = bm + a0
+                t += 1
+
+
 # The process that imported this module; a child forked from it must not call the kernels.
 _IMPORT_PID = os.getpid()
 
@@ -286,5 +349,61 @@ def codebook_embed(
         offsets.numpy(),
         np.float32(scale),
         out.view(B * T, D).numpy(),
+    )
+    return out
+
+
+def tap_matmul(
+    taps: torch.Tensor, x: torch.Tensor, dilation: int, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``out[b, :, t] = bias + sum_j taps[j] @ x[b, :, t + j * dilation]``.
+
+    Args:
+        taps: ``[k, M, C]`` float32.
+        x: ``[B, C, T]`` float32 (any strides), ``T >= (k - 1) * dilation + 1``.
+        dilation: input steps between taps.
+        bias: ``[M]`` float32 or None.
+
+    Returns:
+        ``[B, M, T - (k - 1) * dilation]`` float32, contiguous.
+    """
+    set_threads()
+    k, M, _ = taps.shape
+    B, _, T = x.shape
+    n = T - (k - 1) * dilation
+    out = x.new_empty(B, M, n)
+    xt = x.transpose(1, 2).contiguous()  # [B, T, C]: each step's channels in a row
+    b = x.new_zeros(M) if bias is None else bias
+    _tap_kernel(
+        taps.detach().contiguous().numpy(),
+        xt.numpy(),
+        dilation,
+        _channels(b),
+        out.view(-1).numpy(),
+        (M * n, 1, n),
+        n,
+    )
+    return out
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ weight.T + bias`` for ``x [..., K]`` float32, ``weight [M, K]``, ``bias [M]``.
+
+    Returns:
+        ``[..., M]`` float32, contiguous.
+    """
+    set_threads()
+    M, K = weight.shape
+    rows = x.numel() // K
+    out = x.new_empty(*x.shape[:-1], M)
+    b = x.new_zeros(M) if bias is None else bias
+    _tap_kernel(
+        weight.detach().contiguous()[None].numpy(),
+        x.reshape(1, rows, K).contiguous().numpy(),
+        1,
+        _channels(b),
+        out.view(-1).numpy(),
+        (0, M, 1),
+        rows,
     )
     return out

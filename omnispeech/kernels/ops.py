@@ -21,6 +21,13 @@ _KERNEL_DTYPES = {
     "cuda": (torch.float32, torch.bfloat16, torch.float16),
 }
 
+# Columns (batch x output steps, or rows of a linear's input) up to which a matrix product runs
+# the Numba kernel instead of torch's GEMM. With so few columns a product is a matter of reading
+# the weights, and MKL's GEMM reads them at 6-10 GB/s on an AMD EPYC (Zen 4) where the kernel
+# reads 20-30; from about 12-16 columns on, MKL's blocked GEMM is the faster one
+# (benchmarks/RESULTS.md, "Speed on any CPU: a second processor, AMD EPYC").
+SKINNY_COLUMNS = 8
+
 
 def _rows_contiguous(t: torch.Tensor) -> bool:
     """Last dim contiguous (the kernels walk rows with unit stride); outer strides are free."""
@@ -219,3 +226,71 @@ def codebook_embed(
     if module is None:
         return reference.codebook_embed(table, codes, offsets, scale)
     return module.codebook_embed(table, codes, offsets, float(scale))
+
+
+def _skinny(columns: int, *tensors: torch.Tensor | None) -> bool:
+    """Whether a product of ``columns`` columns can take the Numba matrix kernel."""
+    present = [t for t in tensors if t is not None]
+    return 0 < columns <= SKINNY_COLUMNS and all(
+        t.device.type == "cpu" and t.dtype == torch.float32 for t in present
+    )
+
+
+def tap_matmul(
+    taps: torch.Tensor, x: torch.Tensor, dilation: int = 1, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A dense 1-D conv over an already padded input: ``k`` matrices, one per tap.
+
+    ``out[b, :, t] = bias + sum_j taps[j] @ x[b, :, t + j * dilation]``. Products of at most
+    :data:`SKINNY_COLUMNS` columns (``B * n``, a streaming push) run the Numba kernel on CPU
+    float32, which reads each weight once; wider ones run torch's GEMMs (the reference).
+
+    Args:
+        taps: ``[k, M, C]``.
+        x: ``[B, C, T]``, ``T >= (k - 1) * dilation`` (the left context included).
+        dilation: input steps between taps, >= 1.
+        bias: ``[M]`` or None.
+
+    Returns:
+        ``[B, M, n]`` with ``n = T - (k - 1) * dilation`` (0 when ``x`` holds only context).
+
+    Raises:
+        InputError: on mismatched shapes or too short an input.
+    """
+    if taps.dim() != 3 or x.dim() != 3 or taps.shape[2] != x.shape[1]:
+        raise InputError(
+            f"tap_matmul expects taps [k, M, C] and x [B, C, T]; got {list(taps.shape)} and "
+            f"{list(x.shape)}"
+        )
+    k, M, _ = taps.shape
+    n = x.shape[-1] - (k - 1) * dilation
+    if dilation < 1 or n < 0:
+        raise InputError(
+            f"tap_matmul needs dilation >= 1 and at least {(k - 1) * dilation} steps, got "
+            f"dilation {dilation} and {x.shape[-1]} steps"
+        )
+    _check_channels("bias", bias, M, x)
+    module = accelerated((x, taps, bias), _skinny(x.shape[0] * n, x, taps, bias))
+    if module is None:
+        return reference.tap_matmul(taps, x, dilation, bias)
+    return module.tap_matmul(taps, x, dilation, bias)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` as ``torch.nn.functional.linear``; inputs of at most
+    :data:`SKINNY_COLUMNS` rows (a decoding step) run the Numba kernel on CPU float32.
+
+    Args:
+        x: ``[..., K]``.
+        weight: ``[M, K]``.
+        bias: ``[M]`` or None.
+
+    Returns:
+        ``[..., M]``.
+    """
+    rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
+    supported = weight.dim() == 2 and x.dim() >= 1 and x.shape[-1] == weight.shape[1]
+    module = accelerated((x, weight, bias), supported and _skinny(rows, x, weight, bias))
+    if module is None:
+        return reference.linear(x, weight, bias)  # also raises torch's error on bad shapes
+    return module.linear(x, weight, bias)

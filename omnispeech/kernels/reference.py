@@ -15,6 +15,9 @@ import torch
 # Added to e^beta before taking its reciprocal, as in the released SnakeBeta: it only matters
 # when beta underflows, where it turns a division by zero into a huge but finite scale.
 SNAKE_EPS = 1e-9
+# Steps per stream up to which tap_matmul puts a batch's streams side by side (measured on an AMD
+# EPYC: at the vocoder's widths it wins up to 32 steps; beyond, the batched matmul).
+FOLD_MAX_STEPS = 32
 
 
 def snake_constants(
@@ -102,3 +105,55 @@ def codebook_embed(
     """
     rows = codes + offsets[:, None]
     return table[rows].sum(1) * scale
+
+
+def tap_matmul(
+    taps: torch.Tensor, x: torch.Tensor, dilation: int = 1, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``out[b, :, t] = bias + sum_j taps[j] @ x[b, :, t + j * dilation]``: a dense conv as
+    ``k`` accumulated GEMMs over shifted views of the (already padded) input.
+
+    No im2col copy and no layout reorder: with many columns this runs the vocoder's k7 convs
+    1.1-1.8x faster than oneDNN's direct conv on CPU (and it is what runs on GPUs). A batch of
+    short inputs (streams pushing a few steps each) is laid side by side as the columns of one
+    matrix, so that each weight is read once per tap for all streams: a batched matmul reads it
+    once per stream, 4-10x slower at 4-16 streams of 1-8 steps. For long inputs the copies that
+    takes cost more than they save, and the batched matmul runs.
+
+    Args:
+        taps: ``[k, M, C]`` one ``[M, C]`` matrix per tap.
+        x: ``[B, C, T]`` with ``T >= (k - 1) * dilation + 1``.
+        dilation: input steps between taps.
+        bias: ``[M]`` or None.
+
+    Returns:
+        ``[B, M, T - (k - 1) * dilation]``.
+    """
+    k = taps.shape[0]
+    B, C, _ = x.shape
+    n = x.shape[-1] - (k - 1) * dilation
+    if B > 1 and n > FOLD_MAX_STEPS:
+        out = torch.matmul(taps[0], x[..., :n])
+        if bias is not None:
+            out.add_(bias[:, None])
+        for j in range(1, k):
+            out.baddbmm_(taps[j].expand(B, -1, -1), x[..., j * dilation : j * dilation + n])
+        return out
+    if B == 1:
+        cols = [x[0, :, j * dilation : j * dilation + n] for j in range(k)]
+    else:
+        xb = x.transpose(0, 1)  # [C, B, T]
+        cols = [xb[:, :, j * dilation : j * dilation + n].reshape(C, B * n) for j in range(k)]
+    out = (
+        torch.mm(taps[0], cols[0]) if bias is None else torch.addmm(bias[:, None], taps[0], cols[0])
+    )
+    for j in range(1, k):
+        out.addmm_(taps[j], cols[j])
+    if B == 1:
+        return out[None]
+    return out.view(taps.shape[1], B, n).transpose(0, 1).contiguous()
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ weight.T + bias``: ``x [..., K]``, ``weight [M, K]``, ``bias [M]`` -> ``[..., M]``."""
+    return torch.nn.functional.linear(x, weight, bias)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnispeech.core.linear import StepLinear
 from omnispeech.core.norm import RMSNorm
 from omnispeech.core.rope import RotaryEmbedding, apply_rotary
 from omnispeech.core.streaming import StreamingModule, StreamingState
@@ -49,10 +50,10 @@ class SlidingAttention(StreamingModule[_WindowState]):
         self.head_dim = cfg.head_dim
         self.window = cfg.sliding_window
         inner, kv_inner = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        self.q_proj = nn.Linear(cfg.hidden_size, inner, bias=False)
-        self.k_proj = nn.Linear(cfg.hidden_size, kv_inner, bias=False)
-        self.v_proj = nn.Linear(cfg.hidden_size, kv_inner, bias=False)
-        self.o_proj = nn.Linear(inner, cfg.hidden_size, bias=False)
+        self.q_proj = StepLinear(cfg.hidden_size, inner, bias=False)
+        self.k_proj = StepLinear(cfg.hidden_size, kv_inner, bias=False)
+        self.v_proj = StepLinear(cfg.hidden_size, kv_inner, bias=False)
+        self.o_proj = StepLinear(inner, cfg.hidden_size, bias=False)
 
     def _init_streaming_state(self, batch_size: int) -> _WindowState:
         w = self.q_proj.weight
@@ -130,7 +131,7 @@ class TransformerLayer(nn.Module):
         self.self_attn = SlidingAttention(cfg)
         self.self_attn_layer_scale = LayerScale(cfg.hidden_size)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, StepLinear)
         self.mlp_layer_scale = LayerScale(cfg.hidden_size)
 
     def forward(
@@ -158,8 +159,8 @@ class PreTransformer(nn.Module):
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)
         self.projected = cfg.flavor == "tts12hz"
         if self.projected:
-            self.input_proj = nn.Linear(cfg.latent_dim, cfg.hidden_size)
-            self.output_proj = nn.Linear(cfg.hidden_size, cfg.latent_dim)
+            self.input_proj = StepLinear(cfg.latent_dim, cfg.hidden_size)
+            self.output_proj = StepLinear(cfg.hidden_size, cfg.latent_dim)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Frames of this call ``[B, T, latent]``; ``lengths`` valid frames per stream."""
