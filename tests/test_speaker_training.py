@@ -197,7 +197,14 @@ def test_loss_falls_sigterm_resumes_exactly_and_the_export_round_trips(corpus, t
     loaded = SpeakerEncoder.from_pretrained(folder)
     wav = torch.from_numpy(_voice(7, 0, 1.3))
     straight.model.eval()
-    assert torch.equal(loaded.embed(wav), straight.model.encoder.embed(wav))
+    trained = straight.model.encoder.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in loaded.state_dict().items())
+    # The same weights at other addresses: loaded tensors are views into the file, not 64-byte
+    # aligned, and oneDNN's convs then take other code paths on some CPUs (an AMD EPYC: 2e-6 of
+    # outputs near 30), so the embeddings agree to float32 rounding, not bit for bit.
+    torch.testing.assert_close(
+        loaded.embed(wav), straight.model.encoder.embed(wav), rtol=1e-5, atol=1e-5
+    )
     from safetensors import safe_open
 
     with safe_open(folder / "model.safetensors", "pt") as f:
