@@ -44,17 +44,19 @@ def own_plan_file(tmp_path, monkeypatch):
     monkeypatch.setenv("OMNISPEECH_CACHE", str(tmp_path / "cache"))
 
 
-def test_released_shapes_give_two_frames_on_2_mib_and_half_a_frame_on_512_kib():
+def test_released_shapes_give_four_frames_on_2_mib_and_one_on_512_kib():
     assert coarse_hop(RELEASED) == 32
     # The last block's output: 96 channels x 60 samples per coarse sample x 4 bytes.
     assert fine_bytes_per_sample(RELEASED) == 96 * 60 * 4
     xeon = derived_plan(RELEASED, {"L1d": 48 << 10, "L2": 2 << 20})
+    zen4 = derived_plan(RELEASED, {"L1d": 32 << 10, "L2": 1 << 20})
     epyc = derived_plan(RELEASED, {"L1d": 32 << 10, "L2": 512 << 10})
-    assert (xeon.fine_samples, xeon.source) == (64, "caches")  # 2 frames, the measured best
-    assert epyc.fine_samples == 16  # half a frame: a smaller cache, a smaller tile
+    assert (xeon.fine_samples, xeon.source) == (128, "caches")  # 4 frames, the measured best
+    assert zen4.fine_samples == 64  # 2 frames, among the best measured there
+    assert epyc.fine_samples == 32  # a smaller cache, a smaller tile
     # 16-bit activations take half the bytes, so the same cache holds twice the samples.
-    assert derived_plan(RELEASED, {"L2": 512 << 10}, element_size=2).fine_samples == 32
-    assert xeon.coarse_frames == epyc.coarse_frames == 32
+    assert derived_plan(RELEASED, {"L2": 512 << 10}, element_size=2).fine_samples == 64
+    assert xeon.coarse_frames == zen4.coarse_frames == epyc.coarse_frames == 32
 
 
 def test_unknown_caches_fall_back_and_tiny_caches_still_give_one_sample():

@@ -6,9 +6,9 @@ frame (the omni flavor's first frame ``hop - 555``, the samples its model trims)
 decoding is the same code run on a fresh state, so the two agree by construction.
 
 Speed: the conv decoder runs in tiles. At 24 kHz a one-second activation of 96 channels is 9 MB;
-tiles of ~2 frames keep the late blocks' intermediates in the core's L2 cache, which makes the
-24 kHz convs about twice as fast as one pass over the whole signal. The early blocks, whose
-weights are large, run on wider tiles so that each weight read serves many samples.
+tiles of 2-4 frames keep most of the late blocks' intermediates in the core's L2 cache, which
+makes the 24 kHz convs about twice as fast as one pass over the whole signal. The early blocks,
+whose weights are large, run on wider tiles so that each weight read serves many samples.
 """
 
 from __future__ import annotations

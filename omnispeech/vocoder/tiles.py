@@ -8,10 +8,10 @@ Code2Wav's conv decoder runs in two kinds of tiles (see :mod:`omnispeech.vocoder
   activations are large: a tile whose activations stay in the core's L2 cache runs the 24 kHz
   convs about twice as fast as one pass over the whole signal.
 
-The best fine tile depends on the L2 size: 2 frames on a core with 2 MiB of L2, where a frame
-of the released model's last block is 737 KB of float32 activations, but less than one frame
-on a core with 512 KB. :func:`derived_plan` scales the fine tile with L2 (the share of L2 that
-one tile's last activation may fill was set from the measured optimum on a 2 MiB core);
+The best fine tile depends on the L2 size: 4 frames on a core with 2 MiB of L2, where a frame
+of the released model's last block is 737 KB of float32 activations, 2 frames on a core with
+1 MiB. :func:`derived_plan` scales the fine tile with L2 (the share of L2 that one tile's last
+activation may fill was set from the optima measured on those two cores);
 :func:`measure_plan` times candidates on the machine itself and :func:`store_plan` keeps the
 result, which :func:`default_plan` then prefers. Tiles change speed and memory only: the output
 is the same for any plan (tested).
@@ -36,13 +36,15 @@ from omnispeech.vocoder.config import Code2WavConfig
 # Decoder blocks in the coarse stage (the rest run on fine tiles).
 COARSE_BLOCKS = 1
 DEFAULT_COARSE_FRAMES = 32
-# Frames per fine tile when the L2 size is unknown (the measured optimum on a 2 MiB core).
+# Frames per fine tile when the L2 size is unknown (a tile that suits small caches too).
 FALLBACK_FINE_FRAMES = 2.0
-# Share of L2 that one fine tile's last-block output may fill. On a 2 MiB core the fastest
-# fine tile is 2 frames of the released model: 2 x 96 channels x 1920 samples x 4 bytes =
-# 1.4 MiB, i.e. 0.7 of L2 (the block's other live tensors then spill to L3 in part, which
-# costs less than the per-call overhead of smaller tiles).
-FINE_L2_SHARE = 0.7
+# Share of L2 that one fine tile's last-block output may fill: 1.41 x L2, i.e. 4 frames of the
+# released model on a 2 MiB core (4 x 96 channels x 1920 samples x 4 bytes = 2.8 MiB) and 2
+# frames on a 1 MiB one. Timed with Code2Wav.tune_tiles, the fastest fine tile was 4 frames on
+# an Intel Xeon (2 MiB of L2) and 2-4 frames in three tunings on an AMD EPYC (Zen 4, 1 MiB),
+# where 1 frame ran 10-25 % slower: the tile's activations may spill to L3 in part, which
+# costs less than the per-call overhead of smaller tiles.
+FINE_L2_SHARE = 1.41
 FINE_CANDIDATES = (0.25, 0.5, 1.0, 2.0, 4.0)  # frames
 COARSE_CANDIDATES = (8, 16, 32, 64)  # frames
 
