@@ -140,6 +140,24 @@ def test_cli_vocode_writes_the_decoded_audio(vocoder, omni_folder, tmp_path):
     assert np.abs(wav - expected).max() < 1.5 / 32768  # 16-bit PCM
 
 
+def test_cli_vocode_tune_stores_this_machines_plan(vocoder, omni_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMNISPEECH_CACHE", str(tmp_path / "cache"))
+    codes = _codes(t=8, seed=4)
+    save_codes(tmp_path / "c.npz", codes[0].numpy())
+    out = tmp_path / "out.wav"
+    args = ["vocode", str(tmp_path / "c.npz"), "-o", str(out), "-m", str(omni_folder), "--tune"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "tiles: coarse" in result.output and "measured" in result.output
+    # The plan is kept for this machine, and every Code2Wav built here picks it up.
+    assert (tmp_path / "cache" / "code2wav_tiles.json").is_file()
+    assert Code2Wav.from_pretrained(omni_folder).tiles.source == "measured"
+    wav, _ = sf.read(out, dtype="float32")
+    assert np.abs(wav - vocoder(codes)[0, 0].numpy()).max() < 1.5 / 32768  # tiles: same audio
+    result = CliRunner().invoke(main, [*args, "--device", "meta"])
+    assert result.exit_code == 1 and "--tune measures the CPU" in result.output
+
+
 def test_cli_vocode_batch_and_errors(omni_folder, tmp_path):
     codes = _codes(t=5, b=2).numpy()
     save_codes(tmp_path / "b.npz", codes, lengths=[5, 3])

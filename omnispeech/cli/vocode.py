@@ -33,13 +33,21 @@ FRAMES_PER_STEP = 125
     "or $OMNISPEECH_VOCODER_MODEL.",
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-def vocode(codes_file: Path, output: Path, model: str, device: str) -> None:
+@click.option(
+    "--tune",
+    is_flag=True,
+    help="First time the vocoder's tile sizes on this CPU (10-30 s at the released shapes) and "
+    "keep the fastest in omnispeech's cache: every later decode on this machine, by any "
+    "command, uses it. Without it the tiles come from the CPU's cache sizes.",
+)
+def vocode(codes_file: Path, output: Path, model: str, device: str, tune: bool) -> None:
     """Decode CODES_FILE (.npz with a `codes` array [K, T] or [B, K, T]) to audio.
 
     \b
     Examples:
       omnispeech vocode codes.npz -o speech.wav --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech vocode talker_codes.npz -o reply.flac -m ./Qwen3-Omni-30B-A3B-Instruct
+      omnispeech vocode codes.npz -o speech.wav -m ./Qwen3-TTS-Tokenizer-12Hz --tune
 
     \b
     The codes file (see omnispeech.codes) may also record sample_rate, frame_rate,
@@ -50,13 +58,16 @@ def vocode(codes_file: Path, output: Path, model: str, device: str) -> None:
     from omnispeech.errors import OmnispeechError
 
     try:
-        decode_codes_file(codes_file, output, model, device)
+        decode_codes_file(codes_file, output, model, device, tune)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def decode_codes_file(codes_file: Path, output: Path, model: str, device: str) -> None:
-    """Decode a codes file to audio files (one per batch item), streaming with progress."""
+def decode_codes_file(
+    codes_file: Path, output: Path, model: str, device: str, tune: bool = False
+) -> None:
+    """Decode a codes file to audio files (one per batch item), streaming with progress;
+    with ``tune``, measure and store this CPU's tile plan first."""
     import torch
     from tqdm import tqdm
 
@@ -66,6 +77,8 @@ def decode_codes_file(codes_file: Path, output: Path, model: str, device: str) -
 
     if output.suffix.lower() not in (".wav", ".flac"):
         raise InputError(f"{output}: the output must end in .wav or .flac")
+    if tune and torch.device(device).type != "cpu":
+        raise InputError(f"--tune measures the CPU's tiles; it does not apply to --device {device}")
     check_output_file(output)  # a missing folder fails here, not after the decoding
     data = load_codes(codes_file)  # fail on a bad file before loading the model
     vocoder = Code2Wav.from_pretrained(model, device=device)
@@ -76,6 +89,8 @@ def decode_codes_file(codes_file: Path, output: Path, model: str, device: str) -
     check_codes(cfg, codes, lengths, None, torch.device("cpu"))  # range errors before writing
     if int(lengths.max()) == 0:
         raise InputError(f"{codes_file}: empty code sequence: no frames to decode")
+    if tune:
+        _tune(vocoder)
     targets = _targets(output, codes.shape[0])
     total = int(lengths.sum())
     with tqdm(
@@ -90,6 +105,22 @@ def decode_codes_file(codes_file: Path, output: Path, model: str, device: str) -
                     bar.update(piece.shape[-1])
                 sink.write(vocoder.flush().wav[0, 0].cpu().numpy())
             click.echo(f"{target}\t{cfg.num_samples(n) / cfg.sample_rate:.2f} s", err=True)
+
+
+def _tune(vocoder) -> None:  # noqa: ANN001 - a Code2Wav, imported lazily
+    """Time the candidate tile plans with a progress bar, store the fastest, say which."""
+    from tqdm import tqdm
+
+    from omnispeech.vocoder.tiles import COARSE_CANDIDATES, FINE_CANDIDATES, plan_file
+
+    plans = len(FINE_CANDIDATES) + len(COARSE_CANDIDATES)  # what tune_tiles times, in turn
+    with tqdm(total=plans, unit="plan", desc="timing tiles", leave=False) as bar:
+        plan = vocoder.tune_tiles(store=True, progress=lambda *_: bar.update())
+    click.echo(
+        f"tiles: coarse {plan.coarse_frames} frames, fine {plan.fine_samples} samples "
+        f"(measured; kept in {plan_file()})",
+        err=True,
+    )
 
 
 def _open_audio(path: Path, rate: int):
