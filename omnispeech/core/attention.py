@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnispeech.core.linear import StepLinear
 from omnispeech.core.norm import RMSNorm
 from omnispeech.core.rope import apply_rotary
 
@@ -127,10 +128,10 @@ class GQAttention(nn.Module):
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
-        self.q_proj = nn.Linear(hidden_size, num_heads * head_dim, bias=bias)
-        self.k_proj = nn.Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
-        self.v_proj = nn.Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
-        self.o_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=bias)
+        self.q_proj = StepLinear(hidden_size, num_heads * head_dim, bias=bias)
+        self.k_proj = StepLinear(hidden_size, num_kv_heads * head_dim, bias=bias)
+        self.v_proj = StepLinear(hidden_size, num_kv_heads * head_dim, bias=bias)
+        self.o_proj = StepLinear(num_heads * head_dim, hidden_size, bias=bias)
         self.q_norm = RMSNorm(head_dim, eps)
         self.k_norm = RMSNorm(head_dim, eps)
 

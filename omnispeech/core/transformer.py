@@ -16,8 +16,10 @@ from torch import nn
 
 from omnispeech.config import FrozenConfig
 from omnispeech.core.attention import GQAttention, KVCache
+from omnispeech.core.linear import StepLinear
 from omnispeech.core.norm import RMSNorm
 from omnispeech.core.rope import RotaryEmbedding
+from omnispeech.kernels import linear
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +79,9 @@ class DecoderLayer(nn.Module):
             cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.rms_norm_eps
         )
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = mlp if mlp is not None else SwiGLU(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = (
+            mlp if mlp is not None else SwiGLU(cfg.hidden_size, cfg.intermediate_size, StepLinear)
+        )
 
     def forward(
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None
@@ -210,7 +214,7 @@ class Decoder(DecoderStack):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied LM head: ``hidden`` ``[..., hidden]`` -> logits ``[..., vocab]``."""
-        return F.linear(hidden, self.embed_tokens.weight)
+        return linear(hidden, self.embed_tokens.weight)
 
 
 def decoder_config_from_released(text_config: dict) -> DecoderConfig:
