@@ -30,7 +30,7 @@ SPEECH_SECONDS = 0.4  # the per-request cap keeps random-weight speech short (5 
 
 @pytest.fixture(autouse=True, scope="module")
 def _quiet_guard():
-    # Random weights never choose end-of-speech: the duration guard would end every utterance.
+    # Random weights seldom choose end-of-speech: the duration guard would end most utterances.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GenerationWarning)
         yield
@@ -86,8 +86,14 @@ def _clip(seconds: float = 2.5) -> bytes:
 
 
 def test_speech_then_transcription_round_trip(client, models, tmp_path):
+    # Seeded: random weights pick end-of-speech now and then (a few % per frame), so unseeded
+    # sampling would make the length depend on what ran before.
     wav = client.audio.speech.create(
-        model="tiny-tts", voice="default", input="Hello there.", response_format="wav"
+        model="tiny-tts",
+        voice="default",
+        input="Hello there.",
+        response_format="wav",
+        extra_body={"seed": 7},
     ).content
     samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
     assert rate == RATE and len(samples) == int(SPEECH_SECONDS * RATE)
@@ -162,7 +168,11 @@ def test_sixteen_concurrent_requests_are_all_answered(client, server):
         if i % 2:
             return client.audio.transcriptions.create(model="m", file=("a.wav", wav)).text
         return client.audio.speech.create(
-            model="m", voice="default", input=f"Request {i}.", response_format="pcm"
+            model="m",
+            voice="default",
+            input=f"Request {i}.",
+            response_format="pcm",
+            extra_body={"seed": i},  # seeded, so each runs to the cap (see the round trip)
         ).content
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
