@@ -49,17 +49,17 @@ class DecoderConfig(FrozenConfig):
 
 
 class SwiGLU(nn.Module):
-    """``down(silu(gate(x)) * up(x))`` without biases; ``linear`` is the layer class of the
+    """``down(silu(gate(x)) * up(x))`` without biases; ``layer`` is the layer class of the
     three projections (an ``nn.Linear`` subclass such as
     :class:`omnispeech.core.linear.StepLinear`)."""
 
     def __init__(
-        self, hidden_size: int, intermediate_size: int, linear: type[nn.Linear] = nn.Linear
+        self, hidden_size: int, intermediate_size: int, layer: type[nn.Linear] = nn.Linear
     ) -> None:
         super().__init__()
-        self.gate_proj = linear(hidden_size, intermediate_size, bias=False)
-        self.up_proj = linear(hidden_size, intermediate_size, bias=False)
-        self.down_proj = linear(intermediate_size, hidden_size, bias=False)
+        self.gate_proj = layer(hidden_size, intermediate_size, bias=False)
+        self.up_proj = layer(hidden_size, intermediate_size, bias=False)
+        self.down_proj = layer(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
