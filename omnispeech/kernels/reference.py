@@ -139,18 +139,16 @@ def tap_matmul(
         for j in range(1, k):
             out.baddbmm_(taps[j].expand(B, -1, -1), x[..., j * dilation : j * dilation + n])
         return out
-    if B == 1:
-        cols = [x[0, :, j * dilation : j * dilation + n] for j in range(k)]
-    else:
-        xb = x.transpose(0, 1)  # [C, B, T]
-        cols = [xb[:, :, j * dilation : j * dilation + n].reshape(C, B * n) for j in range(k)]
+    xb = x.transpose(0, 1)  # [C, B, T]; for one stream each tap's columns below are a view
+
+    def cols(j: int) -> torch.Tensor:
+        return xb[:, :, j * dilation : j * dilation + n].reshape(C, B * n)
+
     out = (
-        torch.mm(taps[0], cols[0]) if bias is None else torch.addmm(bias[:, None], taps[0], cols[0])
+        torch.mm(taps[0], cols(0)) if bias is None else torch.addmm(bias[:, None], taps[0], cols(0))
     )
     for j in range(1, k):
-        out.addmm_(taps[j], cols[j])
-    if B == 1:
-        return out[None]
+        out.addmm_(taps[j], cols(j))
     return out.view(taps.shape[1], B, n).transpose(0, 1).contiguous()
 
 
