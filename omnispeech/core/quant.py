@@ -414,6 +414,42 @@ class Int4Linear(nn.Module):
         )
 
 
+def grouped_int4(x: torch.Tensor, layers: tuple[nn.Module, ...]) -> tuple[torch.Tensor, ...] | None:
+    """``layer(x)`` for each of two or three :class:`Int4Linear` in our kernel's layout, in one
+    kernel launch, or None when they cannot share one (other layers, layouts or widths, a
+    device other than the CPU, a gradient to record, the kernel unavailable).
+
+    Args:
+        x: ``[..., in_features]`` in any float dtype.
+        layers: the layers, all reading ``x``.
+
+    Returns:
+        Each layer's ``[..., out_features]`` in ``x``'s dtype, equal to calling it alone.
+    """
+    K = x.shape[-1]
+    if not 2 <= len(layers) <= 3 or x.device.type != "cpu":
+        return None
+    if x.requires_grad and torch.is_grad_enabled():
+        return None
+    for layer in layers:
+        if not (isinstance(layer, Int4Linear) and layer.layout == "blocks"):
+            return None
+        if layer.in_features != K:
+            return None
+    kernel = blocks_kernel()
+    if kernel is None:
+        return None
+    x2 = x.reshape(-1, K).float().contiguous()
+    outs = kernel.int4_matmul_many([layer._views(kernel) for layer in layers], x2)
+    result = []
+    for layer, y in zip(layers, outs, strict=True):
+        y = y.view(*x.shape[:-1], layer.out_features)
+        if x.dtype != torch.float32:
+            y = y.to(x.dtype)
+        result.append(y if layer.bias is None else y + layer.bias.to(y.dtype))
+    return tuple(result)
+
+
 def quantize_linears_(  # noqa: PLR0913 - the two formats' settings
     module: nn.Module,
     dtype: torch.dtype,

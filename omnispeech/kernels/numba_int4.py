@@ -72,6 +72,27 @@ if "avx2" not in _FEATURES:
 WIDE = "avx512bw" in _FEATURES and not numba.config.CPU_NAME
 
 
+def fast(instruction: ir.Instruction) -> ir.Instruction:
+    """Mark a floating-point instruction fast-math (LLVM may fuse and reorder it)."""
+    instruction.flags.append("fast")
+    return instruction
+
+
+def tree_sum(builder: ir.IRBuilder, vec: ir.Value, lanes: int) -> ir.Value:
+    """The sum of a float vector's ``lanes`` lanes (a power of two), halves added pairwise."""
+    while lanes > 1:
+        half = lanes // 2
+        low = builder.shuffle_vector(
+            vec, vec, ir.Constant(ir.VectorType(_I32, half), list(range(half)))
+        )
+        high = builder.shuffle_vector(
+            vec, vec, ir.Constant(ir.VectorType(_I32, half), list(range(half, lanes)))
+        )
+        vec = fast(builder.fadd(low, high))
+        lanes = half
+    return builder.extract_element(vec, ir.Constant(_I32, 0))
+
+
 def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba intrinsic
     """An intrinsic computing one output of the formula in the module docstring, reading
     ``groups_per_step`` groups (1: AVX2 registers, 2: AVX-512) per loop iteration."""
@@ -89,8 +110,8 @@ def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba in
     spread = [i // 8 for i in range(lanes // 4)]
 
     @intrinsic
-    def row_dot(typingctx, w, w_start, x_lo, x_hi, sz, sz_start, dx, xsum, c8, steps):  # noqa: ANN001, ANN202, PLR0913
-        sig = types.float32(w, w_start, x_lo, x_hi, sz, sz_start, dx, xsum, c8, steps)
+    def row_dot(typingctx, w, w_start, x_lo, x_hi, sz, sz_start, dx, u, steps):  # noqa: ANN001, ANN202, PLR0913
+        sig = types.float32(w, w_start, x_lo, x_hi, sz, sz_start, dx, u, steps)
 
         def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
             def data(i):  # noqa: ANN001, ANN202
@@ -99,7 +120,7 @@ def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba in
             w_ptr = builder.gep(data(0), [args[1]])
             lo_ptr, hi_ptr = data(2), data(3)
             sz_ptr = builder.gep(data(4), [args[5]])
-            dx_ptr, xs_ptr, c8_ptr = data(6), data(7), data(8)
+            dx_ptr, u_ptr = data(6), data(7)
             module = builder.module
             maddubs = cgutils.get_or_insert_function(
                 module, ir.FunctionType(v_i16, [v_i8, v_i8]), "llvm.x86." + suffix
@@ -111,13 +132,15 @@ def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba in
             four = ir.Constant(v_i8, [4] * lanes)
             ones = ir.Constant(v_i16, [1] * (lanes // 2))
             dot_acc = cgutils.alloca_once_value(builder, ir.Constant(v_f32, [0.0] * (lanes // 4)))
-            off_acc = cgutils.alloca_once_value(builder, ir.Constant(v_g, [0.0] * groups_per_step))
+            off_acc = cgutils.alloca_once_value(
+                builder, ir.Constant(v_sz, [0.0] * (2 * groups_per_step))
+            )
 
             def load(ptr, offset, vtype):  # noqa: ANN001, ANN202
                 p = builder.bitcast(builder.gep(ptr, [offset]), vtype.as_pointer())
                 return builder.load(p, align=1)
 
-            with cgutils.for_range(builder, args[9]) as loop:
+            with cgutils.for_range(builder, args[8]) as loop:
                 i = loop.index
                 byte = builder.mul(i, ir.Constant(i.type, lanes))
                 group = builder.mul(i, ir.Constant(i.type, groups_per_step))
@@ -141,34 +164,23 @@ def _row_dot_factory(groups_per_step: int):  # noqa: ANN202 - returns a Numba in
                         [2 * k for k in range(groups_per_step)],
                     ),
                 )
-                zero = builder.shuffle_vector(
-                    sz_pair,
-                    sz_pair,
-                    ir.Constant(
-                        ir.VectorType(_I32, groups_per_step),
-                        [2 * k + 1 for k in range(groups_per_step)],
-                    ),
-                )
                 step_dx = load(dx_ptr, group, v_g)
                 weight = builder.fmul(scale, step_dx)
                 weight_lanes = builder.shuffle_vector(
                     weight, weight, ir.Constant(ir.VectorType(_I32, lanes // 4), spread)
                 )
-                builder.store(
-                    builder.fadd(builder.load(dot_acc), builder.fmul(sums, weight_lanes)), dot_acc
-                )
-                # zero_g * sum x - scale_g * 8 dx_g sum a  (c8 holds 8 dx_g sum a)
-                offset = builder.fsub(
-                    builder.fmul(zero, load(xs_ptr, group, v_g)),
-                    builder.fmul(scale, load(c8_ptr, group, v_g)),
-                )
-                builder.store(builder.fadd(builder.load(off_acc), offset), off_acc)
-            total = ir.Constant(_F32, 0.0)
-            for acc, n in ((dot_acc, lanes // 4), (off_acc, groups_per_step)):
-                vec = builder.load(acc)
-                for k in range(n):
-                    total = builder.fadd(total, builder.extract_element(vec, ir.Constant(_I32, k)))
-            return total
+                # (fast: a multiply and an add may fuse into one instruction)
+                term = fast(builder.fmul(sums, weight_lanes))
+                builder.store(fast(builder.fadd(builder.load(dot_acc), term)), dot_acc)
+                # scale_g * u[2g] + zero_g * u[2g + 1] = zero_g * sum x - scale_g * 8 dx_g sum a
+                pair_u = load(u_ptr, builder.mul(group, ir.Constant(i.type, 2)), v_sz)
+                offset = fast(builder.fmul(sz_pair, pair_u))
+                builder.store(fast(builder.fadd(builder.load(off_acc), offset)), off_acc)
+            # Sum the lanes as a tree (halves added pairwise): a row ends with a chain of
+            # log2(lanes) additions instead of one addition per lane.
+            total = tree_sum(builder, builder.load(dot_acc), lanes // 4)
+            offsets = tree_sum(builder, builder.load(off_acc), 2 * groups_per_step)
+            return fast(builder.fadd(total, offsets))
 
         return sig, codegen
 
@@ -182,10 +194,11 @@ _row_dot_wide = _row_dot_factory(2) if WIDE else _row_dot_1
 
 
 @njit(fastmath=True, cache=True)
-def _quantize_rows(x, x_lo, x_hi, dx, xsum, c8):  # noqa: ANN001, ANN202
+def _quantize_rows(x, x_lo, x_hi, dx, u):  # noqa: ANN001, ANN202
     """Round each group of 64 activations to int8: halves into ``x_lo`` / ``x_hi`` (the
-    columns the low and high nibbles multiply), scale into ``dx``, exact sum into ``xsum`` and
-    ``8 * dx * sum(int8)`` into ``c8`` (the centring of the codes, see the module docstring)."""
+    columns the low and high nibbles multiply), scale into ``dx``, and per group the pair
+    ``u[2g] = -8 * dx * sum(int8)`` (the centring of the codes, see the module docstring),
+    ``u[2g + 1] = sum(x)`` (exact), which a row's (scale, offset) pairs multiply."""
     rows, cols = x.shape
     for m in range(rows):
         for g in range(cols // GROUP):
@@ -206,8 +219,36 @@ def _quantize_rows(x, x_lo, x_hi, dx, xsum, c8):  # noqa: ANN001, ANN202
                 x_hi[m, g * _GROUP_BYTES + j] = b
                 count += np.int64(a) + np.int64(b)
             dx[m, g] = step
-            xsum[m, g] = total
-            c8[m, g] = np.float32(8.0) * step * np.float32(count)
+            u[m, 2 * g] = np.float32(-8.0) * step * np.float32(count)
+            u[m, 2 * g + 1] = total
+
+
+@njit(fastmath=True, cache=True)
+def _rounded(x):  # noqa: ANN001, ANN202
+    """``x`` ``[M, K]`` rounded to int8 per group: ``(x_lo, x_hi, dx, u)`` as
+    :func:`_quantize_rows` fills them, the input of :func:`_row`."""
+    rows = x.shape[0]
+    groups = x.shape[1] // GROUP
+    x_lo = np.empty((rows, groups * _GROUP_BYTES), np.int8)
+    x_hi = np.empty((rows, groups * _GROUP_BYTES), np.int8)
+    dx = np.empty((rows, groups), np.float32)
+    u = np.empty((rows, 2 * groups), np.float32)
+    _quantize_rows(x, x_lo, x_hi, dx, u)
+    return x_lo, x_hi, dx, u
+
+
+@njit(fastmath=True, cache=True)
+def _row(codes, scale_zeros, n, act, m, wide):  # noqa: ANN001, ANN202
+    """Output ``n`` of input row ``m``: one call of the row intrinsic (``act``: the rounded
+    input, :func:`_rounded`)."""
+    x_lo, x_hi, dx, u = act
+    groups = dx.shape[1]
+    start = n * groups * _GROUP_BYTES
+    sz = n * groups * 2
+    if wide:
+        steps = groups // 2
+        return _row_dot_wide(codes, start, x_lo[m], x_hi[m], scale_zeros, sz, dx[m], u[m], steps)
+    return _row_dot_1(codes, start, x_lo[m], x_hi[m], scale_zeros, sz, dx[m], u[m], groups)
 
 
 _SIG = (uint8[:, ::1], int16[:, ::1], float32[:, ::1], float32[:, ::1], int64)
@@ -217,25 +258,40 @@ _SIG = (uint8[:, ::1], int16[:, ::1], float32[:, ::1], float32[:, ::1], int64)
 def _gemm(codes, scale_zeros, x, out, wide):  # noqa: ANN001, ANN202
     """``out[m, n] = sum_k x[m, k] W[n, k]`` with ``W`` in the blocks layout (see module)."""
     rows = x.shape[0]
-    n_out = codes.shape[0]
-    groups = x.shape[1] // GROUP
-    x_lo = np.empty((rows, groups * _GROUP_BYTES), np.int8)
-    x_hi = np.empty((rows, groups * _GROUP_BYTES), np.int8)
-    dx = np.empty((rows, groups), np.float32)
-    xsum = np.empty((rows, groups), np.float32)
-    c8 = np.empty((rows, groups), np.float32)
-    _quantize_rows(x, x_lo, x_hi, dx, xsum, c8)
+    act = _rounded(x)
     flat_codes = codes.reshape(-1)
     flat_sz = scale_zeros.reshape(-1)
-    steps = groups // 2 if wide else groups
-    for n in prange(n_out):
+    for n in prange(codes.shape[0]):
         # Each output row's codes (K / 2 bytes) stay in L1 across the input rows.
         for m in range(rows):
-            row = (flat_codes, n * groups * _GROUP_BYTES, x_lo[m], x_hi[m], flat_sz, n * groups * 2)
-            if wide:
-                out[m, n] = _row_dot_wide(*row, dx[m], xsum[m], c8[m], steps)
+            out[m, n] = _row(flat_codes, flat_sz, n, act, m, wide)
+
+
+_WEIGHT = (uint8[:, ::1], int16[:, ::1], float32[:, ::1])
+_SIG3 = (*_WEIGHT, *_WEIGHT, *_WEIGHT, float32[:, ::1], int64)
+
+
+@njit(_SIG3, parallel=True, fastmath=True, cache=True)
+def _gemm3(c0, s0, o0, c1, s1, o1, c2, s2, o2, x, wide):  # noqa: ANN001, ANN202, PLR0913
+    """:func:`_gemm` for three weights of the same input width at once (``out_i = x W_i^T``).
+
+    One launch and one rounding of ``x`` serve all three; the threads share the rows of all
+    three weights, so a small one does not leave a thread idle. A weight with no rows is
+    skipped (two weights pass an empty third)."""
+    rows = x.shape[0]
+    act = _rounded(x)
+    n0 = c0.shape[0]
+    n1 = c1.shape[0]
+    f0, f1, f2 = c0.reshape(-1), c1.reshape(-1), c2.reshape(-1)
+    z0, z1, z2 = s0.reshape(-1), s1.reshape(-1), s2.reshape(-1)
+    for t in prange(n0 + n1 + c2.shape[0]):
+        for m in range(rows):
+            if t < n0:
+                o0[m, t] = _row(f0, z0, t, act, m, wide)
+            elif t < n0 + n1:
+                o1[m, t - n0] = _row(f1, z1, t - n0, act, m, wide)
             else:
-                out[m, n] = _row_dot_1(*row, dx[m], xsum[m], c8[m], steps)
+                o2[m, t - n0 - n1] = _row(f2, z2, t - n0 - n1, act, m, wide)
 
 
 _IMPORT_PID = os.getpid()
@@ -277,3 +333,38 @@ def int4_matmul(codes: np.ndarray, scale_zeros: np.ndarray, x: torch.Tensor) -> 
     # search for a conversion at every call (about 10 us)
     _gemm(codes, scale_zeros, x.numpy(), out.numpy(), int(wide))
     return out
+
+
+_NO_CODES = np.empty((0, _GROUP_BYTES), np.uint8)
+_NO_SCALES = np.empty((0, 2), np.int16)
+
+
+def int4_matmul_many(
+    weights: list[tuple[np.ndarray, np.ndarray]], x: torch.Tensor
+) -> list[torch.Tensor]:
+    """``[x W_0^T, x W_1^T, ...]`` for two or three weights of the same input width, in one
+    launch (e.g. an attention layer's q, k and v projections).
+
+    A decoding step spends about as long launching a small product as computing it, so a
+    layer that makes three of them from one input saves two launches and two roundings of
+    the input. Each output equals :func:`int4_matmul`'s exactly (same rounding, same sums).
+
+    Args:
+        weights: each weight's :func:`weight_views`.
+        x: ``[M, K]`` float32, contiguous, ``K`` a multiple of 64.
+
+    Returns:
+        ``[M, N_i]`` float32 per weight.
+    """
+    if not 2 <= len(weights) <= 3:
+        raise ValueError(f"int4_matmul_many takes 2 or 3 weights, got {len(weights)}")
+    set_threads()
+    outs = [torch.empty(x.shape[0], codes.shape[0], dtype=torch.float32) for codes, _ in weights]
+    args = []
+    for (codes, scale_zeros), out in zip(weights, outs, strict=True):
+        args += [codes, scale_zeros, out.numpy()]
+    if len(weights) == 2:
+        args += [_NO_CODES, _NO_SCALES, np.empty((x.shape[0], 0), np.float32)]
+    wide = WIDE and (x.shape[1] // GROUP) % 2 == 0
+    _gemm3(*args, x.numpy(), int(wide))
+    return outs
