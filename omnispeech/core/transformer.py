@@ -16,7 +16,8 @@ from torch import nn
 
 from omnispeech.config import FrozenConfig
 from omnispeech.core.attention import GQAttention, KVCache
-from omnispeech.core.linear import StepLinear
+from omnispeech.core.fused_step import fused_layer_step
+from omnispeech.core.linear import StepLinear, project
 from omnispeech.core.norm import RMSNorm
 from omnispeech.core.rope import RotaryEmbedding
 from omnispeech.kernels import linear
@@ -62,7 +63,8 @@ class SwiGLU(nn.Module):
         self.down_proj = layer(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = project(x, self.gate_proj, self.up_proj)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -86,6 +88,10 @@ class DecoderLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None
     ) -> torch.Tensor:
+        # One-token steps of int4 layers: the whole layer in one kernel call (None otherwise).
+        fused = fused_layer_step(self, x, rope, cache) if isinstance(self.mlp, SwiGLU) else None
+        if fused is not None:
+            return fused
         x = x + self.self_attn(self.input_layernorm(x), rope, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -188,17 +194,44 @@ class DecoderStack(nn.Module):
         """
         B, T, _ = inputs_embeds.shape
         start = cache.length if cache is not None else 0
-        positions = torch.arange(start, start + T, device=inputs_embeds.device).expand(B, T)
         pad = cache.pad if cache is not None else None
-        if pad is not None:
+        if pad is None:
+            rope = self._rope_tables(start, T, inputs_embeds)
+        else:
+            positions = torch.arange(start, start + T, device=inputs_embeds.device).expand(B, T)
             # RoPE scores depend on position differences only, so this shift changes rounding
             # alone; it gives each stream the very angles of its run without a batch.
             positions = (positions - pad[:, None]).clamp_min(0)
-        rope = self.rotary(positions, inputs_embeds.dtype)
+            rope = self.rotary(positions, inputs_embeds.dtype)
         x = inputs_embeds
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, cache.layers[i] if cache is not None else None)
         return self.norm(x)
+
+    def _rope_tables(
+        self, start: int, T: int, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE tables ``[B, T, head_dim]`` at positions ``start`` .. ``start + T - 1``, sliced
+        from tables kept for positions 0 .. P-1 (P doubles when outgrown).
+
+        A decoding step asks for one position at a time, and making its table costs half a
+        dozen small operations per step; the values are the same, since every position's
+        angles are computed alike whatever else is in the batch.
+        """
+        end = start + T
+        kept = self.__dict__.get("_rope_kept")
+        if (
+            kept is None
+            or kept[0].shape[0] < end
+            or kept[0].dtype != like.dtype
+            or kept[0].device != like.device
+        ):
+            size = max(end, 2 * kept[0].shape[0] if kept is not None else 256)
+            cos, sin = self.rotary(torch.arange(size, device=like.device)[None], like.dtype)
+            kept = (cos[0], sin[0])
+            self.__dict__["_rope_kept"] = kept
+        B = like.shape[0]
+        return kept[0][start:end][None].expand(B, T, -1), kept[1][start:end][None].expand(B, T, -1)
 
 
 class Decoder(DecoderStack):

@@ -162,7 +162,8 @@ class TTS:
                 takes 16-bit activations. ``"int4"`` stores them in 4 bits with a scale and
                 offset per 64 input columns (about 6x fewer bytes than float32) and keeps
                 ``dtype`` (omnispeech's int4 kernel runs float32 activations as fast as
-                16-bit ones, see :mod:`omnispeech.kernels.numba_int4`).
+                16-bit ones, see :mod:`omnispeech.kernels.numba_int4`; with float32 a
+                stream's decoding steps run each layer in one kernel call).
 
         Raises:
             CheckpointError: missing parts (tokenizer, ``speech_tokenizer/``) or wrong kind.

@@ -213,8 +213,10 @@ class Talker(nn.Module):
         offset per ``group_size`` input columns (see :class:`~omnispeech.core.quant.Int4Linear`).
 
         The model's dtype is kept: on x86 CPUs with AVX2 (groups of 64) our int4 kernel rounds
-        the activations to int8 whatever their dtype, so float32 runs as fast as bfloat16;
-        elsewhere ATen's CPU kernel serves, fastest with 16-bit activations. Returns the number
+        the activations to int8 whatever their dtype, so float32 runs as fast as bfloat16, and
+        in float32 one stream's decoding steps run each decoder layer in a single kernel call
+        (:mod:`omnispeech.core.fused_step`), faster still; elsewhere ATen's CPU kernel serves,
+        fastest with 16-bit activations. Returns the number
         of layers converted.
         """
         return self._quantize(4, group_size)
