@@ -73,3 +73,26 @@ def test_generation_config_round_trips_through_json(tmp_path):
     path = tmp_path / "gen.json"
     cfg.to_json(path)
     assert GenerationConfig.from_dict(json.loads(path.read_text())) == cfg
+
+
+def test_top_k_draws_among_the_candidates_with_their_probabilities():
+    """The top-k draw reads the k candidates alone: it never leaves them, each comes as often
+    as the masked distribution says, suppression holds, and per-row generators give each row
+    what it draws alone."""
+    logits = torch.randn(2, 300, generator=torch.Generator().manual_seed(3))
+    cfg = SamplingConfig(top_k=5, temperature=0.7)
+    suppress = torch.zeros(300, dtype=torch.bool)
+    suppress[logits[1].argmax()] = True
+    n = 4000
+    draws = torch.stack(
+        [sample(logits, cfg, torch.Generator().manual_seed(s), suppress=suppress) for s in range(n)]
+    )
+    for row in range(2):
+        masked = logits[row].masked_fill(suppress, float("-inf"))[None]
+        expected = warp(masked, cfg).softmax(dim=-1)[0]
+        assert set(draws[:, row].tolist()) <= set(torch.topk(masked, 5).indices[0].tolist())
+        freq = torch.bincount(draws[:, row], minlength=300).float() / n
+        assert (freq - expected).abs().max() < 0.03  # about 4 standard deviations
+    alone = [sample(logits[i : i + 1], cfg, torch.Generator().manual_seed(9)) for i in range(2)]
+    both = sample(logits, cfg, [torch.Generator().manual_seed(9) for _ in range(2)])
+    assert torch.equal(both, torch.cat(alone))

@@ -127,7 +127,14 @@ def test_streamed_speech_equals_whole_speech(client):
     ) as response:
         pieces.extend(response.iter_bytes(chunk_size=None))
     assert len(pieces) > 1  # the audio arrived while it was being made
-    assert b"".join(pieces) == whole and len(whole) == 2 * int(SPEECH_SECONDS * RATE)
+    assert len(whole) == 2 * int(SPEECH_SECONDS * RATE)
+    streamed = np.frombuffer(b"".join(pieces), dtype="<i2").astype(np.int32)
+    samples = np.frombuffer(whole, dtype="<i2").astype(np.int32)
+    # The same codes decoded in pushes and at once agree to float32 rounding (1e-5), which
+    # now and then puts a sample on the other side of a 16-bit step.
+    assert streamed.shape == samples.shape
+    assert np.abs(streamed - samples).max() <= 1
+    assert np.mean(streamed != samples) < 1e-3
     flac = client.audio.speech.create(
         model="m", voice="default", input="Hi there.", response_format="flac", extra_body=seed
     ).content

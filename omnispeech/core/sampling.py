@@ -115,10 +115,21 @@ def sample(
         logits = logits.masked_fill(suppress, float("-inf"))
     if not cfg.do_sample:
         return logits.argmax(dim=-1)
-    probs = warp(logits, cfg).softmax(dim=-1)
+    if 0 < cfg.top_k < logits.shape[-1] and cfg.top_p == 1.0:
+        # Draw among the k candidates alone: the same distribution as masking the rest to
+        # -inf, but the draw reads k probabilities instead of the whole vocabulary (a speech
+        # frame makes 16 draws from 2-3k codes; the full draw cost about 0.1 ms each).
+        values, candidates = torch.topk(logits / cfg.temperature, cfg.top_k, dim=-1)
+        return candidates.gather(-1, _draw(values.softmax(dim=-1), generator)).squeeze(-1)
+    return _draw(warp(logits, cfg).softmax(dim=-1), generator).squeeze(-1)
+
+
+def _draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """One index per row of ``probs`` ``[B, N]`` -> ``[B, 1]``, with one generator for all
+    rows or one per row (each row then draws what it would draw alone)."""
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        return torch.multinomial(probs, 1, generator=generator)
     if len(generator) != probs.shape[0]:
         raise ValueError(f"{len(generator)} generators for {probs.shape[0]} rows")
     rows = [torch.multinomial(probs[i : i + 1], 1, generator=g) for i, g in enumerate(generator)]
-    return torch.cat(rows).squeeze(-1)
+    return torch.cat(rows)
