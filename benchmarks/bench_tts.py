@@ -7,7 +7,8 @@ CPU, random weights shared by both implementations (the reference's, loaded into
 1. per-frame latency of talker + MTP (codebook 0 and the 15 residual codebooks of one frame):
    the difference between generating ``long`` and ``short`` frames after the same prompt,
    divided by the extra frames, so the prompt's cost cancels out. float32 and bfloat16 for
-   both; float16 and int8 weight-only (bfloat16 activations) for omnispeech only;
+   both; int4 weight-only (float32 and bfloat16 activations) timed alternately with qwen-tts
+   float32; float16, int8 and ATen's int4 kernel for omnispeech only;
 2. first-packet latency of an utterance of ``packet_frames`` frames: qwen-tts returns audio
    only after generating every frame and decoding them all; omnispeech streams, so its first
    packet is the prompt, one frame and one streaming Code2Wav step. Both decoders are the
@@ -165,6 +166,11 @@ def _our_frame_cost(generate: Callable[[int], object], s: Settings) -> float:
     return (long.median - short.median) / (s.long - s.short)
 
 
+# Rows timed alternately with qwen-tts float32 (the 4-bit goal is a ratio to it); the other
+# omnispeech-only rows are divided by the float32 row's reference median.
+PAIRED = ("int4+float32", "int4+bfloat16")
+
+
 def bench_frames(pair: TalkerPair, s: Settings) -> dict[str, Any]:
     """Per-frame talker + MTP latency for each dtype (and int8 for omnispeech)."""
     ref, ours = pair.ref, pair.ours
@@ -200,11 +206,22 @@ def bench_frames(pair: TalkerPair, s: Settings) -> dict[str, Any]:
                 model.quantize_int4()
         elif quant == "int8":
             model.quantize_int8()
-        print(f"  {name}: omnispeech ...", file=sys.stderr)
-        of = _our_frame_cost(functools.partial(_ours_generate, model, pair.our_prompt(dtype)), s)
+        ours_generate = functools.partial(_ours_generate, model, pair.our_prompt(dtype))
+        if name in PAIRED:
+            # The goal's ratio: timed alternately with qwen-tts float32, round by round, like
+            # the float rows, so a slow spell of this shared machine hits both alike.
+            print(f"  {name}: omnispeech and reference float32, alternating ...", file=sys.stderr)
+            ref.to(torch.float32)
+            ref_generate = functools.partial(_ref_generate, ref, pair.ref_prompt(torch.float32))
+            rf, of = _frame_costs(ref_generate, ours_generate, s)
+        else:
+            print(f"  {name}: omnispeech ...", file=sys.stderr)
+            rf, of = out["float32"]["reference_s"], _our_frame_cost(ours_generate, s)
         out[name] = {
             "omnispeech_s": of,
-            "speedup_vs_reference_float32": out["float32"]["reference_s"] / of,
+            "reference_float32_s": rf,
+            "paired": name in PAIRED,
+            "speedup_vs_reference_float32": rf / of,
             "speedup_vs_reference_bfloat16": out["bfloat16"]["reference_s"] / of,
         }
         del model
@@ -394,9 +411,14 @@ def markdown(res: dict[str, Any]) -> str:
         if r is None:  # an older result without this row
             continue
         bound = bandwidth_bound_s(w["per_frame"], name, bw)
+        label = name.replace(" (ATen)", ", ATen kernel")
+        if r.get("paired"):
+            reference = f"float32 in the same rounds: {sig3(r['reference_float32_s'])} s"
+        else:
+            label += " (omnispeech only)"
+            reference = "-"
         lines.append(
-            f"| {name.replace(' (ATen)', ', ATen kernel')} (omnispeech only) | - | "
-            f"{sig3(r['omnispeech_s'])} s | "
+            f"| {label} | {reference} | {sig3(r['omnispeech_s'])} s | "
             f"{r['speedup_vs_reference_float32']:.1f}x vs qwen-tts float32, "
             f"{r['speedup_vs_reference_bfloat16']:.1f}x vs bfloat16 | {sig3(bound)} s |"
         )
@@ -407,7 +429,12 @@ def markdown(res: dict[str, Any]) -> str:
         "measured below; a frame cannot be faster than reading its weights. int4 rows run "
         "omnispeech's kernel (`omnispeech/kernels/numba_int4.py`: activations rounded to int8 "
         "per group, integer products); the (ATen) rows store the layout of ATen's CPU int4 "
-        "kernel instead, which runs where ours cannot (no AVX2, other group sizes).",
+        "kernel instead, which runs where ours cannot (no AVX2, other group sizes). The "
+        f"{' and '.join(PAIRED)} rows alternate with qwen-tts float32 round by round (its "
+        "median in those rounds is in the qwen-tts column); the other omnispeech-only rows "
+        "are divided by the float32 row's reference median. int4 with float32 activations "
+        "runs each decoder layer of a decoding step in one kernel call "
+        "(`omnispeech/kernels/numba_int4_step.py`).",
     ]
     lines += [
         "",
