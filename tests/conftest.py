@@ -64,6 +64,22 @@ def write_folder(path: Path, config: dict, tensors: dict[str, torch.Tensor]) -> 
     return path
 
 
+@pytest.fixture(params=[True, False], ids=["wide", "avx2"])
+def int4_width(request, monkeypatch):
+    """Each register width of our int4 kernel in turn (AVX-512 reads groups of 64 columns in
+    pairs and leaves an odd count's last group to AVX2); the wide case is skipped on a
+    processor without AVX-512BW, where the AVX2 case covers it."""
+    from omnispeech.core.quant import blocks_kernel
+
+    kernel = blocks_kernel()
+    if kernel is None:
+        pytest.skip("our int4 kernel needs an x86 CPU with AVX2 and Numba")
+    if request.param and not kernel.WIDE:
+        pytest.skip("this processor has no AVX-512BW; the AVX2 case covers it")
+    monkeypatch.setattr(kernel, "WIDE", request.param)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def omni_encoder_folder(tmp_path_factory):
     """(reference encoder, folder in the released Qwen3-Omni layout ``thinker.audio_tower.*``)."""

@@ -35,16 +35,8 @@ def _reference(q: Int4Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, q.dequantized(torch.float32), q.bias)
 
 
-@pytest.fixture(params=[True, False], ids=["wide", "avx2"])
-def width(request, monkeypatch):
-    if request.param and not kernel.WIDE:
-        pytest.skip("this processor has no AVX-512BW; the AVX2 case covers it")
-    monkeypatch.setattr(kernel, "WIDE", request.param)
-    return request.param
-
-
 @pytest.mark.parametrize(("n", "k", "m"), SHAPES)
-def test_exact_when_activations_are_integers(n, k, m, width):
+def test_exact_when_activations_are_integers(n, k, m, int4_width):
     """Activations that are integers with 127 in every group of 64 are their own int8
     rounding: the kernel then computes the reference sum exactly, up to float32 rounding.
     A wrong nibble order, group order or scale would show here at full size."""
@@ -58,7 +50,7 @@ def test_exact_when_activations_are_integers(n, k, m, width):
 
 
 @pytest.mark.parametrize(("n", "k", "m"), SHAPES)
-def test_close_on_real_valued_activations(n, k, m, width):
+def test_close_on_real_valued_activations(n, k, m, int4_width):
     _, q = _layer(n, k)
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(2))
     got, want = q(x), _reference(q, x)

@@ -56,14 +56,6 @@ def _stack(cfg: DecoderConfig, seed: int = 0) -> DecoderStack:
     return stack
 
 
-@pytest.fixture(params=[True, False], ids=["wide", "avx2"])
-def width(request, monkeypatch):
-    if request.param and not kernel.WIDE:
-        pytest.skip("this processor has no AVX-512BW; the AVX2 case covers it")
-    monkeypatch.setattr(kernel, "WIDE", request.param)
-    return request.param
-
-
 def _decode(stack: DecoderStack, prompt: torch.Tensor, steps: list[torch.Tensor], fused: bool, mp):
     mp.setattr(transformer, "fused_layer_step", fused_layer_step if fused else lambda *a: None)
     calls = []
@@ -84,7 +76,7 @@ def _decode(stack: DecoderStack, prompt: torch.Tensor, steps: list[torch.Tensor]
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["even-groups", "odd-groups"])
 @torch.inference_mode()
-def test_fused_steps_equal_the_layer_by_layer_path(cfg, width, monkeypatch):
+def test_fused_steps_equal_the_layer_by_layer_path(cfg, int4_width, monkeypatch):
     """A prompt of 20 positions, then steps of 1, 2 and 16 positions (a frame; the code
     predictor's first step; a frame with its text): every hidden state and every cached key
     and value agree with the module path (the products are the same integer sums; norms,
@@ -151,7 +143,7 @@ def test_steps_it_does_not_serve_go_module_by_module():
 
 
 @torch.inference_mode()
-def test_grouped_projections_equal_separate_calls(width):
+def test_grouped_projections_equal_separate_calls(int4_width):
     """q, k and v (or gate and up) in one launch give each layer's own output, bit for bit;
     layers it cannot group (float ones) run one by one."""
     stack = _stack(CONFIGS[1])
