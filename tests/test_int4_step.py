@@ -142,6 +142,21 @@ def test_steps_it_does_not_serve_go_module_by_module():
     assert kv.length == 1
 
 
+def test_an_input_that_requires_grad_is_served_only_without_grad():
+    """A leaf that requires grad, under ``no_grad``: served (nothing is recorded); with
+    gradients on: left to the module path, which records them."""
+    cfg = CONFIGS[0]
+    stack = _stack(cfg)
+    rope = stack.rotary(torch.zeros(1, 1, dtype=torch.long), torch.float32)
+    kv = stack.new_cache(1, 4).layers[0]
+    leaf = torch.randn(1, 1, cfg.hidden_size, requires_grad=True)
+    with torch.no_grad():
+        assert fused_layer_step(stack.layers[0], leaf, rope, kv) is not None
+    assert kv.length == 1
+    assert fused_layer_step(stack.layers[0], leaf, rope, kv) is None
+    assert kv.length == 1
+
+
 @torch.inference_mode()
 def test_grouped_projections_equal_separate_calls(int4_width):
     """q, k and v (or gate and up) in one launch give each layer's own output, bit for bit;

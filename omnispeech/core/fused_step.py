@@ -149,7 +149,7 @@ def fused_layer_step(
     out = torch.empty(1, rows, hidden)
     cos, sin = rope
     kernel.layer_step(
-        x.reshape(rows, hidden).contiguous().numpy(),
+        x.detach().reshape(rows, hidden).contiguous().numpy(),
         norms,
         eps,
         weights,
