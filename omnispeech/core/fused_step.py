@@ -86,11 +86,10 @@ def _make_plan(layer: DecoderLayer) -> tuple | None:
     if any(n.dtype != torch.float32 for n in norms):
         return None
     weights: list = []
+    kernel = blocks_kernel()
     for lin in linears:
-        weights += [
-            lin.weight.reshape(-1).numpy(),
-            lin.scale_zeros.view(torch.int16).reshape(-1).numpy(),
-        ]
+        # the layer's own kernel views (the ones its module path reads), flattened
+        weights += [view.reshape(-1) for view in lin._views(kernel)]
     return (
         tuple(n.detach().numpy() for n in norms),
         float(layer.input_layernorm.eps),
