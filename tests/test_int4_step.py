@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import omnispeech.core.transformer as transformer
-from omnispeech.core.fused_step import fused_layer_step
+from omnispeech.core.fused_step import fused_layer_step, fused_stack_step
 from omnispeech.core.linear import project
 from omnispeech.core.quant import blocks_kernel, quantize_linears_
 from omnispeech.core.transformer import DecoderConfig, DecoderStack
@@ -56,17 +56,28 @@ def _stack(cfg: DecoderConfig, seed: int = 0) -> DecoderStack:
     return stack
 
 
-def _decode(stack: DecoderStack, prompt: torch.Tensor, steps: list[torch.Tensor], fused: bool, mp):
-    mp.setattr(transformer, "fused_layer_step", fused_layer_step if fused else lambda *a: None)
+def _decode(stack: DecoderStack, prompt: torch.Tensor, steps: list[torch.Tensor], mode: str, mp):
+    """Run the prompt and the steps with the whole-stack call ("stack"), the per-layer call
+    alone ("layer") or neither ("module"); returns the hidden states, the cache and, per
+    call of the fused function in use, whether it served the step."""
     calls = []
-    if fused:
 
-        def counting(*args):
-            out = fused_layer_step(*args)
+    def counting(fn):
+        def wrapped(*args):
+            out = fn(*args)
             calls.append(out is not None)
             return out
 
-        mp.setattr(transformer, "fused_layer_step", counting)
+        return wrapped
+
+    def off(*args):
+        return None
+
+    stack_fn = counting(fused_stack_step) if mode == "stack" else off
+    mp.setattr(transformer, "fused_stack_step", stack_fn)
+    mp.setattr(
+        transformer, "fused_layer_step", counting(fused_layer_step) if mode == "layer" else off
+    )
     cache = stack.new_cache(1, prompt.shape[1] + sum(s.shape[1] for s in steps) + 1)
     outs = [stack(prompt, cache)]
     for step in steps:
@@ -74,27 +85,50 @@ def _decode(stack: DecoderStack, prompt: torch.Tensor, steps: list[torch.Tensor]
     return torch.cat(outs, dim=1), cache, calls
 
 
+@pytest.mark.parametrize("mode", ["layer", "stack"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["even-groups", "odd-groups"])
 @torch.inference_mode()
-def test_fused_steps_equal_the_layer_by_layer_path(cfg, int4_width, monkeypatch):
+def test_fused_steps_equal_the_layer_by_layer_path(cfg, mode, int4_width, monkeypatch):
     """A prompt of 20 positions, then steps of 1, 2 and 16 positions (a frame; the code
     predictor's first step; a frame with its text): every hidden state and every cached key
     and value agree with the module path (the products are the same integer sums; norms,
-    RoPE and softmax differ in summation order only)."""
+    RoPE and softmax differ in summation order only), whether each layer is one call or the
+    whole stack is."""
     stack = _stack(cfg)
     g = torch.Generator().manual_seed(1)
     prompt = torch.randn(1, 20, cfg.hidden_size, generator=g)
     sizes = [1, 2, 1, 16, 3] + [1] * 6
     steps = [torch.randn(1, n, cfg.hidden_size, generator=g) for n in sizes]
-    got, got_cache, calls = _decode(stack, prompt, steps, True, monkeypatch)
-    want, want_cache, _ = _decode(copy.deepcopy(stack), prompt, steps, False, monkeypatch)
+    got, got_cache, calls = _decode(stack, prompt, steps, mode, monkeypatch)
+    want, want_cache, _ = _decode(copy.deepcopy(stack), prompt, steps, "module", monkeypatch)
     # the prompt (over MAX_ROWS positions) runs module by module, every step in one call
-    assert calls == [False] * cfg.num_layers + [True] * (len(sizes) * cfg.num_layers)
+    per_step = cfg.num_layers if mode == "layer" else 1
+    assert calls == [False] * per_step + [True] * (len(sizes) * per_step)
     _assert_close_up_to_rounding(got, want)
     for a, b in zip(got_cache.layers, want_cache.layers, strict=True):
         assert a.length == b.length == 20 + sum(sizes)
         _assert_close_up_to_rounding(a.keys, b.keys)
         _assert_close_up_to_rounding(a.values, b.values)
+
+
+@torch.inference_mode()
+def test_a_stack_with_a_layer_the_kernel_cannot_run_goes_layer_by_layer():
+    """One float layer among int4 ones: the whole-stack call steps aside (cache untouched),
+    and the stack's forward still serves the int4 layers one call each."""
+    cfg = CONFIGS[0]
+    stack = _stack(cfg)
+    stack.layers[1] = DecoderStack(cfg).layers[1].eval()
+    x = torch.randn(1, 1, cfg.hidden_size)
+    rope = stack.rotary(torch.zeros(1, 1, dtype=torch.long), torch.float32)
+    cache = stack.new_cache(1, 4)
+    assert fused_stack_step(stack.layers, x, rope, cache.layers) is None
+    assert cache.length == 0
+    assert stack(x, cache).shape == (1, 1, cfg.hidden_size)
+    assert cache.length == 1
+    # an MLP other than the dense SwiGLU (a mixture of experts has other products): no plan
+    moe_like = _stack(cfg)
+    moe_like.layers[0].mlp = torch.nn.Sequential(torch.nn.Linear(cfg.hidden_size, cfg.hidden_size))
+    assert fused_stack_step(moe_like.layers, x, rope, moe_like.new_cache(1, 4).layers) is None
 
 
 def _assert_close_up_to_rounding(got: torch.Tensor, want: torch.Tensor) -> None:

@@ -7,11 +7,16 @@ gradient, on a CPU where our int4 kernel runs, in a layer whose seven products a
 :class:`~omnispeech.core.quant.Int4Linear` in the blocks layout (``quantize_int4`` makes them)
 and whose MLP is the dense SwiGLU. The arithmetic is
 :mod:`omnispeech.kernels.numba_int4_step`'s.
+
+:class:`~omnispeech.core.transformer.DecoderStack` asks :func:`fused_stack_step` first, which
+serves the same steps through all of a stack's layers in a single call when every layer is
+one the layer kernel runs.
 """
 
 from __future__ import annotations
 
 import importlib
+import weakref
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -44,6 +49,12 @@ _PRODUCTS = (
 )
 
 
+# Plans per layer and per stack. Kept beside the modules rather than on them: a copy of a
+# module (``copy.deepcopy``) must not inherit a plan, whose arrays and addresses point into the
+# original's tensors; an entry goes when its module does.
+_PLANS: weakref.WeakKeyDictionary[nn.Module, tuple] = weakref.WeakKeyDictionary()
+
+
 def _key(layer: DecoderLayer) -> tuple[int, ...]:
     """Identities of the modules and tensors the plan reads.
 
@@ -60,8 +71,9 @@ def _key(layer: DecoderLayer) -> tuple[int, ...]:
         id(attn["k_norm"]._parameters["weight"]),
     ]
     for parent, name in _PRODUCTS:
-        linear = mods[parent]._modules[name]
-        buffers = linear._buffers
+        # (a mixture of experts has none of the MLP's three: its plan is None)
+        linear = mods[parent]._modules.get(name)
+        buffers = linear._buffers if linear is not None else {}
         key += (id(linear), id(buffers.get("weight")), id(buffers.get("scale_zeros")))
     return tuple(key)
 
@@ -70,7 +82,11 @@ def _make_plan(layer: DecoderLayer) -> tuple | None:
     """The kernel's arguments that depend on the weights alone (numpy views, no copies), or
     None when the layer is not one the kernel runs (float or other-layout products, biases,
     16-bit norms)."""
+    from omnispeech.core.transformer import SwiGLU  # (that module imports this one)
+
     attn, mlp = layer.self_attn, layer.mlp
+    if not isinstance(mlp, SwiGLU):
+        return None  # e.g. a mixture of experts: other products
     linears = [getattr(attn if parent == "self_attn" else mlp, name) for parent, name in _PRODUCTS]
     for linear in linears:
         if not isinstance(linear, Int4Linear) or linear.layout != "blocks":
@@ -99,17 +115,37 @@ def _make_plan(layer: DecoderLayer) -> tuple | None:
     )
 
 
-def _plan(layer: DecoderLayer) -> tuple | None:
-    """:func:`_make_plan`, kept on the layer and remade when a module or tensor it reads was
-    replaced (quantizing, loading, moving); a layer the kernel cannot run is remembered too."""
+def layer_plan(layer: nn.Module) -> tuple | None:
+    """The layer's weights as the layer kernels take them, ``(norms, eps, weights, n_out,
+    heads)``, or None when they cannot run it (see :func:`_make_plan`).
+
+    Kept for the layer and remade when a module or tensor it reads was replaced (quantizing,
+    loading, moving); a layer the kernel cannot run is remembered too."""
     if not isinstance(layer._modules["self_attn"], GQAttention):
         return None
     key = _key(layer)
-    cached = layer.__dict__.get("_step_plan")
+    cached = _PLANS.get(layer)
     if cached is None or cached[0] != key:
         cached = (key, _make_plan(layer))
-        layer.__dict__["_step_plan"] = cached
+        _PLANS[layer] = cached
     return cached[1]
+
+
+def _serving_kernel(x: torch.Tensor, cache: KVCache) -> ModuleType | None:
+    """The layer kernel's module when it serves a step of input ``x`` ``[B, T, H]`` into
+    ``cache`` (one stream, float32 on the CPU, no padding or gradient, room in the cache, few
+    positions), else None."""
+    if cache.pad is not None or x.shape[0] != 1:
+        return None
+    if x.dtype != torch.float32 or x.device.type != "cpu" or cache.keys.dtype != torch.float32:
+        return None
+    rows = x.shape[1]
+    if (x.requires_grad and torch.is_grad_enabled()) or cache.length + rows > cache.capacity:
+        return None
+    kernel = _step_kernel()
+    if kernel is None or rows > kernel.MAX_ROWS:
+        return None
+    return kernel
 
 
 def fused_layer_step(
@@ -130,17 +166,13 @@ def fused_layer_step(
     Returns:
         ``[1, T, hidden]`` float32, or None.
     """
-    if cache is None or cache.pad is not None or x.shape[0] != 1:
+    if cache is None:
         return None
-    if x.dtype != torch.float32 or x.device.type != "cpu" or cache.keys.dtype != torch.float32:
+    kernel = _serving_kernel(x, cache)
+    if kernel is None:
         return None
     rows = x.shape[1]
-    if (x.requires_grad and torch.is_grad_enabled()) or cache.length + rows > cache.capacity:
-        return None
-    kernel = _step_kernel()
-    if kernel is None or rows > kernel.MAX_ROWS:
-        return None
-    plan = _plan(layer)
+    plan = layer_plan(layer)
     if plan is None:
         return None
     norms, eps, weights, n_out, heads = plan
@@ -163,3 +195,77 @@ def fused_layer_step(
     )
     cache.length += rows
     return out
+
+
+def fused_stack_step(
+    layers: nn.ModuleList,
+    x: torch.Tensor,
+    rope: tuple[torch.Tensor, torch.Tensor],
+    caches: list[KVCache],
+) -> torch.Tensor | None:
+    """Every layer of a decoder stack in one kernel call (``x`` through each ``layer(x, rope,
+    cache)`` in turn), or None when the step is not one :func:`fused_layer_step` serves in
+    every layer, or the layers differ in their epsilon or head count.
+
+    Args:
+        layers: the stack's :class:`~omnispeech.core.transformer.DecoderLayer` modules.
+        x: ``[1, T, hidden]``.
+        rope: ``(cos, sin)`` ``[1, T, head_dim]`` at the new positions.
+        caches: one cache per layer, all holding the same positions.
+
+    Returns:
+        ``[1, T, hidden]`` float32 (before the stack's final norm), or None.
+    """
+    kernel = _serving_kernel(x, caches[0])
+    if kernel is None:
+        return None
+    plan = stack_plan(layers)
+    if plan is None:
+        return None
+    table, eps, heads = plan
+    pos = caches[0].length
+    shape = caches[0].keys.shape
+    if any(kv.length != pos or kv.keys.shape != shape for kv in caches):
+        return None
+    rows, hidden = x.shape[1], x.shape[2]
+    cos, sin = rope
+    out = kernel.stack_step(
+        x.detach().reshape(rows, hidden).contiguous().numpy(),
+        table,
+        kernel.cache_addresses(
+            [kv.keys[0].numpy() for kv in caches], [kv.values[0].numpy() for kv in caches]
+        ),
+        tuple(shape[1:]),
+        eps,
+        pos,
+        cos.reshape(rows, -1).float().contiguous().numpy(),
+        sin.reshape(rows, -1).float().contiguous().numpy(),
+        heads,
+    )
+    for kv in caches:
+        kv.length += rows
+    return torch.from_numpy(out).view(1, rows, hidden)
+
+
+def stack_plan(layers: nn.ModuleList) -> tuple | None:
+    """``(table, eps, heads)`` of a stack for :func:`fused_stack_step` and the code predictor's
+    frame kernel: ``table`` is the layers' :func:`~omnispeech.kernels.numba_int4_step.stack_table`
+    (addresses into each layer's :func:`layer_plan`); None when a layer has no plan or the
+    layers differ in ``eps`` or ``heads``.
+
+    Kept for the module list with the layer plans it points into (which keeps their arrays
+    alive), and remade when any of them was remade."""
+    plans = [layer_plan(layer) for layer in layers]
+    if not plans or any(p is None for p in plans):
+        return None
+    key = tuple(id(p) for p in plans)
+    cached = _PLANS.get(layers)
+    if cached is not None and cached[0] == key:
+        return cached[2]
+    eps, heads = plans[0][1], plans[0][4]
+    plan = None
+    if all(p[1] == eps and p[4] == heads for p in plans):
+        kernel = importlib.import_module("omnispeech.kernels.numba_int4_step")
+        plan = (kernel.stack_table([(p[0], p[2], p[3]) for p in plans]), eps, heads)
+    _PLANS[layers] = (key, plans, plan)
+    return plan

@@ -16,7 +16,7 @@ from torch import nn
 
 from omnispeech.config import FrozenConfig
 from omnispeech.core.attention import GQAttention, KVCache
-from omnispeech.core.fused_step import fused_layer_step
+from omnispeech.core.fused_step import fused_layer_step, fused_stack_step
 from omnispeech.core.linear import StepLinear, project
 from omnispeech.core.norm import RMSNorm
 from omnispeech.core.rope import RotaryEmbedding
@@ -204,6 +204,11 @@ class DecoderStack(nn.Module):
             positions = (positions - pad[:, None]).clamp_min(0)
             rope = self.rotary(positions, inputs_embeds.dtype)
         x = inputs_embeds
+        if cache is not None and pad is None:
+            # One stream's decoding step of int4 layers: the whole stack in one kernel call.
+            fused = fused_stack_step(self.layers, x, rope, cache.layers)
+            if fused is not None:
+                return self.norm(fused)
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, cache.layers[i] if cache is not None else None)
         return self.norm(x)

@@ -22,12 +22,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic
 
 from omnispeech.kernels import numba_int4
 from omnispeech.kernels.numba_int4 import GROUP, _rounded, _row
 
-__all__ = ["MAX_ROWS", "layer_step"]
+__all__ = ["MAX_ROWS", "layer_step", "stack_step", "stack_table"]
 
 # Most new positions per call (see the module docstring).
 MAX_ROWS = 16
@@ -199,3 +200,137 @@ def layer_step(  # noqa: PLR0913 - one layer's every tensor
     # read at each call, so that a test can switch the register width
     wide = int(numba_int4.WIDE)
     _step(x, norms, eps, weights, n_out, keys, values, pos, cos, sin, heads, wide, out)
+
+
+# -- a whole stack per call -------------------------------------------------------------------
+# A stack's layers reach the kernel as a table of addresses, one row per layer, instead of a
+# tuple of arrays: Numba compiles a tuple's every element into the function's signature, and a
+# 28-layer talker took minutes to compile that way; a table compiles once for any depth.
+def _pointer(dtype: types.Type):  # noqa: ANN202 - returns a Numba intrinsic
+    """An intrinsic turning an int64 address into a pointer to ``dtype`` (for ``carray``)."""
+    ptr = types.CPointer(dtype)
+
+    @intrinsic
+    def pointer(typingctx, address):  # noqa: ANN001, ANN202
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+            return builder.inttoptr(args[0], context.get_value_type(ptr))
+
+        return ptr(types.int64), codegen
+
+    return pointer
+
+
+_F32 = _pointer(types.float32)
+_U8 = _pointer(types.uint8)
+_I16 = _pointer(types.int16)
+
+# Columns of a stack's table: the four norms (input, post-attention, q, k), then the codes
+# (uint8) and the scale/offset pairs (int16) of q, k, v, o, gate, up and down.
+_NORMS = 4
+_PRODUCTS = 7
+_COLUMNS = _NORMS + 2 * _PRODUCTS
+
+
+@njit(fastmath=True, cache=True)
+def _layer(addrs, sizes, li):  # noqa: ANN001, ANN202
+    """Layer ``li``'s ``(norms, weights)`` as :func:`_step` takes them, viewed in place."""
+    a, n = addrs[li], sizes[li]
+    norms = (carray(_F32(a[0]), n[0]), carray(_F32(a[1]), n[1]),
+             carray(_F32(a[2]), n[2]), carray(_F32(a[3]), n[3]))  # fmt: skip
+    weights = (
+        carray(_U8(a[4]), n[4]), carray(_I16(a[5]), n[5]),
+        carray(_U8(a[6]), n[6]), carray(_I16(a[7]), n[7]),
+        carray(_U8(a[8]), n[8]), carray(_I16(a[9]), n[9]),
+        carray(_U8(a[10]), n[10]), carray(_I16(a[11]), n[11]),
+        carray(_U8(a[12]), n[12]), carray(_I16(a[13]), n[13]),
+        carray(_U8(a[14]), n[14]), carray(_I16(a[15]), n[15]),
+        carray(_U8(a[16]), n[16]), carray(_I16(a[17]), n[17]),
+    )  # fmt: skip
+    return norms, weights
+
+
+@njit(fastmath=True, cache=True)
+def _stack(x, addrs, sizes, n_outs, kv, kv_shape, eps, pos, cos, sin, heads, wide):  # noqa: ANN001, ANN202, PLR0913
+    """:func:`_step` through every layer of a stack (see :func:`stack_step`); returns the
+    last layer's output."""
+    rows, hidden = x.shape
+    for li in range(addrs.shape[0]):
+        norms, weights = _layer(addrs, sizes, li)
+        o = n_outs[li]
+        n_out = (o[0], o[1], o[2], o[3], o[4], o[5], o[6])
+        keys = carray(_F32(kv[li, 0]), kv_shape)
+        values = carray(_F32(kv[li, 1]), kv_shape)
+        out = np.empty((rows, hidden), np.float32)
+        _step(x, norms, eps, weights, n_out, keys, values, pos, cos, sin, heads, wide, out)
+        x = out
+    return x
+
+
+def _address(array: np.ndarray, dtype: type) -> tuple[int, int]:
+    """``(address, length)`` of a contiguous 1-D array of ``dtype`` (checked: the kernel
+    trusts both)."""
+    if array.dtype != dtype or array.ndim != 1 or not array.flags.c_contiguous:
+        raise ValueError(f"expected a contiguous 1-D {np.dtype(dtype)} array, got {array.dtype}")
+    return array.ctypes.data, array.shape[0]
+
+
+def stack_table(layers: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The table :func:`stack_step` reads: ``(addresses, lengths, n_out)``, int64 ``[L, 18]``,
+    ``[L, 18]`` and ``[L, 7]``.
+
+    Args:
+        layers: per layer ``(norms, weights, n_out)`` as :func:`layer_step` takes them. The
+            table points into these arrays: the caller keeps them alive while it is used.
+    """
+    addrs = np.empty((len(layers), _COLUMNS), np.int64)
+    sizes = np.empty((len(layers), _COLUMNS), np.int64)
+    n_outs = np.empty((len(layers), _PRODUCTS), np.int64)
+    for li, (norms, weights, n_out) in enumerate(layers):
+        if len(norms) != _NORMS or len(weights) != 2 * _PRODUCTS or len(n_out) != _PRODUCTS:
+            raise ValueError("a layer has 4 norms and 7 products")
+        cells = [_address(n, np.float32) for n in norms]
+        cells += [_address(w, np.uint8 if i % 2 == 0 else np.int16) for i, w in enumerate(weights)]
+        addrs[li] = [c[0] for c in cells]
+        sizes[li] = [c[1] for c in cells]
+        n_outs[li] = n_out
+    return addrs, sizes, n_outs
+
+
+def cache_addresses(keys: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
+    """``[L, 2]`` int64 addresses of each layer's ``[H_kv, capacity, D]`` float32 keys and
+    values, all of one shape and contiguous (checked: the kernel trusts it)."""
+    shape = keys[0].shape
+    for array in (*keys, *values):
+        if array.shape != shape or array.dtype != np.float32 or not array.flags.c_contiguous:
+            raise ValueError("the layers' keys and values must be contiguous float32 of one shape")
+    return np.array([[k.ctypes.data, v.ctypes.data] for k, v in zip(keys, values, strict=True)])
+
+
+def stack_step(  # noqa: PLR0913 - a stack's every tensor
+    x: np.ndarray,
+    table: tuple[np.ndarray, np.ndarray, np.ndarray],
+    kv: np.ndarray,
+    kv_shape: tuple[int, int, int],
+    eps: float,
+    pos: int,
+    cos: np.ndarray,
+    sin: np.ndarray,
+    heads: int,
+) -> np.ndarray:
+    """:func:`layer_step` through a whole stack of layers in one call (a decoding step of the
+    talker's 28 layers pays one call's glue instead of 28).
+
+    Args:
+        x: ``[M, H]`` float32 hidden states in.
+        table: the layers' :func:`stack_table` (one ``eps`` and one head count for all).
+        kv: ``[L, 2]`` :func:`cache_addresses` of the layers' caches, ``kv_shape``
+            ``(H_kv, capacity, D)`` each; written at ``pos`` .. ``pos + M - 1``
+            (``pos + M <= capacity``: the caller checks).
+        eps, pos, cos, sin, heads: as for :func:`layer_step`.
+
+    Returns:
+        ``[M, H]`` float32: the last layer's output (before any final norm).
+    """
+    addrs, sizes, n_outs = table
+    wide = int(numba_int4.WIDE)
+    return _stack(x, addrs, sizes, n_outs, kv, kv_shape, eps, pos, cos, sin, heads, wide)

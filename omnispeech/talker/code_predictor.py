@@ -22,6 +22,7 @@ from omnispeech.checkpoint import CheckpointFolder, load_module, resolve_folder,
 from omnispeech.core import DecoderCache, DecoderStack
 from omnispeech.core.sampling import Generators, SamplingConfig, sample
 from omnispeech.talker.config import CodePredictorConfig, read_spec
+from omnispeech.talker.fused_predict import fused_predict
 
 PREFIX = "talker.code_predictor."
 OWN_MODEL_TYPE = "omnispeech_code_predictor"
@@ -144,6 +145,10 @@ class CodePredictor(nn.Module):
             ``[B, input_size]`` the sum of their embeddings (the residual part of the talker's
             next input).
         """
+        # One stream of a 4-bit predictor: the whole frame in one kernel call (None otherwise).
+        fused = fused_predict(self, hidden, code0_embed, sampling, generator)
+        if fused is not None:
+            return fused
         B = hidden.shape[0]
         cache = self._frame_cache(B, hidden)
         x = torch.stack((hidden, code0_embed), dim=1)
