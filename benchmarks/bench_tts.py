@@ -433,8 +433,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"{' and '.join(PAIRED)} rows alternate with qwen-tts float32 round by round (its "
         "median in those rounds is in the qwen-tts column); the other omnispeech-only rows "
         "are divided by the float32 row's reference median. int4 with float32 activations "
-        "runs each decoder layer of a decoding step in one kernel call "
-        "(`omnispeech/kernels/numba_int4_step.py`).",
+        "runs the talker's decoding step in one kernel call "
+        "(`omnispeech/kernels/numba_int4_step.py`) and the code predictor's whole frame in "
+        "another (`omnispeech/kernels/numba_int4_predict.py`).",
     ]
     lines += [
         "",

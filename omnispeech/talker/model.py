@@ -214,8 +214,9 @@ class Talker(nn.Module):
 
         The model's dtype is kept: on x86 CPUs with AVX2 (groups of 64) our int4 kernel rounds
         the activations to int8 whatever their dtype, so float32 runs as fast as bfloat16, and
-        in float32 one stream's decoding steps run each decoder layer in a single kernel call
-        (:mod:`omnispeech.core.fused_step`), faster still; elsewhere ATen's CPU kernel serves,
+        in float32 one stream's decoding step runs the talker's layers in a single kernel call
+        (:mod:`omnispeech.core.fused_step`) and the code predictor's whole frame in another
+        (:mod:`omnispeech.talker.fused_predict`), faster still; elsewhere ATen's CPU kernel serves,
         fastest with 16-bit activations. Returns the number
         of layers converted.
         """
