@@ -121,7 +121,10 @@ def layer_plan(layer: nn.Module) -> tuple | None:
 
     Kept for the layer and remade when a module or tensor it reads was replaced (quantizing,
     loading, moving); a layer the kernel cannot run is remembered too."""
-    if not isinstance(layer._modules["self_attn"], GQAttention):
+    attn = layer._modules["self_attn"]
+    if not isinstance(attn, GQAttention) or not isinstance(attn._modules["q_proj"], Int4Linear):
+        # A float layer (the usual model) answers here, before the 25 lookups of its key: a
+        # decoding step asks once per layer.
         return None
     key = _key(layer)
     cached = _PLANS.get(layer)
@@ -255,8 +258,13 @@ def stack_plan(layers: nn.ModuleList) -> tuple | None:
 
     Kept for the module list with the layer plans it points into (which keeps their arrays
     alive), and remade when any of them was remade."""
-    plans = [layer_plan(layer) for layer in layers]
-    if not plans or any(p is None for p in plans):
+    plans = []
+    for layer in layers:
+        plan = layer_plan(layer)
+        if plan is None:
+            return None
+        plans.append(plan)
+    if not plans:
         return None
     key = tuple(id(p) for p in plans)
     cached = _PLANS.get(layers)
@@ -265,7 +273,6 @@ def stack_plan(layers: nn.ModuleList) -> tuple | None:
     eps, heads = plans[0][1], plans[0][4]
     plan = None
     if all(p[1] == eps and p[4] == heads for p in plans):
-        kernel = importlib.import_module("omnispeech.kernels.numba_int4_step")
-        plan = (kernel.stack_table([(p[0], p[2], p[3]) for p in plans]), eps, heads)
+        plan = (_step_kernel().stack_table([(p[0], p[2], p[3]) for p in plans]), eps, heads)
     _PLANS[layers] = (key, plans, plan)
     return plan

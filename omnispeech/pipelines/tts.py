@@ -163,7 +163,8 @@ class TTS:
                 offset per 64 input columns (about 6x fewer bytes than float32) and keeps
                 ``dtype`` (omnispeech's int4 kernel runs float32 activations as fast as
                 16-bit ones, see :mod:`omnispeech.kernels.numba_int4`; with float32 a
-                stream's decoding steps run each layer in one kernel call).
+                stream's talker step and its code predictor's frame run as one kernel call
+                each).
 
         Raises:
             CheckpointError: missing parts (tokenizer, ``speech_tokenizer/``) or wrong kind.

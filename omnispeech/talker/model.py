@@ -216,9 +216,8 @@ class Talker(nn.Module):
         the activations to int8 whatever their dtype, so float32 runs as fast as bfloat16, and
         in float32 one stream's decoding step runs the talker's layers in a single kernel call
         (:mod:`omnispeech.core.fused_step`) and the code predictor's whole frame in another
-        (:mod:`omnispeech.talker.fused_predict`), faster still; elsewhere ATen's CPU kernel serves,
-        fastest with 16-bit activations. Returns the number
-        of layers converted.
+        (:mod:`omnispeech.talker.fused_predict`), faster still; elsewhere ATen's CPU kernel
+        serves, fastest with 16-bit activations. Returns the number of layers converted.
         """
         return self._quantize(4, group_size)
 
