@@ -90,14 +90,22 @@ def test_the_fused_frame_equals_the_step_by_step_predictor(name, int4_width, mon
 
 
 @torch.inference_mode()
-def test_predict_takes_the_fused_frame_and_keeps_the_cache_consistent():
+def test_predict_takes_the_fused_frame_and_keeps_the_cache_consistent(monkeypatch):
     """``predict`` answers through the kernel (same result as calling it directly), and its
     cache ends holding the frame's K positions, as the step-by-step path leaves it."""
     predictor = _predictor()
     hidden, code0 = _inputs(3)
     sampling = SAMPLINGS["top-k"]
     direct = fused_predict(copy.deepcopy(predictor), hidden, code0, sampling, [torch.Generator()])
+    answers = []
+
+    def recording(*args):
+        answers.append(fused_predict(*args))
+        return answers[-1]
+
+    monkeypatch.setattr(code_predictor, "fused_predict", recording)
     codes, _ = predictor.predict(hidden, code0, sampling, torch.Generator())
+    assert len(answers) == 1 and answers[0] is not None  # the kernel served it
     assert direct is not None
     assert torch.equal(codes, direct[0])
     assert predictor._cache is not None
