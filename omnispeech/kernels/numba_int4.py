@@ -245,7 +245,11 @@ def _row(codes, scale_zeros, n, act, m, wide):  # noqa: ANN001, ANN202
     groups = dx.shape[1]
     start = n * groups * _GROUP_BYTES
     sz = n * groups * 2
-    if wide:
+    # WIDE is a compile-time constant: without AVX-512 the branch folds away before LLVM
+    # sees it. Left to the runtime argument, it made the process that compiles a kernel
+    # round differently (up to 2.4e-7) from the processes that load it from Numba's cache,
+    # so the same seed sampled different codes the first time.
+    if WIDE and wide:
         steps = groups // 2
         return _row_dot_wide(codes, start, x_lo[m], x_hi[m], scale_zeros, sz, dx[m], u[m], steps)
     return _row_dot_1(codes, start, x_lo[m], x_hi[m], scale_zeros, sz, dx[m], u[m], groups)
