@@ -4,8 +4,9 @@ requests, 2 CPU threads.
 1. **TTS at the Qwen3-TTS-12Hz-0.6B shapes** (random weights, omnispeech only): the cost of one
    80 ms frame for ``B`` streams stepped together, talker + code predictor (``Talker.start`` /
    ``sample_frame`` / ``advance`` with ``B`` rows, one sampling generator per row), int8 and
-   int4 weights with bfloat16 activations; plus one streaming Code2Wav push of one frame per
-   stream at the released 12 Hz tokenizer decoder's shapes (float32). Streams at real time =
+   int4 weights with bfloat16 activations, and int4 with float32 ones (``--int4``'s
+   default); plus one streaming Code2Wav push of one frame per stream at the released 12 Hz
+   tokenizer decoder's shapes (float32). Streams at real time =
    ``B * 0.08 s`` / (frame cost + push cost).
 2. **A trained TTS model** (default: the bundled one; ``--tts-model`` for another folder):
    16 held-out sentences said with ``TTS.synthesize_batch`` in batches of ``B``, each its own
@@ -66,6 +67,14 @@ class Settings:
     text_tokens: int
 
 
+# Weights and activations: `omnispeech tts --int4` runs float32 activations (one stream takes
+# the one-call kernels of the talker's step and the code predictor's frame); 16-bit
+# activations are what `--dtype bfloat16` adds.
+FORMATS = (
+    ("int8", torch.bfloat16),
+    ("int4", torch.bfloat16),
+    ("int4", torch.float32),
+)
 FULL = Settings(batches=(1, 4, 16), short=2, long=8, repeats=3, pushes=8, text_tokens=24)
 QUICK = Settings(batches=(1, 2), short=1, long=2, repeats=1, pushes=2, text_tokens=8)
 
@@ -142,20 +151,21 @@ def bench_06b(s: Settings) -> list[dict[str, Any]]:
     pushes = {b: push_cost(decoder, b, s) for b in s.batches}
     del decoder
     rows = []
-    for fmt in ("int8", "int4"):
-        talker = talker_06b().to(torch.bfloat16)
+    for fmt, dtype in FORMATS:
+        talker = talker_06b().to(dtype)
         if fmt == "int8":
             talker.quantize_int8()
         else:
             talker.quantize_int4()
-        prompt = _prompt(talker, s.text_tokens, torch.bfloat16)
+        prompt = _prompt(talker, s.text_tokens, dtype)
+        name = f"{fmt}+{str(dtype).removeprefix('torch.')}"
         for b in s.batches:
-            print(f"  0.6B {fmt}, batch {b} ...", file=sys.stderr)
+            print(f"  0.6B {name}, batch {b} ...", file=sys.stderr)
             frame = frame_cost(talker, prompt, b, s)
             total = frame + pushes[b]
             rows.append(
                 {
-                    "weights": f"{fmt}+bfloat16",
+                    "weights": name,
                     "batch": b,
                     "frame_s": frame,
                     "code2wav_push_s": pushes[b],

@@ -137,6 +137,29 @@ def test_text_prompt_matches_generate(omni):
     assert first_audio < last_text
 
 
+@pytest.mark.filterwarnings("ignore:Passing `repetition_penalty` with `inputs_embeds`")
+def test_the_fixed_shape_step_speaks_the_same_reply(omni, monkeypatch):
+    """The talker on the fixed-shape step (the one CUDA graphs replay; its experts gathered by
+    index, nothing read back to the host): the same reply, codes and audio as ``generate``."""
+    from omnispeech.talker.static import StaticSession
+
+    ref, model, _ = omni
+    ids = USER + [9, 10, 11] + END + ASSISTANT
+    want = _reference(ref, ids, None)
+    frames = []
+    real = StaticSession.sample
+
+    def counting(self):
+        frames.append(1)
+        return real(self)
+
+    monkeypatch.setattr(StaticSession, "sample", counting)
+    monkeypatch.setattr(model.voice, "step", "static")
+    tokens, chunks = _ours(model, model.prefill(ids))
+    assert len(frames) >= want[1].shape[1]  # every frame came from the fixed-shape step
+    _check(model, want, tokens, chunks)
+
+
 def _audio_prompt(model: Omni, seconds: float):
     wav = 0.1 * torch.randn(int(16000 * seconds), generator=torch.Generator().manual_seed(6))
     feats = log_mel_spectrogram(wav)[None]

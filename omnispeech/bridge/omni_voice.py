@@ -30,6 +30,7 @@ from torch import nn
 from omnispeech.bridge.thinker import ChatIds
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.talker import GenerationConfig, Talker
+from omnispeech.talker.stepper import FrameStepper, default_step
 from omnispeech.vocoder import Code2Wav
 
 # Frames of one reply at most: the released generation's talker limit (4096 frames = 328 s).
@@ -94,6 +95,9 @@ class OmniVoice:
         self.text_embed = text_embed
         self.ids = ids
         self.generation = generation or GenerationConfig.qwen3_omni()
+        # How frames are stepped (omnispeech.talker.stepper): on a CUDA device the fixed-shape
+        # step replayed as CUDA graphs, experts included; "static" runs it eagerly.
+        self.step = default_step(talker)
 
     @property
     def speakers(self) -> list[str]:
@@ -215,6 +219,7 @@ class Speaking:
         self._tokens = 0
         self._ended = False
         self._state = None
+        self._stepper: FrameStepper | None = None
         self._pending: torch.Tensor | None = None
         self.done = False
         self.codes: list[torch.Tensor] = []  # [K] per frame
@@ -236,6 +241,9 @@ class Speaking:
             )
             prompt = torch.cat((self._prompt, first[None]))[None]
             self._state = voice.talker.start(prompt, prompt.shape[1] + self.max_frames + 1)
+            self._stepper = FrameStepper(
+                voice.talker, self._state, voice.generation, self.generator, voice.step
+            )
             if last:
                 # A one-token reply: the released pipeline has no text for the 9th position
                 # then (its last token has no Thinker state); here it is spoken as written.
@@ -265,9 +273,8 @@ class Speaking:
 
     def _run(self) -> list[np.ndarray]:
         """Frames as far as the text known so far allows."""
-        talker, gen = self.voice.talker, self.voice.generation
         out: list[np.ndarray] = []
-        while not self.done and self._state is not None:
+        while not self.done and self._stepper is not None:
             if self._pending is not None:
                 n = len(self.codes) - 1
                 if n < len(self._trailing):
@@ -276,13 +283,13 @@ class Speaking:
                     text = self._pad
                 else:
                     break  # this frame's text token is not written yet
-                talker.advance(self._state, self._pending, text[None])
+                self._stepper.advance(self._pending, text)
                 self._pending = None
             if len(self.codes) >= self.max_frames:
                 self.done = True
                 break
-            frame = talker.sample_frame(self._state, gen, self.generator)
-            if bool(self._state.done.all()):
+            frame = self._stepper.sample()
+            if frame is None:  # end of speech
                 self.done = True
                 break
             self.codes.append(frame[0].cpu())

@@ -46,6 +46,7 @@ from omnispeech.pipelines.tts_prompt import ARRANGEMENTS, VoicePrompt
 from omnispeech.pipelines.tts_single import arrangement_entry, read_arrangement
 from omnispeech.talker import GenerationConfig, SpeakerEncoder, Talker
 from omnispeech.talker.config import qwen3_tts_config
+from omnispeech.talker.stepper import default_step
 
 # Reference clips: the released models were trained on clips of a few seconds, and users report
 # drift beyond ~20 s. (Too short or silent clips are refused by the speaker encoder.)
@@ -134,10 +135,8 @@ class TTS:
         self.last_seed: int | None = None
         self.last_seeds: list[int] = []  # of the last codes_batch / synthesize_batch
         # How frames are stepped: the reference loop, or on a CUDA GPU the fixed-shape step
-        # replayed as CUDA graphs (dense talkers); "static" runs that step eagerly.
-        dense = talker.spec.talker.num_experts == 0
-        on_gpu = talker.codec_head.weight.device.type == "cuda"
-        self.step = "graph" if dense and on_gpu else "eager"
+        # replayed as CUDA graphs; "static" runs that step eagerly (see talker.stepper).
+        self.step = default_step(talker)
         self._source: Path | None = None
 
     # -- loading ------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from omnispeech.pipelines.tts_prompt import (
 from omnispeech.pipelines.tts_text import SEGMENT_END, TextFeed
 from omnispeech.talker import GenerationConfig, Talker
 from omnispeech.talker.model import TalkerState
-from omnispeech.talker.static import StaticSession
+from omnispeech.talker.stepper import FrameStepper
 
 GUARD_SECONDS = 3.0
 GUARD_SECONDS_PER_TOKEN = 0.6
@@ -241,45 +241,12 @@ def _utterance(
     utt.finish()
 
 
-class Stepper:
-    """One frame at a time: the reference loop, or the fixed-shape step (eager or replayed
-    as CUDA graphs, see :mod:`omnispeech.talker.static`)."""
+class Stepper(FrameStepper):
+    """:class:`~omnispeech.talker.stepper.FrameStepper` with a request's talker, sampling,
+    generator and step."""
 
     def __init__(self, request: SynthesisRequest, state: TalkerState) -> None:
-        self.request, self.state = request, state
-        self.session: StaticSession | None = None
-        if request.step == "static":
-            self.session = StaticSession(request.talker, state, request.generation)
-        elif request.step == "graph":
-            from omnispeech.talker.graph import GraphSession
-
-            self.session = GraphSession(request.talker, state, request.generation)
-
-    def sample(self, allow_end: bool = True) -> torch.Tensor | None:
-        """The next frame's codes ``[1, K]``, or None at end-of-speech (never chosen while
-        ``allow_end`` is False; the fixed-shape steps always allow it)."""
-        request = self.request
-        if self.session is None:
-            gen, generator = request.generation, request.generator
-            codes = request.talker.sample_frame(self.state, gen, generator, allow_end)
-            return None if bool(self.state.done.all()) else codes
-        if request.generation.talker.do_sample or request.generation.code_predictor.do_sample:
-            self.session.fill_noise(request.generator)
-        codes = self.session.sample().clone()
-        return None if int(codes[0, 0]) == request.talker.spec.tokens.codec_eos else codes
-
-    def advance(self, codes: torch.Tensor, text: torch.Tensor) -> None:
-        if self.session is None:
-            self.request.talker.advance(self.state, codes, text[None])
-        else:
-            self.session.text.copy_(text[None])
-            self.session.advance()
-
-    def feed(self, inputs: torch.Tensor) -> None:
-        """Feed ready input vectors ``[n, hidden]`` (the reference loop only)."""
-        if self.session is not None:
-            raise ValueError("the fixed-shape steps take one frame and one text vector at a time")
-        self.request.talker.feed(self.state, inputs[None])
+        super().__init__(request.talker, state, request.generation, request.generator, request.step)
 
 
 @torch.inference_mode()

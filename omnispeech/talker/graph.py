@@ -22,7 +22,7 @@ class GraphSession(StaticSession):
     """:class:`StaticSession` whose :meth:`sample` and :meth:`advance` replay CUDA graphs.
 
     Args:
-        talker: a dense talker on a CUDA device.
+        talker: a talker on a CUDA device (dense, or with float experts).
         state: from :meth:`Talker.start` (prompt already in the cache).
         gen: sampling settings (fixed for the session: they are baked into the graphs).
     """

@@ -17,8 +17,9 @@ computes the same frame with fixed shapes and in-place buffers only:
   numbers). Greedy decoding uses no noise and gives exactly the reference loop's codes.
 
 The code predictor already runs with fixed shapes (its cache is rewound to the same slots every
-frame), so it is reused as is, with the Gumbel sampler. Dense talkers only: the mixture of
-experts routes tokens with a host-side loop.
+frame), so it is reused as is, with the Gumbel sampler. A mixture-of-experts talker (Qwen3-Omni)
+runs its experts through :meth:`~omnispeech.talker.moe.SharedExpertMoE.fixed`: each token
+gathers its experts' weights by index instead of the host reading the routing back.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import torch.nn.functional as F
 
 from omnispeech.core.rope import apply_rotary
 from omnispeech.core.sampling import SamplingConfig, warp
-from omnispeech.errors import InputError
 from omnispeech.talker.model import GenerationConfig, Talker, TalkerState
 from omnispeech.talker.moe import SharedExpertMoE
 
@@ -51,7 +51,8 @@ class StaticSession:
     """One generation of ``B`` streams with fixed shapes (see the module docstring).
 
     Args:
-        talker: a dense talker (Qwen3-TTS).
+        talker: a talker, dense (Qwen3-TTS) or with experts (Qwen3-Omni; their weights must be
+            float: quantized experts raise :class:`~omnispeech.errors.InputError`).
         state: the state returned by :meth:`Talker.start` (its cache and last hidden state).
         gen: sampling settings.
 
@@ -60,8 +61,9 @@ class StaticSession:
     """
 
     def __init__(self, talker: Talker, state: TalkerState, gen: GenerationConfig) -> None:
-        if any(isinstance(m, SharedExpertMoE) for m in talker.modules()):
-            raise InputError("the fixed-shape step supports dense talkers only (not MoE)")
+        for module in talker.modules():
+            if isinstance(module, SharedExpertMoE):
+                module.stacked()  # once, here: never inside a captured step
         self.talker, self.gen = talker, gen
         self.cache = state.cache
         B = state.hidden.shape[0]
@@ -155,5 +157,7 @@ class StaticSession:
                 enable_gqa=attn.num_heads != attn.num_kv_heads,
             )
             x = x + attn.o_proj(out.transpose(1, 2).reshape(B, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            h = layer.post_attention_layernorm(x)
+            mlp = layer.mlp
+            x = x + (mlp.fixed(h) if isinstance(mlp, SharedExpertMoE) else mlp(h))
         return model.norm(x)
