@@ -315,3 +315,23 @@ def test_decoder_finetune_refuses_another_model_shape(corpus, tmp_path):
     (tmp_path / "tts" / "config.json").write_text('{"model_type": "qwen3_tts"}')
     result = CliRunner().invoke(main, [*args, str(tmp_path / "tts")])
     assert result.exit_code != 0 and "not an exported codec" in result.output
+
+
+def test_run_compile_turns_the_compiled_ops_on_for_the_run_only(corpus, tmp_path, monkeypatch):
+    """``run.compile`` (default off) holds for the training loop, and is undone after it."""
+    from omnispeech.kernels import compiled
+    from omnispeech.training import trainer as trainer_module
+
+    seen = []
+
+    def loop(*args, **kwargs):
+        seen.append(compiled._state["enabled"])
+        return tmp_path / "model"
+
+    monkeypatch.setattr(trainer_module, "fit_steps", loop)
+    for flag in (True, False):
+        run = {"compile": True} if flag else {}
+        cfg = CodecTrainConfig.from_file(_write_config(corpus, f"compile{flag}.json", **run))
+        trainer_module.CodecTrainer(cfg, tmp_path / f"run{flag}").fit(progress=False)
+    assert seen == [True, False]
+    assert not compiled._state["enabled"]

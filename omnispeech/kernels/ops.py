@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from omnispeech.errors import InputError
-from omnispeech.kernels import reference
+from omnispeech.kernels import compiled, reference
 from omnispeech.kernels.dispatch import accelerated
 
 # Dtypes the accelerated kernels take per device type: Numba is compiled for float32 only;
@@ -27,6 +27,11 @@ _KERNEL_DTYPES = {
 # reads 20-30; from about 12-16 columns on, MKL's blocked GEMM is the faster one
 # (benchmarks/RESULTS.md, "Speed on any CPU: a second processor, AMD EPYC").
 SKINNY_COLUMNS = 8
+
+
+def _grad(params: tuple[torch.Tensor, ...], x: torch.Tensor) -> bool:
+    """Whether this call records a graph for a backward pass (a training step)."""
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
 
 
 def _rows_contiguous(t: torch.Tensor) -> bool:
@@ -128,6 +133,9 @@ def snake_beta(
     )
     module = accelerated((x, log_alpha, log_beta, bias, out), supported)
     if module is None:
+        y = compiled.snake_beta(x, log_alpha, log_beta, bias) if _grad(params, x) else None
+        if y is not None:
+            return y if out is None else out.copy_(y)
         return reference.snake_beta(x, log_alpha, log_beta, bias, out)
     # The per-channel constants come from the reference's own torch ops, so they are the same
     # floats on every path and only the per-sample arithmetic is fused.

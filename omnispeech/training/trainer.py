@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from omnispeech.audio import MultiScaleMelLoss
 from omnispeech.errors import ConfigError
 from omnispeech.kernels import use_backend
+from omnispeech.kernels.compiled import compiled_training
 from omnispeech.training.codec_model import TrainableCodec
 from omnispeech.training.config import CodecTrainConfig
 from omnispeech.training.data import SegmentSampler, list_audio
@@ -261,20 +262,21 @@ class CodecTrainer(CheckpointedRun):
         self.codec.train()
         self.disc.train()
         validate = self.validate
-        return fit_steps(
-            self,
-            self.cfg.run.steps if steps is None else steps,
-            save_every=self.cfg.run.save_every,
-            log_every=self.cfg.run.log_every,
-            resume=resume,
-            progress=progress,
-            name="train codec",
-            validate=None if validate is None else lambda: validate(self.out / "model"),
-            postfix=lambda losses: {
-                "mel": f"{losses['mel']:.3f}",
-                "d": f"{losses['discriminator']:.3f}",
-            },
-        )
+        with compiled_training(self.cfg.run.compile):
+            return fit_steps(
+                self,
+                self.cfg.run.steps if steps is None else steps,
+                save_every=self.cfg.run.save_every,
+                log_every=self.cfg.run.log_every,
+                resume=resume,
+                progress=progress,
+                name="train codec",
+                validate=None if validate is None else lambda: validate(self.out / "model"),
+                postfix=lambda losses: {
+                    "mel": f"{losses['mel']:.3f}",
+                    "d": f"{losses['discriminator']:.3f}",
+                },
+            )
 
 
 def held_out_validation(
