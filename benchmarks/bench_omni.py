@@ -73,40 +73,69 @@ MEDIA = {
 MROPE = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [24, 20, 20]}
 
 
+def _moe_text(  # noqa: PLR0913 - one argument per dimension
+    vocab: int,
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    experts: int,
+    top_k: int,
+    expert_size: int,
+    section: list[int],
+    **extra: int,
+) -> dict[str, Any]:
+    """A mixture-of-experts text config (the Thinker's or the talker's)."""
+    return {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "num_experts": experts,
+        "num_experts_per_tok": top_k,
+        "moe_intermediate_size": expert_size,
+        "norm_topk_prob": True,
+        "rope_parameters": {**MROPE, "mrope_section": section, "interleaved": True},
+        **extra,
+    }
+
+
 def shapes(quick: bool, thinker_layers: int) -> dict[str, Any]:
     """``Qwen3OmniMoeConfig`` arguments: the released speech side (or a small one)."""
+    full = int(not quick)  # index of the released value in the (small, released) pairs
     width, experts = (128, 8) if quick else (2048, 128)
     t_width = 128 if quick else 1024
     section = [8, 4, 4] if quick else MROPE["mrope_section"]
-    thinker_text = {
-        "vocab_size": 152064,
-        "hidden_size": width,
-        "intermediate_size": 768 if not quick else 64,
-        "moe_intermediate_size": 768 if not quick else 64,
-        "num_hidden_layers": thinker_layers,
-        "num_attention_heads": 32 if not quick else 4,
-        "num_key_value_heads": 4 if not quick else 2,
-        "head_dim": 128 if not quick else 32,
-        "num_experts": experts,
-        "num_experts_per_tok": 8 if not quick else 2,
-        "norm_topk_prob": True,
-        "rope_parameters": {**MROPE, "mrope_section": section, "interleaved": True},
-    }
-    talker_text = {
-        "vocab_size": 3072,
-        "hidden_size": t_width,
-        "intermediate_size": 2048 if not quick else 128,
-        "moe_intermediate_size": 384 if not quick else 32,
-        "shared_expert_intermediate_size": 768 if not quick else 64,
-        "num_hidden_layers": 20 if not quick else 2,
-        "num_attention_heads": 16 if not quick else 4,
-        "num_key_value_heads": 2,
-        "head_dim": 128 if not quick else 32,
-        "num_experts": experts,
-        "num_experts_per_tok": 6 if not quick else 2,
-        "norm_topk_prob": True,
-        "rope_parameters": {**MROPE, "mrope_section": section, "interleaved": True},
-    }
+    thinker_text = _moe_text(
+        vocab=152064,
+        hidden=width,
+        layers=thinker_layers,
+        heads=(4, 32)[full],
+        kv_heads=(2, 4)[full],
+        head_dim=(32, 128)[full],
+        experts=experts,
+        top_k=(2, 8)[full],
+        expert_size=(64, 768)[full],
+        section=section,
+        intermediate_size=(64, 768)[full],
+    )
+    talker_text = _moe_text(
+        vocab=3072,
+        hidden=t_width,
+        layers=(2, 20)[full],
+        heads=(4, 16)[full],
+        kv_heads=2,
+        head_dim=(32, 128)[full],
+        experts=experts,
+        top_k=(2, 6)[full],
+        expert_size=(32, 384)[full],
+        section=section,
+        intermediate_size=(128, 2048)[full],
+        shared_expert_intermediate_size=(64, 768)[full],
+    )
     predictor = {
         "vocab_size": 2048,
         "hidden_size": t_width,
