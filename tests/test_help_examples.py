@@ -225,7 +225,7 @@ def _why_not_run(path: tuple[str, ...], params: dict, argv: list[str]) -> str | 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory, tiny_asr_dir):
     """A folder holding what the examples name, with tiny random models under the names of
-    the released ones, and bundled ASR and TTS models for the commands that name none."""
+    the released ones, and bundled ASR, TTS and codec models for the commands that name none."""
     from omnispeech.pipelines import ASR
 
     root = tmp_path_factory.mktemp("examples")
@@ -240,6 +240,7 @@ def sandbox(tmp_path_factory, tiny_asr_dir):
     (asr_dir / "config.json").write_text(json.dumps(config))
     tts_dir = tiny_tts(root / "tts")
     shutil.copytree(tts_dir, root / "bundled" / "tts-small")  # for the commands naming none
+    shutil.copytree(GOLDEN, root / "bundled" / "codec-small")
     for names, source in ((ASR_NAMES, asr_dir), (TTS_NAMES, tts_dir), (CODEC_NAMES, GOLDEN)):
         for name in names:
             (root / name).parent.mkdir(parents=True, exist_ok=True)

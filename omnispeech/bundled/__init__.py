@@ -8,6 +8,7 @@ are in the repository's ``recipes/`` folder.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from omnispeech.errors import CheckpointError
@@ -18,9 +19,14 @@ _HERE = Path(__file__).resolve().parent
 BUNDLED: dict[str, str] = {
     "omnispeech-asr-small": "asr-small",
     "omnispeech-tts-small": "tts-small",
+    "omnispeech-codec-small": "codec-small",
 }
 # kind -> the name used when none is given
-DEFAULTS: dict[str, str] = {"asr": "omnispeech-asr-small", "tts": "omnispeech-tts-small"}
+DEFAULTS: dict[str, str] = {
+    "asr": "omnispeech-asr-small",
+    "tts": "omnispeech-tts-small",
+    "codec": "omnispeech-codec-small",
+}
 
 
 def bundled_folder(name: str) -> Path | None:
@@ -49,4 +55,30 @@ def default_model(kind: str) -> Path:
     return folder
 
 
-__all__ = ["BUNDLED", "DEFAULTS", "bundled_folder", "default_model"]
+def store_bf16(model: str | Path, out: str | Path) -> Path:
+    """Copy the exported folder ``model`` to ``out`` with every floating tensor of every
+    safetensors file (subfolders included) stored in bfloat16; other files are copied as is
+    and an existing ``out`` is replaced.
+
+    The loaders read any floating tensor at the dtype they run in (float32 by default), so
+    16-bit storage halves what a bundled model costs in git and changes only the rounding of
+    its weights; the recipes that ship a model say what that rounding changes.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    model, out = Path(model), Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(model, out, ignore=shutil.ignore_patterns("*.safetensors"))
+    for weights in model.rglob("*.safetensors"):
+        tensors = load_file(weights)
+        half = {
+            k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous()
+            for k, v in tensors.items()
+        }
+        save_file(half, out / weights.relative_to(model), metadata={"format": "pt"})
+    return out
+
+
+__all__ = ["BUNDLED", "DEFAULTS", "bundled_folder", "default_model", "store_bf16"]

@@ -14,11 +14,11 @@ from omnispeech.cli.vocode import decode_codes_file
 codec_model_option = click.option(
     "--model",
     "-m",
-    required=True,
+    default=None,
     envvar="OMNISPEECH_CODEC_MODEL",
     metavar="FOLDER",
     help="Codec folder: Qwen3-TTS-Tokenizer-12Hz, or one exported by 'train codec' "
-    "($OMNISPEECH_CODEC_MODEL).",
+    "($OMNISPEECH_CODEC_MODEL; default: the bundled codec).",
 )
 # Files from this many seconds on show a progress bar (shorter ones encode in a moment).
 LONG_SECONDS = 30.0
@@ -26,10 +26,16 @@ LONG_SECONDS = 30.0
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def codec() -> None:
-    """Encode audio to codec codes and decode them back (24 kHz, 12.5 frames/s, 16 codebooks).
+    """Encode audio to codec codes and decode them back (24 kHz audio).
+
+    Without --model the codec that ships inside the package is used (25 frames/s, 8
+    codebooks of 1024; see docs/codec-small.md); Qwen3-TTS-Tokenizer-12Hz is 12.5 frames/s
+    with 16 codebooks. A codes file records which codec made it.
 
     \b
     Examples:
+      omnispeech codec encode voice.wav -o voice.npz
+      omnispeech codec decode voice.npz -o copy.wav
       omnispeech codec encode voice.wav -o voice.npz --model ./Qwen3-TTS-Tokenizer-12Hz
       omnispeech codec decode voice.npz -o copy.wav --model ./Qwen3-TTS-Tokenizer-12Hz
     """
@@ -46,7 +52,7 @@ def codec() -> None:
 )
 @codec_model_option
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-def encode(audio: Path, output: Path, model: str, device: str) -> None:
+def encode(audio: Path, output: Path, model: str | None, device: str) -> None:
     """Encode AUDIO (any format soundfile reads, any rate, mono or not) to a codes file.
 
     The file records the codes [16, T] and the codec's sample rate, frame rate, codebook size
@@ -67,7 +73,7 @@ def encode(audio: Path, output: Path, model: str, device: str) -> None:
             raise click.ClickException(f"{output}: a codes file must end in .npz")
         check_output_file(output)
         seconds = audio_duration(audio)  # fail on a bad file before loading the model
-        model_ = Codec.from_pretrained(model, device=device)
+        model_ = Codec.from_pretrained(model, device=device)  # None: the bundled codec
         with (
             warnings.catch_warnings(record=True) as caught,
             tqdm(
@@ -100,11 +106,12 @@ def encode(audio: Path, output: Path, model: str, device: str) -> None:
 )
 @codec_model_option
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-def decode(codes_file: Path, output: Path, model: str, device: str) -> None:
+def decode(codes_file: Path, output: Path, model: str | None, device: str) -> None:
     """Decode CODES_FILE back to audio (the same as `omnispeech vocode`)."""
+    from omnispeech.bundled import default_model
     from omnispeech.errors import OmnispeechError
 
     try:
-        decode_codes_file(codes_file, output, model, device)
+        decode_codes_file(codes_file, output, model or str(default_model("codec")), device)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None

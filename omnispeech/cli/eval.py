@@ -110,7 +110,7 @@ def eval_() -> None:
 @_report_options
 def codec(  # noqa: PLR0913 - one parameter per CLI option
     inputs: tuple[Path, ...],
-    model: str,
+    model: str | None,
     max_seconds: float,
     per_file: bool,
     json_path: Path | None,
@@ -124,6 +124,7 @@ def codec(  # noqa: PLR0913 - one parameter per CLI option
     the eval extra installed, wide-band PESQ (1-4.64) and STOI (0-1) are added (higher is
     better; null without it).
     """
+    from omnispeech.bundled import DEFAULTS
     from omnispeech.errors import OmnispeechError
     from omnispeech.eval import evaluate_codec
     from omnispeech.pipelines import Codec
@@ -144,7 +145,7 @@ def codec(  # noqa: PLR0913 - one parameter per CLI option
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
     report = {
-        "model": str(model),
+        "model": str(model or DEFAULTS["codec"]),
         "files": len(files),
         "seconds": round(score.seconds, 2),
         "mel_distance": score.mean,

@@ -26,11 +26,11 @@ FRAMES_PER_STEP = 125
     "--model",
     "-m",
     "model",
-    required=True,
+    default=None,
     envvar="OMNISPEECH_VOCODER_MODEL",
     metavar="FOLDER",
     help="Qwen3-Omni, Qwen3-TTS-Tokenizer-12Hz or omnispeech vocoder folder, "
-    "or $OMNISPEECH_VOCODER_MODEL.",
+    "or $OMNISPEECH_VOCODER_MODEL (default: the bundled codec's decoder).",
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option(
@@ -40,7 +40,7 @@ FRAMES_PER_STEP = 125
     "keep the fastest in omnispeech's cache: every later decode on this machine, by any "
     "command, uses it. Without it the tiles come from the CPU's cache sizes.",
 )
-def vocode(codes_file: Path, output: Path, model: str, device: str, tune: bool) -> None:
+def vocode(codes_file: Path, output: Path, model: str | None, device: str, tune: bool) -> None:
     """Decode CODES_FILE (.npz with a `codes` array [K, T] or [B, K, T]) to audio.
 
     \b
@@ -55,10 +55,11 @@ def vocode(codes_file: Path, output: Path, model: str, device: str, tune: bool) 
     codes it cannot decode are refused with a one-line error. Long files are decoded
     as a stream (bounded memory, identical output) with a progress bar.
     """
+    from omnispeech.bundled import default_model
     from omnispeech.errors import OmnispeechError
 
     try:
-        decode_codes_file(codes_file, output, model, device, tune)
+        decode_codes_file(codes_file, output, model or str(default_model("codec")), device, tune)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
 

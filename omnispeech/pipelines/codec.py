@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from omnispeech.audio import iter_audio_blocks
+from omnispeech.bundled import DEFAULTS, default_model
 from omnispeech.codec import CodecEncoder
 from omnispeech.codes import save_codes
 from omnispeech.errors import AudioWarning, CheckpointError
@@ -93,11 +94,19 @@ class Codec:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | Path,
+        name_or_path: str | Path | None = None,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> Codec:
-        """Load both halves of a Qwen3-TTS-Tokenizer-12Hz folder."""
+        """Load both halves of a Qwen3-TTS-Tokenizer-12Hz folder (None: the bundled codec).
+
+        Raises:
+            CheckpointError: missing folder, wrong kind of checkpoint, mismatched keys, or no
+                name given and no bundled codec in this installation.
+        """
+        if name_or_path is None:
+            default_model("codec")  # one clear line when this installation ships none
+            name_or_path = DEFAULTS["codec"]  # by name, which the codes files record
         encoder = CodecEncoder.from_pretrained(name_or_path, dtype=dtype, device=device)
         decoder = Code2Wav.from_pretrained(name_or_path, dtype=dtype, device=device)
         return cls(encoder, decoder, Path(str(name_or_path).rstrip("/")).name)

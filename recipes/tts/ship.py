@@ -12,36 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
+from omnispeech.bundled import store_bf16
 from omnispeech.pipelines.tts import TTS
 from omnispeech.talker import GenerationConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "examples" / "austen.wav"
 SENTENCES = ("The file could not be opened.", "Please close the window before you leave.")
-
-
-def _to_bf16(source: Path, target: Path) -> None:
-    tensors = load_file(source)
-    half = {
-        k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous()
-        for k, v in tensors.items()
-    }
-    save_file(half, target, metadata={"format": "pt"})
-
-
-def ship(model: Path, out: Path) -> None:
-    """Write ``out`` from the export ``model`` (an existing ``out`` is replaced)."""
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(model, out, ignore=shutil.ignore_patterns("*.safetensors"))
-    for weights in model.rglob("*.safetensors"):
-        _to_bf16(weights, out / weights.relative_to(model))
 
 
 def compare(model: Path, out: Path) -> dict:
@@ -69,7 +48,7 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="OUT/model of `omnispeech train tts`")
     parser.add_argument("--out", type=Path, default=ROOT / "omnispeech" / "bundled" / "tts-small")
     args = parser.parse_args()
-    ship(args.model, args.out)
+    store_bf16(args.model, args.out)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(json.dumps({"written": str(args.out), "mb": round(size / 1e6, 2)}))
     print(json.dumps(compare(args.model, args.out)))
