@@ -98,7 +98,8 @@ class Codec:
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> Codec:
-        """Load both halves of a Qwen3-TTS-Tokenizer-12Hz folder (None: the bundled codec).
+        """Load both halves of a codec folder in the Qwen3-TTS-Tokenizer-12Hz layout (None: the
+        bundled codec).
 
         Raises:
             CheckpointError: missing folder, wrong kind of checkpoint, mismatched keys, or no
@@ -118,7 +119,7 @@ class Codec:
 
     @property
     def frame_rate(self) -> float:
-        """Code frames per second (12.5)."""
+        """Code frames per second (12.5 for the released tokenizer, 25 for the bundled codec)."""
         return self.encoder.cfg.frame_rate
 
     def encode(
