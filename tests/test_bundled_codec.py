@@ -18,7 +18,7 @@ from omnispeech.audio import load_audio
 from omnispeech.audio.spectral import mel_distance
 from omnispeech.bundled import BUNDLED, DEFAULTS, bundled_folder, default_model
 from omnispeech.cli import main
-from omnispeech.codes import load_codes
+from omnispeech.codes import load_codes, save_codes
 from omnispeech.pipelines import Codec
 
 FOLDER = bundled_folder(DEFAULTS["codec"])
@@ -86,13 +86,18 @@ def test_without_a_bundled_codec_the_commands_say_what_to_pass(tmp_path, monkeyp
     monkeypatch.delenv("OMNISPEECH_CODEC_MODEL", raising=False)
     monkeypatch.delenv("OMNISPEECH_VOCODER_MODEL", raising=False)
     monkeypatch.setattr(bundled, "BUNDLED", {})
+    codes = tmp_path / "codes.npz"  # a valid file: the codes are read before the model loads
+    save_codes(codes, np.zeros((8, 5), np.int64), sample_rate=RATE, frame_rate=25)
+    out = tmp_path / "out"
+    out.mkdir()
     runner = CliRunner()
     for args in (
-        ["codec", "encode", str(CLIP), "-o", str(tmp_path / "a.npz")],
-        ["vocode", str(tmp_path / "a.npz"), "-o", str(tmp_path / "a.wav")],
+        ["codec", "encode", str(CLIP), "-o", str(out / "a.npz")],
+        ["codec", "decode", str(codes), "-o", str(out / "a.wav")],
+        ["vocode", str(codes), "-o", str(out / "b.wav")],
     ):
         result = runner.invoke(main, args)
         assert result.exit_code == 1, result.output
         lines = [x for x in result.output.splitlines() if x.strip()]
         assert len(lines) == 1 and "--model" in lines[0] and "codec" in lines[0], lines
-    assert not list(tmp_path.iterdir())  # nothing written
+    assert not list(out.iterdir())  # nothing written

@@ -108,10 +108,9 @@ def encode(audio: Path, output: Path, model: str | None, device: str) -> None:
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def decode(codes_file: Path, output: Path, model: str | None, device: str) -> None:
     """Decode CODES_FILE back to audio (the same as `omnispeech vocode`)."""
-    from omnispeech.bundled import default_model
     from omnispeech.errors import OmnispeechError
 
     try:
-        decode_codes_file(codes_file, output, model or str(default_model("codec")), device)
+        decode_codes_file(codes_file, output, model, device)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None

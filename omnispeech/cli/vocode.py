@@ -55,23 +55,24 @@ def vocode(codes_file: Path, output: Path, model: str | None, device: str, tune:
     codes it cannot decode are refused with a one-line error. Long files are decoded
     as a stream (bounded memory, identical output) with a progress bar.
     """
-    from omnispeech.bundled import default_model
     from omnispeech.errors import OmnispeechError
 
     try:
-        decode_codes_file(codes_file, output, model or str(default_model("codec")), device, tune)
+        decode_codes_file(codes_file, output, model, device, tune)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 def decode_codes_file(
-    codes_file: Path, output: Path, model: str, device: str, tune: bool = False
+    codes_file: Path, output: Path, model: str | None, device: str, tune: bool = False
 ) -> None:
     """Decode a codes file to audio files (one per batch item), streaming with progress;
-    with ``tune``, measure and store this CPU's tile plan first."""
+    with ``tune``, measure and store this CPU's tile plan first. ``model`` None: the bundled
+    codec's decoder."""
     import torch
     from tqdm import tqdm
 
+    from omnispeech.bundled import default_model
     from omnispeech.codes import load_codes
     from omnispeech.errors import InputError
     from omnispeech.vocoder import Code2Wav, check_codes
@@ -82,7 +83,7 @@ def decode_codes_file(
         raise InputError(f"--tune measures the CPU's tiles; it does not apply to --device {device}")
     check_output_file(output)  # a missing folder fails here, not after the decoding
     data = load_codes(codes_file)  # fail on a bad file before loading the model
-    vocoder = Code2Wav.from_pretrained(model, device=device)
+    vocoder = Code2Wav.from_pretrained(model or default_model("codec"), device=device)
     cfg = vocoder.cfg
     data.check_compatible(cfg.num_quantizers, cfg.codebook_size, cfg.sample_rate, cfg.frame_rate)
     codes = torch.from_numpy(data.codes)

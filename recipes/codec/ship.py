@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def held_out(manifest: Path, per_language: int) -> list[Path]:
     """The first ``per_language`` test-split recordings of each language of a corpus
-    manifest, at 24 kHz where the corpus has that rate."""
+    manifest, at 24 kHz where the corpus has that rate (``omnispeech.eval.read_manifest``
+    gives each line's first rate, 16 kHz in the bundled corpus, which the codec would only
+    see resampled)."""
     files, counts = [], {}
     for line in manifest.read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
@@ -46,7 +48,8 @@ def compare(model: Path, out: Path, files: list[Path], seconds: float = 10.0) ->
     same = total = 0
     distances: dict[str, list[float]] = {"full": [], "shipped": []}
     for path in files:
-        wav = torch.from_numpy(load_audio(path, full.sample_rate))[: round(seconds * 24000)]
+        wav = torch.from_numpy(load_audio(path, full.sample_rate))
+        wav = wav[: round(seconds * full.sample_rate)]
         for name, codec in (("full", full), ("shipped", shipped)):
             codes, frames = codec.encode(wav[None, None])
             if name == "full":
