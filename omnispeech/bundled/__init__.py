@@ -15,11 +15,12 @@ from omnispeech.errors import CheckpointError
 
 _HERE = Path(__file__).resolve().parent
 
-# name -> subfolder of this package
+# name -> subfolder of this package. The codec is the bundled voice's own speech tokenizer: a
+# Qwen3-TTS folder holds its codec as speech_tokenizer/, so the codec ships once, there.
 BUNDLED: dict[str, str] = {
     "omnispeech-asr-small": "asr-small",
     "omnispeech-tts-small": "tts-small",
-    "omnispeech-codec-small": "codec-small",
+    "omnispeech-codec-small": "tts-small/speech_tokenizer",
 }
 # kind -> the name used when none is given
 DEFAULTS: dict[str, str] = {
@@ -55,6 +56,19 @@ def default_model(kind: str) -> Path:
     return folder
 
 
+def bundled_bytes() -> int:
+    """Bytes of every installed bundled model together, each file counted once (a folder may
+    lie inside another, as the codec lies inside the voice)."""
+    files = {
+        p.resolve()
+        for name in BUNDLED
+        if (folder := bundled_folder(name)) is not None
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+    return sum(p.stat().st_size for p in files)
+
+
 def store_bf16(model: str | Path, out: str | Path) -> Path:
     """Copy the exported folder ``model`` to ``out`` with every floating tensor of every
     safetensors file (subfolders included) stored in bfloat16; other files are copied as is
@@ -81,4 +95,11 @@ def store_bf16(model: str | Path, out: str | Path) -> Path:
     return out
 
 
-__all__ = ["BUNDLED", "DEFAULTS", "bundled_folder", "default_model", "store_bf16"]
+__all__ = [
+    "BUNDLED",
+    "DEFAULTS",
+    "bundled_bytes",
+    "bundled_folder",
+    "default_model",
+    "store_bf16",
+]

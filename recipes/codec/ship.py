@@ -7,8 +7,10 @@ mel distance of each reconstruction to the recording::
 
     python recipes/codec/ship.py runs/codec25/model --manifest corpus/manifest.jsonl
 
-Codes made with the shipped folder are what a talker trained on it should learn: train the
-talker with ``--codec omnispeech/bundled/codec-small``, not with the full-precision export.
+It ships as the bundled voice's ``speech_tokenizer/`` (a Qwen3-TTS folder holds its codec
+there), so the codec is stored once. Codes made with the shipped folder are what a talker
+trained on it should learn: train the talker with
+``--codec omnispeech/bundled/tts-small/speech_tokenizer``, not with the full-precision export.
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="OUT/model of `omnispeech train codec`")
     parser.add_argument("--manifest", type=Path, required=True, help="corpus manifest.jsonl")
     parser.add_argument("--per-language", type=int, default=6, help="held-out files each")
-    parser.add_argument("--out", type=Path, default=ROOT / "omnispeech" / "bundled" / "codec-small")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "omnispeech" / "bundled" / "tts-small" / "speech_tokenizer",
+    )
     args = parser.parse_args()
     store_bf16(args.model, args.out)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
