@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import (
+    PRINT_PEAK_MIB,
     machine_info,
     machine_line,
     print_json,
@@ -44,10 +45,9 @@ SAMPLE_RATE = 16_000
 
 def _peak_rss_mib(model: str | None, wav: Path) -> float:
     code = (
-        "import resource, torch; torch.set_num_threads(2)\n"
+        "import torch; torch.set_num_threads(2)\n"
         "from omnispeech.pipelines import ASR\n"
-        f"asr = ASR.from_pretrained({model!r}); asr.transcribe({str(wav)!r})\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        f"asr = ASR.from_pretrained({model!r}); asr.transcribe({str(wav)!r})\n" + PRINT_PEAK_MIB
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (
+    PRINT_PEAK_MIB,
     machine_info,
     machine_line,
     print_json,
@@ -42,12 +43,11 @@ CLIP = Path(__file__).resolve().parents[1] / "examples" / "austen.wav"
 
 def _peak_rss_mib() -> float:
     code = (
-        "import resource, torch; torch.set_num_threads(2)\n"
+        "import torch; torch.set_num_threads(2)\n"
         "from omnispeech.pipelines import Codec\n"
         "from omnispeech.audio import load_audio\n"
         f"w = torch.from_numpy(load_audio({str(CLIP)!r}, 24000))[None, None]\n"
-        "c = Codec.from_pretrained(); c.decode(*c.encode(w))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "c = Codec.from_pretrained(); c.decode(*c.encode(w))\n" + PRINT_PEAK_MIB
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

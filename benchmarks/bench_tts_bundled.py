@@ -16,6 +16,8 @@ background load hits them alike. Run from the repository root::
     python -m benchmarks.bench_tts_bundled --manifest corpus/manifest.jsonl   # bundled model
     python -m benchmarks.bench_tts_bundled --manifest corpus/manifest.jsonl \\
         --model runs/tts_aria/model --model runs/tts_dual/model --section tts-arrangements
+    python -m benchmarks.bench_tts_bundled --manifest corpus/manifest.jsonl \\
+        --quantize none --quantize int8 --quantize int4   # the bundled model's weight modes
     python -m benchmarks.bench_tts_bundled --manifest corpus/manifest.jsonl --quick  # prints only
 """
 
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import (
+    PRINT_PEAK_MIB,
     machine_info,
     machine_line,
     print_json,
@@ -47,13 +50,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "examples" / "austen.wav"
 
 
-def _peak_rss_mib(model: str | None, text: str) -> float:
+def _peak_rss_mib(model: str | None, quantize: str | None, text: str) -> float:
     code = (
-        "import resource, torch; torch.set_num_threads(2)\n"
+        "import torch; torch.set_num_threads(2)\n"
         "from omnispeech.pipelines.tts import TTS\n"
-        f"tts = TTS.from_pretrained({model!r})\n"
+        f"tts = TTS.from_pretrained({model!r}, quantize={quantize!r})\n"
         f"tts.synthesize({text!r}, tts.voice({str(CLIP)!r}), language='en', seed=0)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        + PRINT_PEAK_MIB
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -79,19 +82,31 @@ def main() -> None:
     parser.add_argument(
         "--model", action="append", default=None, help="TTS folder (repeat; default: bundled)"
     )
+    parser.add_argument(
+        "--quantize",
+        action="append",
+        choices=["none", "int8", "int4"],
+        default=None,
+        help="weight mode of every model (repeat for several rows; default: none)",
+    )
     parser.add_argument("--languages", default="en", help="comma-separated codes of the sentences")
     parser.add_argument("--sentences", type=int, default=20)
     parser.add_argument("--section", default="tts-bundled", help="RESULTS.md section to write")
     parser.add_argument("--quick", action="store_true", help="smoke run: print only")
     args = parser.parse_args()
     set_threads(THREADS)
-    models = args.model or [None]
+    # (folder, weight mode) per row; None = the bundled folder / float32 weights
+    models = [
+        (name, None if q == "none" else q)
+        for name in args.model or [None]
+        for q in args.quantize or ["none"]
+    ]
     n = 3 if args.quick else args.sentences
     entries = read_manifest(args.manifest, "test", args.languages.split(","))
     entries = [entries[i * len(entries) // n] for i in range(n)]
     loaded = []
-    for name in models:
-        tts = TTS.from_pretrained(name)
+    for name, quantize in models:
+        tts = TTS.from_pretrained(name, quantize=quantize)
         voice = tts.voice(CLIP)
         _speak(tts, voice, entries[0])  # warm-up
         loaded.append((tts, voice))
@@ -103,18 +118,20 @@ def main() -> None:
             s["took"].append(took)
             s["speech"].append(speech)
     rows = []
-    for name, (tts, _), s in zip(models, loaded, stats, strict=True):
-        params = sum(p.numel() for p in tts.talker.parameters()) / 1e6
+    for (name, quantize), (tts, _), s in zip(models, loaded, stats, strict=True):
+        # Counted on the float32 model: quantized weights are buffers, not parameters.
+        talker = TTS.from_pretrained(name).talker if quantize else tts.talker
+        params = sum(p.numel() for p in talker.parameters()) / 1e6
         rows.append(
             {
-                "model": name or "bundled",
+                "model": (name or "bundled") + (f" {quantize}" if quantize else ""),
                 "talker_parameters_m": round(params, 2),
                 "sentences": n,
                 "speech_seconds": round(sum(s["speech"]), 1),
                 "first_packet_median_s": round(statistics.median(s["first"]), 3),
                 "first_packet_max_s": round(max(s["first"]), 3),
                 "rtf": round(sum(s["took"]) / sum(s["speech"]), 3),
-                "peak_rss_mib": round(_peak_rss_mib(name, entries[0].text), 1),
+                "peak_rss_mib": round(_peak_rss_mib(name, quantize, entries[0].text), 1),
             }
         )
     print_json(rows)
@@ -128,7 +145,8 @@ def main() -> None:
     )
     body = f"""## TTS: {", ".join(r["model"] for r in rows)} on CPU ({today()})
 
-{machine_line(machine_info())}; {THREADS} threads, float32, voice cloned from
+{machine_line(machine_info())}; {THREADS} threads, float32 (int8 / int4: the talker's and
+code predictor's per-frame weights so stored; int8 computes in bfloat16), voice cloned from
 `examples/austen.wav` (speaker vector), {n} held-out sentences ({args.languages}) of
 `{args.manifest.name}`'s test split streamed with `TTS.stream`, seed 0. First packet: from the
 call to the first audio chunk, median (max). Real-time factor: compute / speech seconds.

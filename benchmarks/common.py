@@ -56,6 +56,16 @@ class Timing:
         return {"median_s": self.median, "min_s": self.min, "runs_s": list(self.runs)}
 
 
+# Python that prints the peak resident memory (MiB) of the process it ends. VmHWM belongs to
+# the process's own address space, which exec starts afresh; getrusage's ru_maxrss does not: a
+# child keeps the high-water mark its parent had when it forked, so a fresh process started
+# from a large benchmark would report the benchmark's size.
+PRINT_PEAK_MIB = (
+    "print(int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))"
+    ".split()[1]) / 1024)"
+)
+
+
 def set_threads(threads: int) -> int:
     """Pin torch's intra-op pool so that both implementations get the same cores."""
     torch.set_num_threads(threads)
