@@ -38,6 +38,7 @@ from tokenizers import Tokenizer
 from omnispeech.errors import CheckpointError, InputError, LanguageError
 from omnispeech.pipelines import espeak
 from omnispeech.pipelines.languages import LANGUAGE_NAMES, language_code
+from omnispeech.pipelines.scripts import check_script
 from omnispeech.pipelines.tokenizer import load_tokenizer
 from omnispeech.pipelines.tts_text import TextFeed
 from omnispeech.talker import TalkerTokens
@@ -273,6 +274,15 @@ class PhonemeFrontend(TextFrontend):
         assert i is not None  # checked in __init__
         return i
 
+    def language_code(self, language: str = "auto") -> str:
+        """The ISO 639 code ``language`` (code, English name or ``auto``) stands for; a name
+        this module does not know is returned lower-cased, for espeak-ng to try."""
+        wanted = language.strip()
+        if wanted.lower() == "auto":
+            wanted = self.default_language
+        code = wanted.lower() if wanted.lower() in LANGUAGE_NAMES else language_code(wanted)
+        return code or wanted.lower()
+
     def espeak_voice(self, language: str = "auto") -> str:
         """The espeak-ng voice that reads ``language`` (code, English name or ``auto``).
 
@@ -280,11 +290,7 @@ class PhonemeFrontend(TextFrontend):
             LanguageError: espeak-ng has no voice for it.
             DependencyError: espeak-ng is not installed.
         """
-        wanted = language.strip()
-        if wanted.lower() == "auto":
-            wanted = self.default_language
-        code = wanted.lower() if wanted.lower() in LANGUAGE_NAMES else language_code(wanted)
-        code = code or wanted.lower()
+        code = self.language_code(language)
         voice = self.voices.get(code) or DEFAULT_VOICES.get(code) or code
         if not espeak.has_voice(voice):
             raise LanguageError(
@@ -294,16 +300,27 @@ class PhonemeFrontend(TextFrontend):
         return voice
 
     def phonemes(self, text: str, language: str = "auto") -> str:
-        """IPA of ``text`` as this front end reads it (see :func:`espeak.phonemize`)."""
-        return espeak.phonemize(text, self.espeak_voice(language))
+        """IPA of ``text`` as this front end reads it (see :func:`espeak.phonemize`).
+
+        Raises:
+            LanguageError: no espeak-ng voice for ``language``, or letters of a writing
+                system it is not read from (:func:`scripts.check_script`).
+        """
+        voice = self.espeak_voice(language)
+        check_script(text, self.language_code(language))
+        return espeak.phonemize(text, voice)
 
     def encode(self, text: str, language: str = "auto") -> list[int]:
         return self.tokenizer.encode(self.phonemes(text, language))
 
     def feed(self, max_tokens: int, language: str = "auto") -> TextFeed:
         voice = self.espeak_voice(language)  # an unknown language fails here, before any speech
+        code = self.language_code(language)
 
         def tokenize(text: str) -> list[int]:
+            # Checked a segment at a time: streamed text in another script fails at the
+            # clause that has it, never spoken as espeak-ng's letter names.
+            check_script(text, code)
             return self.tokenizer.encode(espeak.phonemize(text, voice))
 
         return TextFeed(tokenize, max_tokens, cuts=espeak.clause_ends)
