@@ -8,11 +8,12 @@ from click.testing import CliRunner
 
 from omnispeech.cli import main
 from omnispeech.errors import LanguageError
+from omnispeech.pipelines import TTS
 from omnispeech.pipelines.languages import LANGUAGE_NAMES
 from omnispeech.pipelines.scripts import SCRIPTS, check_script, script_of
 from omnispeech.pipelines.tts_frontend import PhonemeFrontend
 from omnispeech.pipelines.tts_text import SEGMENT_END
-from tests.tts_ref import needs_espeak
+from tests.tts_ref import needs_espeak, tiny_tts
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,20 @@ def test_the_phoneme_front_end_refuses_whole_and_streamed_text():
     with pytest.raises(LanguageError, match="'Привет,' is written in Cyrillic script"):
         feed.add("ивет, мир. Bye.")
         feed.finish()
+
+
+@needs_espeak
+def test_a_whole_text_is_refused_before_any_speech(tmp_path):
+    tts = TTS.from_pretrained(tiny_tts(tmp_path / "phonemes", phonemes=True))
+    text = "Hello there. " * 4 + "Then 你好."
+    # Refused when the request is made, not after four sentences of audio.
+    with pytest.raises(LanguageError, match="'你好.' is written in Han script"):
+        tts.stream(text, language="en", seed=0)
+    with pytest.raises(LanguageError, match="Han script"):
+        tts.codes_batch(["Hi.", text], seeds=[0, 1], language="en")
+    # Byte-level BPE reads every script: a released model's front end refuses nothing.
+    bpe = TTS.from_pretrained(tiny_tts(tmp_path / "bpe"))
+    bpe.frontend.check_text(text, "en")
 
 
 @needs_espeak

@@ -321,6 +321,10 @@ class TTS:
             raise InputError(f"speed must be > 0, got {options.speed}")
         if isinstance(text, str) and not text.strip():
             raise InputError("nothing to say: the text is empty")
+        if isinstance(text, str):
+            # A whole text is checked whole: a word the front end cannot read in the third
+            # sentence fails the request before its first audio, not in the middle of it.
+            self.frontend.check_text(text, options.language)
         pieces = [text] if isinstance(text, str) else text
         seed = options.seed if options.seed is not None else secrets.randbits(63)
         if not 0 <= seed < 2**64:  # what torch.Generator.manual_seed takes

@@ -189,6 +189,11 @@ class TextFrontend(abc.ABC):
         """Ids of an instruction turn (models trained to follow one)."""
 
     @abc.abstractmethod
+    def check_text(self, text: str, language: str = "auto") -> None:
+        """Raise :class:`LanguageError` for a whole text this front end cannot read in
+        ``language``, so that it fails before any of it is spoken."""
+
+    @abc.abstractmethod
     def check(self, tokens: TalkerTokens) -> None:
         """Raise :class:`CheckpointError` when the talker's text ids do not fit this front end."""
 
@@ -222,6 +227,9 @@ class BpeFrontend(TextFrontend):
 
     def instruct_ids(self, instruction: str) -> list[int]:
         return self.tokenizer.encode(f"<|im_start|>user\n{instruction}<|im_end|>\n").ids
+
+    def check_text(self, text: str, language: str = "auto") -> None:
+        pass  # bytes of any script are read as they are written
 
     def check(self, tokens: TalkerTokens) -> None:
         pass  # the released configs name their own ids; nothing to cross-check
@@ -312,6 +320,10 @@ class PhonemeFrontend(TextFrontend):
 
     def encode(self, text: str, language: str = "auto") -> list[int]:
         return self.tokenizer.encode(self.phonemes(text, language))
+
+    def check_text(self, text: str, language: str = "auto") -> None:
+        self.espeak_voice(language)
+        check_script(text, self.language_code(language))
 
     def feed(self, max_tokens: int, language: str = "auto") -> TextFeed:
         voice = self.espeak_voice(language)  # an unknown language fails here, before any speech
