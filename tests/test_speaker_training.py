@@ -213,6 +213,28 @@ def test_loss_falls_sigterm_resumes_exactly_and_the_export_round_trips(corpus, t
     assert not any("classifier" in k for k in keys)
 
 
+def test_a_folder_with_only_a_checkpoint_is_exported_at_its_step(corpus, tmp_path):
+    cfg = _config(corpus, steps=4, save_every=2)
+    run = SpeakerTrainer(cfg, tmp_path / "run", CPU)
+    run.fit(progress=False)
+    # An earlier step of a finished run, copied alone into a new folder, to be exported.
+    (tmp_path / "early" / "checkpoints").mkdir(parents=True)
+    name = "step-00000002.pt"
+    (tmp_path / "early" / "checkpoints" / name).write_bytes(
+        (tmp_path / "run" / "checkpoints" / name).read_bytes()
+    )
+    early = SpeakerTrainer(cfg, tmp_path / "early", CPU)
+    folder = early.fit(steps=2, progress=False)
+    assert early.step == 2 and (folder / "model.safetensors").is_file()
+    loaded = SpeakerEncoder.from_pretrained(folder)
+    at_two = torch.load(tmp_path / "run" / "checkpoints" / name, weights_only=True)["model"]
+    weights = {k.removeprefix("encoder."): v for k, v in at_two.items() if k.startswith("encoder.")}
+    assert all(torch.equal(v, weights[k]) for k, v in loaded.state_dict().items())
+    # The step-4 export of the finished run is another model.
+    final = SpeakerEncoder.from_pretrained(tmp_path / "run" / "model")
+    assert not all(torch.equal(v, final.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
 def test_the_tts_trainer_takes_the_export_as_its_speaker_encoder(corpus, tmp_path):
     from omnispeech.training.tts_config import TTSTrainConfig
     from omnispeech.training.tts_trainer import TTSTrainer

@@ -112,6 +112,10 @@ def fit_steps(  # noqa: PLR0913 - the loop's schedule, each part named at the ca
                 break
     if bar is not None:
         bar.close()
+    if trainer.stopped_by is None and not (trainer.out / "model").is_dir():
+        # Nothing left to train, yet no export: a folder holding only a checkpoint (copied in
+        # to export an earlier step of a run). The folder this returns must exist.
+        trainer.save()
     return trainer.out / "model"
 
 
