@@ -108,5 +108,6 @@ def test_cli_says_in_one_line_which_language_to_choose(tmp_path):
     out = tmp_path / "x.wav"
     result = CliRunner().invoke(main, ["tts", "你好", "-o", str(out)])
     assert result.exit_code != 0 and not out.exists()
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1 and "Han script" in errors[0] and "zh (Chinese)" in errors[0]
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: '你好' is written in Han script")
+    assert "zh (Chinese)" in lines[0]

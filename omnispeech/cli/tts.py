@@ -200,6 +200,8 @@ def tts(  # noqa: PLR0913 - one argument per option
         model_ = TTS.from_pretrained(
             model, dtype=getattr(torch, dtype), device=device, quantize=quantize
         )
+        if text != "-":  # text the model cannot read fails before the reference is encoded
+            model_.frontend.check_text(text, language)
         if clone is not None or speaker is not None:
             ref_language = language
             if ref_text is not None and ref_text.strip().lower() == "auto":
