@@ -1,4 +1,4 @@
-"""``omnispeech data build|languages|stats``: a synthetic multilingual speech corpus."""
+"""``omnispeech data build|languages|stats|voices``: a synthetic multilingual speech corpus."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def data() -> None:
       omnispeech data build --hours 1 --languages en,de,fr --out corpus --seed 0
       omnispeech data build --hours 12 --languages all --out corpus --workers 2 --min-sentences 200
       omnispeech data stats corpus
+      omnispeech data voices corpus --factors 0.86,0.93,1.07,1.16
     """
 
 
@@ -145,3 +146,54 @@ def stats(corpus: Path) -> None:
         click.echo(corpus_stats(corpus), nl=False)
     except OmnispeechError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _parse_factors(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(f) for f in value.split(",") if f.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give speed factors, e.g. 0.9,1.1") from None
+
+
+@data.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("corpus", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--factors",
+    default="0.86,0.93,1.07,1.16",
+    show_default=True,
+    help="Speed factors, comma-separated: each makes new voices (1.1 = 10 % faster and higher).",
+)
+@click.option(
+    "--out",
+    "-o",
+    default="manifest.voices.jsonl",
+    show_default=True,
+    help="File name of the new manifest, written in the corpus folder.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Draws each copy's factor.")
+@click.option("--split", default="train", show_default=True, help="The split to copy.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+def voices(corpus: Path, factors: str, out: str, seed: int, split: str, workers: int) -> None:
+    """Add voices to CORPUS: each training utterance again, resampled faster or slower.
+
+    Resampling moves pitch, formants and tempo together, as another speaker's vocal tract
+    would, so each copy counts as a new speaker ("{speaker}-s107" for 1.07). Held-out splits
+    stay as they are. The corpus's manifest.jsonl is kept; train on the new manifest:
+
+    \b
+      omnispeech data voices corpus --workers 2
+      omnispeech train tts -c recipes/tts/aria25.json --train corpus/manifest.voices.jsonl ...
+    """
+    from omnispeech.data.voices import perturb_voices
+    from omnispeech.errors import OmnispeechError
+
+    start = time.perf_counter()
+    try:
+        result = perturb_voices(corpus, _parse_factors(factors), out, seed, split, workers)
+    except OmnispeechError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{result.copies} copies ({result.written} written now, {result.seconds / 3600:.2f} h), "
+        f"{split} speakers {result.speakers[0]} -> {result.speakers[1]}; "
+        f"{time.perf_counter() - start:.0f} s; manifest: {result.manifest}"
+    )

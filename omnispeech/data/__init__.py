@@ -5,8 +5,9 @@
   festival, pico, RHVoice): voices, and text -> wav.
 * :mod:`omnispeech.data.build`: plan, synthesise (in parallel, resumably), write the manifest.
 * :mod:`omnispeech.data.stats`: read a corpus back, its statistics, the languages on offer.
+* :mod:`omnispeech.data.voices`: more training voices, recordings resampled faster or slower.
 
-The command line is ``omnispeech data build|languages|stats``; see ``docs/corpus.md``.
+The command line is ``omnispeech data build|languages|stats|voices``; see ``docs/corpus.md``.
 """
 
 from omnispeech.data.build import (
