@@ -2,7 +2,7 @@
 
 * :mod:`omnispeech.audio.io`: :func:`load_audio`, :func:`prepare_audio`,
   :func:`iter_audio_blocks`, :func:`iter_quiet_segments`, :func:`audio_duration`,
-  :func:`save_audio`.
+  :func:`save_audio`, :func:`change_speed`.
 * :mod:`omnispeech.audio.features`: the Whisper-style log-mel of Qwen3-Omni / Qwen3-ASR,
   offline (:func:`log_mel_spectrogram`, :func:`batch_log_mel`) and streaming
   (:class:`StreamingLogMel`).
@@ -24,6 +24,7 @@ from omnispeech.audio.features import (
 )
 from omnispeech.audio.io import (
     audio_duration,
+    change_speed,
     iter_audio_blocks,
     iter_quiet_segments,
     load_audio,
@@ -42,6 +43,7 @@ __all__ = [
     "StreamingLogMel",
     "audio_duration",
     "batch_log_mel",
+    "change_speed",
     "feature_lengths",
     "iter_audio_blocks",
     "iter_quiet_segments",

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 from tqdm import tqdm
 
+from omnispeech.audio.io import change_speed
 from omnispeech.data.stats import read_manifest
 from omnispeech.errors import InputError
 
@@ -73,26 +73,32 @@ def _tag(factor: float) -> str:
     return f"s{round(factor * 100)}"
 
 
-def resample_speed(wav: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
-    """``wav`` ``[T]`` played ``factor`` times faster: ``[~T / factor]`` at the same rate."""
-    return np.asarray(soxr.resample(wav, sample_rate * factor, sample_rate), dtype=np.float32)
+def _renamed(rel: str, tag: str) -> str:
+    # wav24000/en/en-000001.wav -> wav24000/en/en-000001-s107.wav
+    path = Path(rel)
+    return str(path.with_name(f"{path.stem}-{tag}{path.suffix}"))
 
 
-def _copy(job: tuple[Path, dict, dict]) -> tuple[float, bool]:
-    """Write one copy (every rate) unless it exists; returns (seconds at the first rate, new)."""
-    root, record, copy = job
-    factor = copy["resampled"]
+def _files(record: dict) -> list[str]:
+    """The record's audio files, relative to the corpus: one per rate, or its one path."""
+    return list((record.get("paths") or {"": record["path"]}).values())
+
+
+def _copy(job: tuple[Path, float, list[tuple[str, str]]]) -> tuple[float, bool]:
+    """Write one copy (every (source, copy) file pair) unless it exists; returns (seconds at
+    the first file, whether anything was written now)."""
+    root, factor, pairs = job
     seconds, new = 0.0, False
-    for i, (rate, rel) in enumerate(record["paths"].items()):
-        dst = root / copy["paths"][rate]
+    for i, (src, rel) in enumerate(pairs):
+        dst = root / rel
         if dst.exists():
             if i == 0:
                 seconds = sf.info(str(dst)).duration
             continue
-        wav, sr = sf.read(str(root / rel), dtype="float32")
+        wav, sr = sf.read(str(root / src), dtype="float32")
         if wav.ndim > 1:
             wav = wav.mean(axis=1)
-        y = np.clip(resample_speed(wav, sr, factor), -1.0, 1.0)
+        y = np.clip(change_speed(wav, factor, sr), -1.0, 1.0)
         dst.parent.mkdir(parents=True, exist_ok=True)
         # Written under a temporary name first: an interrupted run leaves no half file.
         tmp = dst.with_suffix(".part.wav")
@@ -118,22 +124,16 @@ def plan_copies(
     for record, k in zip(chosen, picks, strict=True):
         factor = factors[int(k)]
         tag = _tag(factor)
-        paths = record.get("paths") or {"": record["path"]}
-        copied = {
-            rate: str(Path(rel).with_name(f"{Path(rel).stem}-{tag}{Path(rel).suffix}"))
-            for rate, rel in paths.items()
-        }
         copy = {
             **record,
             "id": f"{record['id']}-{tag}",
             "speaker": f"{record.get('speaker', '')}-{tag}",
-            "path": str(Path(record["path"]).with_name(f"{Path(record['path']).stem}-{tag}.wav")),
-            "paths": copied,
+            "path": _renamed(record["path"], tag),
             "duration": round(float(record.get("duration", 0.0)) / factor, 3),
             "resampled": factor,
         }
-        if not record.get("paths"):
-            del copy["paths"]
+        if record.get("paths"):
+            copy["paths"] = {rate: _renamed(rel, tag) for rate, rel in record["paths"].items()}
         plan.append((record, copy))
     return plan
 
@@ -170,12 +170,7 @@ def perturb_voices(  # noqa: PLR0913 - the corpus and how to copy it
         raise InputError(f"{target}: that is the corpus's own manifest; name another file")
     records = read_manifest(source)
     plan = plan_copies(records, factors, seed, split)
-    jobs = []
-    for record, copy in plan:
-        if not record.get("paths"):
-            record = {**record, "paths": {"": record["path"]}}
-            copy = {**copy, "paths": {"": copy["path"]}}
-        jobs.append((root, record, copy))
+    jobs = [(root, c["resampled"], list(zip(_files(r), _files(c), strict=True))) for r, c in plan]
     seconds, written = 0.0, 0
     progress = dict(total=len(jobs), desc="voices", unit="utt", smoothing=0.05)
     if workers > 1:

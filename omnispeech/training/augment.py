@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import soxr
 
+from omnispeech.audio.io import change_speed
 from omnispeech.config import FrozenConfig
 
 SAMPLE_RATE = 16_000
@@ -66,11 +67,6 @@ class AugmentConfig(FrozenConfig):
 
 
 _PROBABILITIES = ("p_speed", "p_pitch", "p_reverb", "p_noise", "p_telephone", "p_codec", "p_gain")
-
-
-def change_speed(wav: np.ndarray, factor: float) -> np.ndarray:
-    """Play ``factor`` times faster (and higher) by resampling."""
-    return soxr.resample(wav, SAMPLE_RATE * factor, SAMPLE_RATE).astype(np.float32)
 
 
 def shift_pitch(wav: np.ndarray, semitones: float, n_fft: int = 512, hop: int = 128) -> np.ndarray:
