@@ -119,6 +119,39 @@ def test_references_share_speaker_and_language_and_never_the_utterance_itself(du
     assert 120 < sum(r is not None for r in got) < 280
 
 
+def test_speaker_vectors_from_other_clips_of_the_same_voice(dual, monkeypatch):
+    """data.speaker_other_clip: without a reference, the slot holds another clip's x-vector
+    of the same speaker and language; the arrangement of every sequence stays as it was."""
+    batcher = dual.batcher
+    speakers = dual.train_cache.speakers
+    utts = dual.train_cache.utterances
+    chosen = list(batcher.usable)
+    none = [None] * len(chosen)
+    plain = batcher.make(chosen, np.random.default_rng(5), none)
+    assert torch.equal(plain.speakers, speakers[chosen])  # off: each clip's own vector
+    monkeypatch.setattr(batcher, "other_clip", 1.0)
+    seen: dict[int, set[int]] = {}
+    for seed in range(40):
+        batch = batcher.make(chosen, np.random.default_rng(seed), none)
+        for b, i in enumerate(chosen):
+            (row,) = [r for r in range(len(utts)) if torch.equal(speakers[r], batch.speakers[b])]
+            seen.setdefault(i, set()).add(row)
+        if seed == 5:
+            assert torch.equal(batch.text_ids, plain.text_ids)
+            assert torch.equal(batch.codec_ids, plain.codec_ids)
+    for i, rows in seen.items():
+        if i < PARTNERED:  # always another clip of the same voice and language
+            assert i not in rows
+            assert {(utts[r].speaker, utts[r].language) for r in rows} == {
+                (utts[i].speaker, utts[i].language)
+            }
+        else:  # no partner: its own clip
+            assert rows == {i}
+    assert seen[0] == {1, 2}
+    with pytest.raises(ValueError, match="speaker_other_clip"):
+        TTSDataConfig(speaker_other_clip=1.5)
+
+
 def test_batches_are_reproducible_bounded_and_learn_only_target_frames(dual):
     batcher = dual.batcher
     with_ref = 0
@@ -270,3 +303,6 @@ def test_resume_is_exact_with_references_and_a_lone_speaker_set_is_refused(corpu
     lone = cfg.replace(data=cfg.data.replace(languages=("de",)))
     with pytest.raises(ConfigError, match="in_context"):
         TTSTrainer(lone, tmp_path / "c", progress=False)
+    lone = lone.replace(data=lone.data.replace(in_context=0.0, speaker_other_clip=1.0))
+    with pytest.raises(ConfigError, match="speaker_other_clip"):
+        TTSTrainer(lone, tmp_path / "d", progress=False)

@@ -217,6 +217,10 @@ def test_speaker_encoder_fills_the_slot_and_the_export_clones(corpus, tmp_path, 
     assert batch.speakers is not None and batch.speaker_mask.sum() == batch.text_ids.shape[0]
     tts = TTS.from_pretrained(trainer.fit(progress=False))
     assert tts.speaker_encoder is not None
+    # The export holds its training voices' centre, at strength 1 (no voice changes).
+    contrast = tts.speaker_contrast
+    assert contrast is not None and contrast.strength == 1.0 and contrast.utterances == 2
+    assert torch.allclose(contrast.centre, trainer.train_cache.speakers.mean(0), atol=1e-5)
     with short_guard(monkeypatch, 0.4, 0.0):
         wav = tts.synthesize("save it", tts.voice(root / "v0.wav"), seed=0)
     assert wav.size > 0 and np.isfinite(wav).all()

@@ -71,14 +71,15 @@ def bundled_bytes() -> int:
 
 def store_bf16(model: str | Path, out: str | Path) -> Path:
     """Copy the exported folder ``model`` to ``out`` with every floating tensor of every
-    safetensors file (subfolders included) stored in bfloat16; other files are copied as is
-    and an existing ``out`` is replaced.
+    safetensors file (subfolders included) stored in bfloat16 (each file keeps its metadata);
+    other files are copied as is and an existing ``out`` is replaced.
 
     The loaders read any floating tensor at the dtype they run in (float32 by default), so
     16-bit storage halves what a bundled model costs in git and changes only the rounding of
     its weights; the recipes that ship a model say what that rounding changes.
     """
     import torch
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     model, out = Path(model), Path(out)
@@ -87,11 +88,13 @@ def store_bf16(model: str | Path, out: str | Path) -> Path:
     shutil.copytree(model, out, ignore=shutil.ignore_patterns("*.safetensors"))
     for weights in model.rglob("*.safetensors"):
         tensors = load_file(weights)
+        with safe_open(weights, framework="pt") as handle:
+            metadata = handle.metadata() or {"format": "pt"}
         half = {
             k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous()
             for k, v in tensors.items()
         }
-        save_file(half, out / weights.relative_to(model), metadata={"format": "pt"})
+        save_file(half, out / weights.relative_to(model), metadata=metadata)
     return out
 
 

@@ -260,6 +260,13 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     "speaker has one.",
 )
 @click.option(
+    "--contrast",
+    type=float,
+    default=None,
+    help="With --synthesize: the speaker contrast strength to clone with (default: the "
+    "model's own; 1 = voices as the speaker encoder hears them).",
+)
+@click.option(
     "--judge",
     type=click.Choice(["auto", "asr", "none"]),
     default="auto",
@@ -288,6 +295,7 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
     model: str | None,
     in_context: bool,
     cross_language: bool,
+    contrast: float | None,
     judge: str,
     asr_model: str | None,
     no_similarity: bool,
@@ -320,9 +328,9 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
     from omnispeech.pipelines import ASR
 
     _check_reports(json_path, report_path)
-    if not synthesize and (model or in_context or cross_language):
+    if not synthesize and (model or in_context or cross_language or contrast is not None):
         raise click.ClickException(
-            "--model, --in-context and --cross-language go with --synthesize"
+            "--model, --in-context, --cross-language and --contrast go with --synthesize"
         )
     if judge == "none" and asr_model:
         raise click.ClickException("--asr-model has nothing to judge with --judge none")
@@ -341,6 +349,7 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
                 in_context,
                 cross_language,
                 seed,
+                contrast,
             )
         elif not synthesized.is_dir():
             raise InputError(f"synthesised audio folder not found: {synthesized}")
@@ -372,6 +381,7 @@ def _synthesize(  # noqa: PLR0913 - the --synthesize options
     in_context: bool,
     cross_language: bool,
     seed: int,
+    contrast: float | None,
 ) -> None:
     """Say every entry with the TTS model into ``folder`` (see omnispeech.eval.tts_synth)."""
     from tqdm import tqdm
@@ -383,6 +393,8 @@ def _synthesize(  # noqa: PLR0913 - the --synthesize options
     pool = read_manifest(manifest, split)
     plans = plan_clones(entries, pool, folder, manifest.resolve().parent, cross_language)
     pipeline = TTS.from_pretrained(model)
+    if contrast is not None:
+        pipeline.set_speaker_contrast(contrast)
     with tqdm(total=len(plans), unit="utt", desc="synthesising", leave=False) as bar:
         written = synthesize_plans(pipeline, plans, in_context, seed, bar.update)
     click.echo(f"synthesised {written} utterances into {folder}", err=True)

@@ -98,6 +98,14 @@ def _stdin_pieces(lines: bool):
     help="stream: text enters one token per frame; full: all text in the prompt first "
     "(default as released: full for --speaker, stream for --clone).",
 )
+@click.option(
+    "--contrast",
+    type=float,
+    default=None,
+    help="With --clone: push the voice this many times as far from the model's training voices' "
+    "centre (more distinct voices above 1; 1 = as the speaker encoder hears it). Default: the "
+    "model folder's own setting (2 for the bundled model).",
+)
 @click.option("--greedy", is_flag=True, help="No sampling: always the most likely codes.")
 @click.option(
     "--dtype",
@@ -138,6 +146,7 @@ def tts(  # noqa: PLR0913 - one argument per option
     speed: float,
     stream: bool,
     arrangement: str | None,
+    contrast: float | None,
     greedy: bool,
     dtype: str,
     int8: bool,
@@ -182,6 +191,10 @@ def tts(  # noqa: PLR0913 - one argument per option
         raise click.ClickException("--save-voice needs --clone (the clip to make the voice from)")
     if int8 and int4:
         raise click.ClickException("give one of --int8 and --int4")
+    if contrast is not None:
+        if clone is None:
+            raise click.ClickException("--contrast needs --clone (the voice it pushes)")
+        check_speed(contrast, "--contrast")
     check_seed(seed)
     check_speed(speed)
     if str(output) != "-" and output.suffix.lower() not in AUDIO_SUFFIXES:
@@ -202,6 +215,8 @@ def tts(  # noqa: PLR0913 - one argument per option
         )
         if text != "-":  # text the model cannot read fails before the reference is encoded
             model_.frontend.check_text(text, language)
+        if contrast is not None:
+            model_.set_speaker_contrast(contrast)
         if clone is not None or speaker is not None:
             ref_language = language
             if ref_text is not None and ref_text.strip().lower() == "auto":

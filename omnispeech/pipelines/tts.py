@@ -35,17 +35,18 @@ from tokenizers import Tokenizer
 from omnispeech.audio import load_audio, prepare_audio
 from omnispeech.bundled import default_model
 from omnispeech.checkpoint import CheckpointFolder, resolve_folder, save_folder
-from omnispeech.core.sampling import SamplingConfig
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.interleave import RatePolicy, SingleStreamPolicy
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tts_batch import frames_batch
 from omnispeech.pipelines.tts_frontend import BpeFrontend, TextFrontend, load_frontend
+from omnispeech.pipelines.tts_generation import read_generation, write_generation
 from omnispeech.pipelines.tts_loop import SynthesisRequest, frames, stream_audio
 from omnispeech.pipelines.tts_prompt import ARRANGEMENTS, VoicePrompt
 from omnispeech.pipelines.tts_single import arrangement_entry, read_arrangement
-from omnispeech.talker import GenerationConfig, SpeakerEncoder, Talker
+from omnispeech.talker import GenerationConfig, SpeakerContrast, SpeakerEncoder, Talker
 from omnispeech.talker.config import qwen3_tts_config
+from omnispeech.talker.contrast import check_strength
 from omnispeech.talker.stepper import default_step
 
 # Reference clips: the released models were trained on clips of a few seconds, and users report
@@ -95,6 +96,9 @@ class TTS:
         single: the policy of a talker trained on the single stream (text and frames at
             separate positions, see :mod:`omnispeech.pipelines.tts_single`); None for the
             released dual track.
+        speaker_contrast: how cloned speaker vectors are pushed from the training voices'
+            centre (see :mod:`omnispeech.talker.contrast`); None leaves them as encoded. The
+            attribute of the same name may be changed (or set to None) between voices.
     """
 
     def __init__(  # noqa: PLR0913 - the pipeline's parts
@@ -106,6 +110,7 @@ class TTS:
         generation: GenerationConfig | None = None,
         max_segment_tokens: int = 150,
         single: SingleStreamPolicy | None = None,
+        speaker_contrast: SpeakerContrast | None = None,
     ) -> None:
         if talker.spec.family != "qwen3_tts":
             raise CheckpointError(
@@ -131,6 +136,7 @@ class TTS:
         self.generation = generation or GenerationConfig()
         self.max_segment_tokens = max_segment_tokens
         self.single = single
+        self.speaker_contrast = speaker_contrast
         self.role_ids = frontend.role_ids
         self.last_seed: int | None = None
         self.last_seeds: list[int] = []  # of the last codes_batch / synthesize_batch
@@ -189,9 +195,18 @@ class TTS:
         speaker = None
         if folder.has_prefix("speaker_encoder."):
             speaker = SpeakerEncoder.from_pretrained(path, dtype=dtype, device=device)
-        generation = _read_generation(path / "generation_config.json")
+        generation = read_generation(path / "generation_config.json")
         single = read_arrangement(json.loads((path / "config.json").read_text()))
-        tts = cls(talker, codec, load_frontend(path), speaker, generation, single=single)
+        contrast = SpeakerContrast.load(path) if speaker is not None else None
+        tts = cls(
+            talker,
+            codec,
+            load_frontend(path),
+            speaker,
+            generation,
+            single=single,
+            speaker_contrast=contrast,
+        )
         tts._source = path
         return tts
 
@@ -219,6 +234,8 @@ class TTS:
         if (out / "speech_tokenizer").resolve() != (self._source / "speech_tokenizer").resolve():
             shutil.copytree(self._source / "speech_tokenizer", out / "speech_tokenizer")
         write_generation(out / "generation_config.json", self.generation)
+        if self.speaker_contrast is not None:
+            self.speaker_contrast.save(out)
 
     # -- what the model knows -------------------------------------------------------------------
     @property
@@ -243,6 +260,24 @@ class TTS:
         return sorted(self.talker.spec.tokens.speakers)
 
     # -- voices ---------------------------------------------------------------------------------
+    def set_speaker_contrast(self, strength: float) -> None:
+        """Push the speaker vectors of voices cloned from now on ``strength`` times as far from
+        the training voices' centre as the encoder puts them (1 = as encoded).
+
+        Raises:
+            InputError: a strength that is not a number above 0, or one other than 1 for a
+                model whose folder has no speaker centre (every released Qwen3-TTS model).
+        """
+        strength = check_strength(strength)
+        if self.speaker_contrast is None:
+            if strength != 1.0:
+                raise InputError(
+                    "this model has no speaker centre to push voices from (no speaker_contrast "
+                    "in its folder); only strength 1 applies"
+                )
+            return
+        self.speaker_contrast = self.speaker_contrast.with_strength(strength)
+
     def voice(
         self,
         ref_audio: str | Path | np.ndarray | torch.Tensor | None = None,
@@ -254,7 +289,9 @@ class TTS:
         """A reusable voice from a reference clip, or a built-in speaker.
 
         With ``ref_text`` (the clip's transcript) the clip's codes join the prompt (in-context
-        cloning, the closest imitation); without it only its speaker vector does.
+        cloning, the closest imitation); without it only its speaker vector does. A model
+        with a :attr:`speaker_contrast` pushes the vector from its training voices' centre
+        first.
 
         Args:
             ref_audio: a file, or samples at ``sample_rate``.
@@ -295,6 +332,8 @@ class TTS:
         with torch.inference_mode():
             # Refuses clips under 1 s and silent ones, before anything else runs on them.
             vector = self.speaker_encoder.embed(x)[0]
+        if self.speaker_contrast is not None:
+            vector = self.speaker_contrast.apply(vector)
         if ref_text is None:
             return VoicePrompt(speaker=vector)
         ids = self.frontend.encode(ref_text.strip(), language)
@@ -462,48 +501,3 @@ class TTS:
         request = self._request(text, voice, TTSOptions(**options))
         ref = voice.ref_codes if voice is not None and voice.in_context else None
         return stream_audio(self.codec.decoder, request, ref)
-
-
-def _read_generation(path: Path) -> GenerationConfig:
-    """Sampling settings of ``generation_config.json`` (released defaults when absent)."""
-    if not path.is_file():
-        return GenerationConfig()
-    try:
-        return _generation_from(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: unusable sampling settings ({exc})") from None
-
-
-def _generation_from(data: dict) -> GenerationConfig:
-    talker = SamplingConfig(
-        do_sample=data.get("do_sample", True),
-        temperature=data.get("temperature", 0.9),
-        top_k=data.get("top_k", 50),
-        top_p=data.get("top_p", 1.0),
-        repetition_penalty=data.get("repetition_penalty", 1.05),
-    )
-    predictor = SamplingConfig(
-        do_sample=data.get("subtalker_dosample", True),
-        temperature=data.get("subtalker_temperature", 0.9),
-        top_k=data.get("subtalker_top_k", 50),
-        top_p=data.get("subtalker_top_p", 1.0),
-    )
-    return GenerationConfig(talker, predictor)
-
-
-def write_generation(path: Path, gen: GenerationConfig) -> None:
-    """Write ``gen`` as a released ``generation_config.json`` (what :func:`_read_generation`
-    reads back)."""
-    t, p = gen.talker, gen.code_predictor
-    data = {
-        "do_sample": t.do_sample,
-        "temperature": t.temperature,
-        "top_k": t.top_k,
-        "top_p": t.top_p,
-        "repetition_penalty": t.repetition_penalty,
-        "subtalker_dosample": p.do_sample,
-        "subtalker_temperature": p.temperature,
-        "subtalker_top_k": p.top_k,
-        "subtalker_top_p": p.top_p,
-    }
-    path.write_text(json.dumps(data, indent=2) + "\n")

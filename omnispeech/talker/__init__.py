@@ -3,6 +3,7 @@ residual codebooks, and the speaker encoder used for voice cloning."""
 
 from omnispeech.talker.code_predictor import CodePredictor
 from omnispeech.talker.config import CodePredictorConfig, TalkerConfig, TalkerSpec, TalkerTokens
+from omnispeech.talker.contrast import SpeakerContrast
 from omnispeech.talker.model import GenerationConfig, Talker, TalkerState, read_spec
 from omnispeech.talker.speaker import SpeakerEncoder, SpeakerEncoderConfig
 
@@ -10,6 +11,7 @@ __all__ = [
     "CodePredictor",
     "CodePredictorConfig",
     "GenerationConfig",
+    "SpeakerContrast",
     "SpeakerEncoder",
     "SpeakerEncoderConfig",
     "Talker",

@@ -12,6 +12,13 @@ sequences with a reference is ``in_context`` times the share of utterances with 
 text, its frames and one more, an upper bound in both arrangements), so that bound still holds
 for the whole sequence.
 
+**Speaker vectors from other clips** (``data.speaker_other_clip``): at inference the voice's
+x-vector comes from a clip other than the speech the talker makes. With that probability, an
+utterance without an in-context reference takes the x-vector of another utterance of its
+speaker and language (drawn as a reference would be), so the talker learns the voice from what
+all clips of a speaker share rather than from what one clip holds (its pitch contour, its pace).
+0 draws nothing and leaves the batches exactly as before.
+
 A batch depends only on (seed, step, rank), as for ASR: a resumed run draws the very batches an
 uninterrupted one would. Every random choice (utterances, references, arrangements) comes from
 the one generator seeded with them.
@@ -62,6 +69,8 @@ class TTSBatcher:
             (None: durations spread evenly), see :func:`build_single_stream`.
         in_context: share of drawn utterances given an in-context reference (see the module
             docstring); 0 draws none and leaves the batches exactly as without references.
+        other_clip: share of the utterances without a reference whose speaker vector comes
+            from another clip of their speaker (see the module docstring).
     """
 
     def __init__(  # noqa: PLR0913 - each argument is one independent setting
@@ -78,6 +87,7 @@ class TTSBatcher:
         single: SingleStreamPolicy | None = None,
         alignments: Sequence[Sequence[int] | None] | None = None,
         in_context: float = 0.0,
+        other_clip: float = 0.0,
     ) -> None:
         self.cache = cache
         self.ids = ids
@@ -108,8 +118,9 @@ class TTSBatcher:
         # In-context partners: the utterances that may serve as a reference, by (speaker,
         # language); a reference must have text and, in the single stream, fit its own stream.
         self.in_context = in_context
+        self.other_clip = other_clip
         self._groups: dict[tuple[str, str], list[int]] = {}
-        if in_context > 0:
+        if in_context > 0 or other_clip > 0:
             for i in self.usable:
                 u = cache.utterances[i]
                 if u.speaker and (single is None or self._fits_reference(i, single)):
@@ -155,6 +166,11 @@ class TTSBatcher:
         into the cache: same speaker and language, never itself); None for none."""
         if self.in_context <= 0 or rng.random() >= self.in_context:
             return None
+        return self._partner(index, rng)
+
+    def _partner(self, index: int, rng: np.random.Generator) -> int | None:
+        """Another utterance of the speaker and language of ``index``, uniformly; None for
+        none."""
         count = self._partners(index)
         if count <= 0:
             return None
@@ -263,6 +279,11 @@ class TTSBatcher:
             frame_codes.append(self.cache.codes_of(i).T)
         # The speaker slot holds the x-vector of the clip the voice comes from: the reference's.
         rows = [i if r is None else r for i, r in zip(chosen, references, strict=True)]
+        if speaker and self.other_clip > 0:  # drawn last: the arrangements stay as they were
+            for b, (i, r) in enumerate(zip(chosen, references, strict=True)):
+                if r is None and rng.random() < self.other_clip:
+                    other = self._partner(i, rng)
+                    rows[b] = i if other is None else other
         speakers = self.cache.speakers[rows] if speaker else None
         return TTSBatch(
             text_ids=text_ids,

@@ -172,6 +172,9 @@ class TTSDataConfig(FrozenConfig):
     # "speaker" field) and language goes first, arranged as the pipeline's in-context prompt
     # (see tts_batch). Utterances without such a partner never get one.
     in_context: float = 0.0
+    # Share of the utterances without a reference whose speaker slot holds the x-vector of
+    # another clip of their speaker and language, as at inference (see tts_batcher).
+    speaker_other_clip: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch_frames < 1 or self.max_batch < 1 or self.max_seconds <= 0:
@@ -186,6 +189,8 @@ class TTSDataConfig(FrozenConfig):
             raise ValueError(f"data.alignment must be one of {ALIGNMENTS}")
         if not 0 <= self.in_context <= 1:
             raise ValueError("data.in_context must lie in [0, 1]")
+        if not 0 <= self.speaker_other_clip <= 1:
+            raise ValueError("data.speaker_other_clip must lie in [0, 1]")
         if (self.alignment == "asr") != bool(self.aligner):
             raise ValueError(
                 'data.aligner (an ASR folder with a CTC head) goes with data.alignment "asr", '

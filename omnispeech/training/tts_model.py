@@ -30,13 +30,13 @@ from torch import nn
 
 from omnispeech.checkpoint import save_folder
 from omnispeech.errors import ConfigError
-from omnispeech.pipelines.tts import write_generation
 from omnispeech.pipelines.tts_frontend import (
     SPECIAL_TOKENS,
     BpeFrontend,
     PhonemeTokenizer,
     TextFrontend,
 )
+from omnispeech.pipelines.tts_generation import write_generation
 from omnispeech.pipelines.tts_single import ARRANGEMENT_KEY, arrangement_entry
 from omnispeech.talker import (
     CodePredictorConfig,

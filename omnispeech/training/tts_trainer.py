@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from omnispeech.errors import ConfigError
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tts_frontend import BpeFrontend, PhonemeFrontend, TextFrontend
-from omnispeech.talker import SpeakerEncoder
+from omnispeech.talker import SpeakerContrast, SpeakerEncoder
 from omnispeech.training.asr_data import Transcribed, read_transcribed, spread_evenly
 from omnispeech.training.run_state import OneOptimizerRun
 from omnispeech.training.tts_align import build_word_times, token_frames
@@ -175,6 +175,7 @@ class TTSTrainer(OneOptimizerRun):
                 mc.single_policy() if mc.arrangement == "single" else None,
                 aligned_frames,
                 dc.in_context,
+                dc.speaker_other_clip,
             )
             if cache is not None and text is not None
             else None
@@ -195,12 +196,13 @@ class TTSTrainer(OneOptimizerRun):
             )
         if self.batcher.unfit:
             self.skipped["text_too_long"] += self.batcher.unfit
-        if dc.in_context > 0 and not self.batcher.with_partner:
-            raise ConfigError(
-                "data.in_context needs utterances that share speaker and language with another "
-                "one (the manifest's 'speaker' field), and no training utterance does; add "
-                "speakers to the manifest or set data.in_context to 0"
-            )
+        for key in ("in_context", "speaker_other_clip"):
+            if getattr(dc, key) > 0 and not self.batcher.with_partner:
+                raise ConfigError(
+                    f"data.{key} needs utterances that share speaker and language with "
+                    "another one (the manifest's 'speaker' field), and no training utterance "
+                    f"does; add speakers to the manifest or set data.{key} to 0"
+                )
         self.step = 0
         self.stopped_by: signal.Signals | None = None  # set by fit() when a signal stopped it
         torch.manual_seed(cfg.run.seed * 7919 + 1 + self.workers.rank)
@@ -267,8 +269,13 @@ class TTSTrainer(OneOptimizerRun):
 
     # -- export --------------------------------------------------------------------------------
     def export(self, folder: Path | None = None) -> Path:
-        """Write the current model as a Qwen3-TTS folder (default ``OUT/model``)."""
-        return self.model.export(
+        """Write the current model as a Qwen3-TTS folder (default ``OUT/model``).
+
+        A model with a speaker encoder also gets the centre of its training utterances'
+        speaker vectors at strength 1 (no change to any voice; see
+        :mod:`omnispeech.talker.contrast`): the strength is chosen after training, by ear and
+        by ``omnispeech eval tts --contrast``."""
+        out = self.model.export(
             folder or self.out / "model",
             self.frontend,
             self.codec_dir,
@@ -277,6 +284,10 @@ class TTSTrainer(OneOptimizerRun):
             self.frames_per_token,
             self.cfg.sampling,
         )
+        vectors = self.train_cache.speakers
+        if self.speaker_encoder is not None and vectors is not None and len(vectors):
+            SpeakerContrast.from_vectors(vectors).save(out)
+        return out
 
     # -- one step ------------------------------------------------------------------------------
     def _batch(self) -> tuple[Any, dict[str, float]]:

@@ -5,7 +5,11 @@ storage halves the size in git and changes only the rounding of the weights. The
 what that rounding does: both folders speak the same held-out sentences greedily from the same
 reference clip, and it prints how many frames agree and how far their lengths lie apart::
 
-    python recipes/tts/ship.py runs/tts_aria/model --out omnispeech/bundled/tts-small
+    python recipes/tts/ship.py runs/tts_aria/model --out omnispeech/bundled/tts-small --contrast 2
+
+``--contrast`` sets the shipped folder's speaker contrast strength (see
+:mod:`omnispeech.talker.contrast`; the export holds the centre at strength 1); the centre itself
+stays in float32 (one vector: rounding it would save nothing).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 
 from omnispeech.bundled import store_bf16
 from omnispeech.pipelines.tts import TTS
-from omnispeech.talker import GenerationConfig
+from omnispeech.talker import GenerationConfig, SpeakerContrast
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "examples" / "austen.wav"
@@ -27,6 +31,7 @@ def compare(model: Path, out: Path) -> dict:
     """Greedy speech of the full-precision and the shipped folder on the same sentences."""
     greedy = GenerationConfig.greedy()
     full, shipped = TTS.from_pretrained(model), TTS.from_pretrained(out)
+    full.speaker_contrast = shipped.speaker_contrast  # only the weights' rounding differs
     same = total = 0
     gaps = []
     for text in SENTENCES:
@@ -47,8 +52,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="OUT/model of `omnispeech train tts`")
     parser.add_argument("--out", type=Path, default=ROOT / "omnispeech" / "bundled" / "tts-small")
+    parser.add_argument(
+        "--contrast", type=float, default=None, help="speaker contrast strength (default: kept)"
+    )
     args = parser.parse_args()
     store_bf16(args.model, args.out)
+    contrast = SpeakerContrast.load(args.model)
+    if contrast is None and args.contrast is not None:
+        parser.error(f"{args.model} has no speaker centre (export it with this version)")
+    if contrast is not None:
+        strength = contrast.strength if args.contrast is None else args.contrast
+        contrast.with_strength(strength).save(args.out)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(json.dumps({"written": str(args.out), "mb": round(size / 1e6, 2)}))
     print(json.dumps(compare(args.model, args.out)))
