@@ -108,8 +108,9 @@ def test_clones_are_pushed_only_by_a_model_that_declares_it(plain, pushed, clip)
     tts.set_speaker_contrast(1.0)
     assert torch.allclose(tts.voice(clip).speaker, raw, atol=1e-6)
     tts.set_speaker_contrast(2.0)
+    unpushed = TTS.from_pretrained(plain)
     a = tts.codes("Hello.", tts.voice(clip), seed=0)
-    b = TTS.from_pretrained(plain).codes("Hello.", TTS.from_pretrained(plain).voice(clip), seed=0)
+    b = unpushed.codes("Hello.", unpushed.voice(clip), seed=0)
     assert not torch.equal(a, b)
 
 
@@ -129,6 +130,15 @@ def test_save_pretrained_keeps_the_contrast(pushed, tmp_path):
     tts.save_pretrained(tmp_path / "again")
     again = TTS.from_pretrained(tmp_path / "again").speaker_contrast
     assert again is not None and again.strength == 1.5 and again.utterances == 7
+
+
+def test_bfloat16_storage_keeps_the_count_and_rounds_only_the_centre(pushed, tmp_path):
+    from omnispeech.bundled import store_bf16
+
+    stored = SpeakerContrast.load(store_bf16(pushed, tmp_path / "bf16"))
+    assert stored is not None and stored.strength == 2.0 and stored.utterances == 7
+    centre = torch.linspace(-1.0, 1.0, 32)
+    assert torch.equal(stored.centre, centre.to(torch.bfloat16).float())
 
 
 def test_a_declared_contrast_without_its_file_is_a_checkpoint_error(pushed, tmp_path):
