@@ -18,6 +18,8 @@ background load hits them alike. Run from the repository root::
         --model runs/tts_aria/model --model runs/tts_dual/model --section tts-arrangements
     python -m benchmarks.bench_tts_bundled --manifest corpus/manifest.jsonl \\
         --quantize none --quantize int8 --quantize int4   # the bundled model's weight modes
+    python -m benchmarks.bench_tts_bundled --manifest corpus/manifest.jsonl \\
+        --guidance 1 --guidance 2 --section tts-guidance   # without and with guidance
     python -m benchmarks.bench_tts_bundled --manifest corpus/manifest.jsonl --quick  # prints only
 """
 
@@ -50,12 +52,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "examples" / "austen.wav"
 
 
-def _peak_rss_mib(model: str | None, quantize: str | None, text: str) -> float:
+def _peak_rss_mib(
+    model: str | None, quantize: str | None, guidance: float | None, text: str
+) -> float:
     code = (
         "import torch; torch.set_num_threads(2)\n"
         "from omnispeech.pipelines.tts import TTS\n"
         f"tts = TTS.from_pretrained({model!r}, quantize={quantize!r})\n"
-        f"tts.synthesize({text!r}, tts.voice({str(CLIP)!r}), language='en', seed=0)\n"
+        + ("" if guidance is None else f"tts.set_guidance({guidance!r})\n")
+        + f"tts.synthesize({text!r}, tts.voice({str(CLIP)!r}), language='en', seed=0)\n"
         + PRINT_PEAK_MIB
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -89,24 +94,36 @@ def main() -> None:
         default=None,
         help="weight mode of every model (repeat for several rows; default: none)",
     )
+    parser.add_argument(
+        "--guidance",
+        action="append",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale of every model (repeat for several rows; default: "
+        "the folder's own)",
+    )
     parser.add_argument("--languages", default="en", help="comma-separated codes of the sentences")
     parser.add_argument("--sentences", type=int, default=20)
     parser.add_argument("--section", default="tts-bundled", help="RESULTS.md section to write")
     parser.add_argument("--quick", action="store_true", help="smoke run: print only")
     args = parser.parse_args()
     set_threads(THREADS)
-    # (folder, weight mode) per row; None = the bundled folder / float32 weights
+    # (folder, weight mode, guidance) per row; None = the bundled folder / float32 weights /
+    # the folder's own guidance
     models = [
-        (name, None if q == "none" else q)
+        (name, None if q == "none" else q, g)
         for name in args.model or [None]
         for q in args.quantize or ["none"]
+        for g in args.guidance or [None]
     ]
     n = 3 if args.quick else args.sentences
     entries = read_manifest(args.manifest, "test", args.languages.split(","))
     entries = [entries[i * len(entries) // n] for i in range(n)]
     loaded = []
-    for name, quantize in models:
+    for name, quantize, guidance in models:
         tts = TTS.from_pretrained(name, quantize=quantize)
+        if guidance is not None:
+            tts.set_guidance(guidance)
         voice = tts.voice(CLIP)
         _speak(tts, voice, entries[0])  # warm-up
         loaded.append((tts, voice))
@@ -118,20 +135,22 @@ def main() -> None:
             s["took"].append(took)
             s["speech"].append(speech)
     rows = []
-    for (name, quantize), (tts, _), s in zip(models, loaded, stats, strict=True):
+    for (name, quantize, guidance), (tts, _), s in zip(models, loaded, stats, strict=True):
         # Counted on the float32 model: quantized weights are buffers, not parameters.
         talker = TTS.from_pretrained(name).talker if quantize else tts.talker
         params = sum(p.numel() for p in talker.parameters()) / 1e6
         rows.append(
             {
-                "model": (name or "bundled") + (f" {quantize}" if quantize else ""),
+                "model": (name or "bundled")
+                + (f" {quantize}" if quantize else "")
+                + (f" guidance {guidance:g}" if guidance is not None else ""),
                 "talker_parameters_m": round(params, 2),
                 "sentences": n,
                 "speech_seconds": round(sum(s["speech"]), 1),
                 "first_packet_median_s": round(statistics.median(s["first"]), 3),
                 "first_packet_max_s": round(max(s["first"]), 3),
                 "rtf": round(sum(s["took"]) / sum(s["speech"]), 3),
-                "peak_rss_mib": round(_peak_rss_mib(name, quantize, entries[0].text), 1),
+                "peak_rss_mib": round(_peak_rss_mib(name, quantize, guidance, entries[0].text), 1),
             }
         )
     print_json(rows)

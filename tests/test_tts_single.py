@@ -29,7 +29,11 @@ TEXT = "open the file, close the window"
 def trained(tmp_path_factory) -> tuple[TTSTrainer, Path]:
     """A tiny talker trained two steps on the single stream (two tones standing in for speech)
     and its export."""
-    root = tmp_path_factory.mktemp("tts_single")
+    return train_single(tmp_path_factory.mktemp("tts_single"))
+
+
+def train_single(root: Path, **data: float) -> tuple[TTSTrainer, Path]:
+    """The trainer and export of :func:`trained` in ``root``, with ``data`` config changes."""
     lines = []
     for n, text in enumerate(TEXTS):
         sf.write(root / f"u{n}.wav", _tone(1.0 + 0.2 * n, 110 + 20 * n, n), 24000)
@@ -39,7 +43,7 @@ def trained(tmp_path_factory) -> tuple[TTSTrainer, Path]:
     cfg = _config(root, steps=2, save_every=2)
     cfg = cfg.replace(
         model=cfg.model.replace(arrangement="single", auto_language=0.0),
-        data=cfg.data.replace(valid=""),
+        data=cfg.data.replace(valid="", **data),
     )
     trainer = TTSTrainer(cfg, root / "run", progress=False)
     folder = trainer.fit(progress=False)

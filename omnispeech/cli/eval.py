@@ -267,6 +267,13 @@ def asr(  # noqa: PLR0913 - one parameter per CLI option
     "model's own; 1 = voices as the speaker encoder hears them).",
 )
 @click.option(
+    "--guidance",
+    type=float,
+    default=None,
+    help="With --synthesize: the classifier-free guidance scale to sample with (default: the "
+    "model's own; 1 = none).",
+)
+@click.option(
     "--judge",
     type=click.Choice(["auto", "asr", "none"]),
     default="auto",
@@ -296,6 +303,7 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
     in_context: bool,
     cross_language: bool,
     contrast: float | None,
+    guidance: float | None,
     judge: str,
     asr_model: str | None,
     no_similarity: bool,
@@ -328,9 +336,11 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
     from omnispeech.pipelines import ASR
 
     _check_reports(json_path, report_path)
-    if not synthesize and (model or in_context or cross_language or contrast is not None):
+    tuned = contrast is not None or guidance is not None
+    if not synthesize and (model or in_context or cross_language or tuned):
         raise click.ClickException(
-            "--model, --in-context, --cross-language and --contrast go with --synthesize"
+            "--model, --in-context, --cross-language, --contrast and --guidance go with "
+            "--synthesize"
         )
     if judge == "none" and asr_model:
         raise click.ClickException("--asr-model has nothing to judge with --judge none")
@@ -350,6 +360,7 @@ def tts(  # noqa: PLR0913 - one parameter per CLI option
                 cross_language,
                 seed,
                 contrast,
+                guidance,
             )
         elif not synthesized.is_dir():
             raise InputError(f"synthesised audio folder not found: {synthesized}")
@@ -382,6 +393,7 @@ def _synthesize(  # noqa: PLR0913 - the --synthesize options
     cross_language: bool,
     seed: int,
     contrast: float | None,
+    guidance: float | None,
 ) -> None:
     """Say every entry with the TTS model into ``folder`` (see omnispeech.eval.tts_synth)."""
     from tqdm import tqdm
@@ -395,6 +407,8 @@ def _synthesize(  # noqa: PLR0913 - the --synthesize options
     pipeline = TTS.from_pretrained(model)
     if contrast is not None:
         pipeline.set_speaker_contrast(contrast)
+    if guidance is not None:
+        pipeline.set_guidance(guidance)
     with tqdm(total=len(plans), unit="utt", desc="synthesising", leave=False) as bar:
         written = synthesize_plans(pipeline, plans, in_context, seed, bar.update)
     click.echo(f"synthesised {written} utterances into {folder}", err=True)

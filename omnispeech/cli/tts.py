@@ -106,6 +106,14 @@ def _stdin_pieces(lines: bool):
     "centre (more distinct voices above 1; 1 = as the speaker encoder hears it). Default: the "
     "model folder's own setting (2 for the bundled model).",
 )
+@click.option(
+    "--guidance",
+    type=float,
+    default=None,
+    help="Classifier-free guidance scale: above 1 follows the text and the voice more closely, "
+    "at two talker passes per frame (1 = none). Single-stream models trained for it only. "
+    "Default: the model folder's own setting.",
+)
 @click.option("--greedy", is_flag=True, help="No sampling: always the most likely codes.")
 @click.option(
     "--dtype",
@@ -147,6 +155,7 @@ def tts(  # noqa: PLR0913 - one argument per option
     stream: bool,
     arrangement: str | None,
     contrast: float | None,
+    guidance: float | None,
     greedy: bool,
     dtype: str,
     int8: bool,
@@ -195,6 +204,8 @@ def tts(  # noqa: PLR0913 - one argument per option
         if clone is None:
             raise click.ClickException("--contrast needs --clone (the voice it pushes)")
         check_speed(contrast, "--contrast")
+    if guidance is not None and not 1 <= guidance <= 20:
+        raise click.ClickException(f"--guidance must lie between 1 (none) and 20, got {guidance:g}")
     check_seed(seed)
     check_speed(speed)
     if str(output) != "-" and output.suffix.lower() not in AUDIO_SUFFIXES:
@@ -217,6 +228,8 @@ def tts(  # noqa: PLR0913 - one argument per option
             model_.frontend.check_text(text, language)
         if contrast is not None:
             model_.set_speaker_contrast(contrast)
+        if guidance is not None:
+            model_.set_guidance(guidance)
         if clone is not None or speaker is not None:
             ref_language = language
             if ref_text is not None and ref_text.strip().lower() == "auto":
@@ -227,7 +240,9 @@ def tts(  # noqa: PLR0913 - one argument per option
         if voice is None and instruct is None:
             click.echo(f"Note: {_no_voice_note(model_)}", err=True)
         pieces = _stdin_pieces(stream) if text == "-" else text
-        gen = GenerationConfig.greedy() if greedy else None
+        gen = None
+        if greedy:  # greedy, with the guidance asked for (or the folder's)
+            gen = GenerationConfig.greedy().replace(guidance=model_.generation.guidance)
         chunks = model_.stream(
             pieces,
             voice,

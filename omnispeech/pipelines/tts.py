@@ -22,9 +22,7 @@ pieces (a string or any iterable of strings); it is split into utterances of at 
 from __future__ import annotations
 
 import dataclasses
-import json
 import secrets
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -34,18 +32,17 @@ from tokenizers import Tokenizer
 
 from omnispeech.audio import load_audio, prepare_audio
 from omnispeech.bundled import default_model
-from omnispeech.checkpoint import CheckpointFolder, resolve_folder, save_folder
+from omnispeech.checkpoint import resolve_folder
 from omnispeech.errors import CheckpointError, InputError
 from omnispeech.interleave import RatePolicy, SingleStreamPolicy
 from omnispeech.pipelines.codec import Codec
 from omnispeech.pipelines.tts_batch import frames_batch
-from omnispeech.pipelines.tts_frontend import BpeFrontend, TextFrontend, load_frontend
-from omnispeech.pipelines.tts_generation import read_generation, write_generation
+from omnispeech.pipelines.tts_folder import load_parts, save_parts
+from omnispeech.pipelines.tts_frontend import BpeFrontend, TextFrontend
+from omnispeech.pipelines.tts_generation import check_guidance
 from omnispeech.pipelines.tts_loop import SynthesisRequest, frames, stream_audio
 from omnispeech.pipelines.tts_prompt import ARRANGEMENTS, VoicePrompt
-from omnispeech.pipelines.tts_single import arrangement_entry, read_arrangement
 from omnispeech.talker import GenerationConfig, SpeakerContrast, SpeakerEncoder, Talker
-from omnispeech.talker.config import qwen3_tts_config
 from omnispeech.talker.contrast import check_strength
 from omnispeech.talker.stepper import default_step
 
@@ -99,6 +96,8 @@ class TTS:
         speaker_contrast: how cloned speaker vectors are pushed from the training voices'
             centre (see :mod:`omnispeech.talker.contrast`); None leaves them as encoded. The
             attribute of the same name may be changed (or set to None) between voices.
+        guidance_dropout: the share of unconditioned sequences the single-stream talker
+            learnt (``data.guidance_dropout``); 0 refuses guidance above 1.
     """
 
     def __init__(  # noqa: PLR0913 - the pipeline's parts
@@ -111,6 +110,7 @@ class TTS:
         max_segment_tokens: int = 150,
         single: SingleStreamPolicy | None = None,
         speaker_contrast: SpeakerContrast | None = None,
+        guidance_dropout: float = 0.0,
     ) -> None:
         if talker.spec.family != "qwen3_tts":
             raise CheckpointError(
@@ -137,6 +137,7 @@ class TTS:
         self.max_segment_tokens = max_segment_tokens
         self.single = single
         self.speaker_contrast = speaker_contrast
+        self.guidance_dropout = guidance_dropout if single is not None else 0.0
         self.role_ids = frontend.role_ids
         self.last_seed: int | None = None
         self.last_seeds: list[int] = []  # of the last codes_batch / synthesize_batch
@@ -175,67 +176,17 @@ class TTS:
             CheckpointError: missing parts (tokenizer, ``speech_tokenizer/``) or wrong kind.
             InputError: an unknown ``quantize`` value.
         """
-        if quantize not in (None, "int8", "int4"):
-            raise InputError(f"quantize must be None, 'int8' or 'int4', got {quantize!r}")
-        if quantize == "int8" and dtype == torch.float32:
-            dtype = torch.bfloat16
         if name_or_path is None:
             name_or_path = default_model("tts")
         path = resolve_folder(name_or_path)
-        folder = CheckpointFolder(path)
-        talker = Talker.from_pretrained(path, dtype=dtype, device=device)
-        if quantize == "int8":
-            talker.quantize_int8()
-        elif quantize == "int4":
-            talker.quantize_int4()
-        codec_dir = path / "speech_tokenizer"
-        if not (codec_dir / "config.json").is_file():
-            raise CheckpointError(f"{path}: no speech_tokenizer/ folder (the 12 Hz codec)")
-        codec = Codec.from_pretrained(codec_dir, dtype=torch.float32, device=device)
-        speaker = None
-        if folder.has_prefix("speaker_encoder."):
-            speaker = SpeakerEncoder.from_pretrained(path, dtype=dtype, device=device)
-        generation = read_generation(path / "generation_config.json")
-        single = read_arrangement(json.loads((path / "config.json").read_text()))
-        contrast = SpeakerContrast.load(path) if speaker is not None else None
-        tts = cls(
-            talker,
-            codec,
-            load_frontend(path),
-            speaker,
-            generation,
-            single=single,
-            speaker_contrast=contrast,
-        )
+        tts = cls(**load_parts(path, dtype, device, quantize))
         tts._source = path
         return tts
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write a Qwen3-TTS-layout folder: weights, config, text front end (tokenizer or
         phoneme declaration), codec, sampling."""
-        out = Path(path)
-        tensors = {f"talker.{k}": v for k, v in self.talker.state_dict().items()}
-        extra: dict = {"tts_model_type": "custom_voice"}
-        if self.speaker_encoder is not None:
-            tensors.update(
-                {f"speaker_encoder.{k}": v for k, v in self.speaker_encoder.state_dict().items()}
-            )
-            extra = {
-                "tts_model_type": "base",
-                "speaker_encoder_config": self.speaker_encoder.cfg.to_dict(),
-            }
-        extra["tokenizer_type"] = "qwen3_tts_tokenizer_12hz"
-        if self.single is not None:
-            extra["talker_arrangement"] = arrangement_entry(self.single)
-        save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
-        self.frontend.save(out)
-        if self._source is None or not (self._source / "speech_tokenizer").is_dir():
-            raise CheckpointError("the codec folder this model was loaded with is unknown")
-        if (out / "speech_tokenizer").resolve() != (self._source / "speech_tokenizer").resolve():
-            shutil.copytree(self._source / "speech_tokenizer", out / "speech_tokenizer")
-        write_generation(out / "generation_config.json", self.generation)
-        if self.speaker_contrast is not None:
-            self.speaker_contrast.save(out)
+        save_parts(self, Path(path))
 
     # -- what the model knows -------------------------------------------------------------------
     @property
@@ -277,6 +228,18 @@ class TTS:
                 )
             return
         self.speaker_contrast = self.speaker_contrast.with_strength(strength)
+
+    def set_guidance(self, scale: float) -> None:
+        """Sample from now on with classifier-free guidance of this ``scale`` (1 = none; see
+        :class:`~omnispeech.talker.GenerationConfig`): each frame then costs two talker
+        passes, one of them without the text and the voice.
+
+        Raises:
+            InputError: a scale outside [1, 20], or one above 1 for a model whose talker never
+                learnt unconditioned sequences (the released ones, and the bundled voice).
+        """
+        scale = check_guidance(scale, self.guidance_dropout > 0)
+        self.generation = dataclasses.replace(self.generation, guidance=scale)
 
     def voice(
         self,
@@ -358,6 +321,8 @@ class TTS:
             raise InputError(f"arrangement must be one of {ARRANGEMENTS}, got {arrangement!r}")
         if not options.speed > 0:
             raise InputError(f"speed must be > 0, got {options.speed}")
+        generation = options.generation or self.generation
+        check_guidance(generation.guidance, self.guidance_dropout > 0)
         if isinstance(text, str) and not text.strip():
             raise InputError("nothing to say: the text is empty")
         if isinstance(text, str):
@@ -383,7 +348,7 @@ class TTS:
             language=options.language,
             policy=policy,
             arrangement=arrangement,
-            generation=options.generation or self.generation,
+            generation=generation,
             generator=generator,
             instruct_ids=self._instruct_ids(options.instruct),
             step=self.step if self.single is None else "eager",

@@ -2,6 +2,9 @@
 
 The released file names the talker's settings plainly (``temperature``, ``top_k``, ...) and the
 code predictor's with a ``subtalker_`` prefix; keys it leaves out take the released defaults.
+``guidance`` (classifier-free guidance on codebook 0, see
+:class:`~omnispeech.talker.GenerationConfig`) is this project's own key, written only when it is
+not 1, so a folder without guidance keeps the released file's keys.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 from pathlib import Path
 
 from omnispeech.core.sampling import SamplingConfig
-from omnispeech.errors import CheckpointError
+from omnispeech.errors import CheckpointError, InputError
 from omnispeech.talker import GenerationConfig
 
 
@@ -38,7 +41,7 @@ def _generation_from(data: dict) -> GenerationConfig:
         top_k=data.get("subtalker_top_k", 50),
         top_p=data.get("subtalker_top_p", 1.0),
     )
-    return GenerationConfig(talker, predictor)
+    return GenerationConfig(talker, predictor, guidance=float(data.get("guidance", 1.0)))
 
 
 def write_generation(path: Path, gen: GenerationConfig) -> None:
@@ -56,7 +59,30 @@ def write_generation(path: Path, gen: GenerationConfig) -> None:
         "subtalker_top_k": p.top_k,
         "subtalker_top_p": p.top_p,
     }
+    if gen.guidance != 1.0:
+        data["guidance"] = gen.guidance
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-__all__ = ["read_generation", "write_generation"]
+def check_guidance(scale: float, learnt: bool) -> float:
+    """``scale`` as a guidance scale for a talker that ``learnt`` unconditioned sequences
+    (a single-stream talker trained with ``data.guidance_dropout``) or not.
+
+    Raises:
+        InputError: not a number in [1, 20], or above 1 for a talker that did not learn them.
+    """
+    try:
+        scale = float(scale)
+    except (TypeError, ValueError):
+        raise InputError(f"guidance must be a number, got {scale!r}") from None
+    if not 1.0 <= scale <= 20.0:
+        raise InputError(f"guidance must lie between 1 (none) and 20, got {scale:g}")
+    if scale != 1.0 and not learnt:
+        raise InputError(
+            "guidance needs a single-stream talker trained with unconditioned sequences "
+            "(data.guidance_dropout); this model's talker never learnt them"
+        )
+    return scale
+
+
+__all__ = ["check_guidance", "read_generation", "write_generation"]

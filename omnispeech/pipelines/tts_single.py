@@ -31,6 +31,13 @@ is cut from the output as with the dual track. A transcript too long for its cli
 policy's bounds has no such stream: that is an :class:`~omnispeech.errors.InputError`.
 Without a transcript, a clip's speaker vector alone fills the speaker slot.
 
+**Guidance** (``generation.guidance`` above 1, for talkers trained with
+``data.guidance_dropout``): the talker runs each utterance twice in one batch, the second copy
+unconditioned as training arranged it (every text token's position reads ``tts_pad`` instead of
+the token, the speaker slot holds zeros; ``TEXT_END``, the language tag and an in-context
+reference stay), at exactly the same positions. Codebook 0 is drawn from the guided logits (see
+:meth:`~omnispeech.talker.Talker.sample_frame`) and both copies read the same frame.
+
 A folder declares the single stream in ``config.json``: ``talker_arrangement`` holds ``kind``
 "single" and the :class:`~omnispeech.interleave.SingleStreamPolicy` fields (look-ahead,
 frames-per-token target and bounds); absent means the released dual track. The single stream
@@ -39,6 +46,7 @@ runs on the reference (eager) step, whose inputs can be any vectors.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,14 +54,17 @@ import torch
 
 from omnispeech.errors import CheckpointError, ConfigError, InputError
 from omnispeech.interleave import (
+    ItemKind,
     SingleStreamPolicy,
     SingleStreamScheduler,
+    TextItem,
     build_reference_stream,
 )
 from omnispeech.pipelines.tts_loop import Stepper, SynthesisRequest, Utterance
 from omnispeech.pipelines.tts_prompt import TextTrack, control_prefix, reference_frames
 
 ARRANGEMENT_KEY = "talker_arrangement"  # the config.json key of a single-stream folder
+GUIDANCE_KEY = "guidance_dropout"  # in it: the share of unconditioned training sequences
 
 
 def read_arrangement(config: dict[str, Any]) -> SingleStreamPolicy | None:
@@ -72,16 +83,34 @@ def read_arrangement(config: dict[str, Any]) -> SingleStreamPolicy | None:
         )
     if entry["kind"] == "dual":
         return None
-    fields = {k: v for k, v in entry.items() if k != "kind"}
+    fields = {k: v for k, v in entry.items() if k not in ("kind", GUIDANCE_KEY)}
     try:
         return SingleStreamPolicy.from_dict(fields)
     except (ConfigError, ValueError, TypeError) as exc:
         raise CheckpointError(f"config.json: unusable {ARRANGEMENT_KEY} ({exc})") from None
 
 
-def arrangement_entry(policy: SingleStreamPolicy) -> dict[str, Any]:
-    """What :func:`read_arrangement` reads back as ``policy``."""
-    return {"kind": "single", **policy.to_dict()}
+def read_guidance_dropout(config: dict[str, Any]) -> float:
+    """The share of unconditioned sequences a single-stream talker learnt (its training's
+    ``data.guidance_dropout``, recorded in ``talker_arrangement``); 0 when none.
+
+    Raises:
+        CheckpointError: a value that is not a number in [0, 1).
+    """
+    entry = config.get(ARRANGEMENT_KEY)
+    value = entry.get(GUIDANCE_KEY, 0.0) if isinstance(entry, dict) else 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise CheckpointError(f"config.json: {ARRANGEMENT_KEY}.{GUIDANCE_KEY} must lie in [0, 1)")
+    return float(value)
+
+
+def arrangement_entry(policy: SingleStreamPolicy, guidance_dropout: float = 0.0) -> dict[str, Any]:
+    """What :func:`read_arrangement` reads back as ``policy`` (and
+    :func:`read_guidance_dropout` as ``guidance_dropout``, recorded when above 0)."""
+    entry: dict[str, Any] = {"kind": "single", **policy.to_dict()}
+    if guidance_dropout > 0:
+        entry[GUIDANCE_KEY] = guidance_dropout
+    return entry
 
 
 class SingleUtterance(Utterance):
@@ -103,20 +132,29 @@ class SingleUtterance(Utterance):
         self.request, self.track = request, track
         talker = request.talker
         self.codec_pad = track.codec([talker.spec.tokens.codec_pad])[0]
-        prefix = control_prefix(
-            track, request.role_ids, request.language, request.voice, request.instruct_ids
-        )
-        if request.voice.in_context:
-            prefix = torch.cat((prefix, self._reference(request.single)))
+        self.guided = request.generation.guidance != 1.0
+        voice = request.voice
+        role, language, instruct = request.role_ids, request.language, request.instruct_ids
+        prefixes = [control_prefix(track, role, language, voice, instruct)]
+        if self.guided:
+            blank = voice.speaker if voice.speaker is None else torch.zeros_like(voice.speaker)
+            unvoiced = dataclasses.replace(voice, speaker=blank)
+            prefixes.append(control_prefix(track, role, language, unvoiced, instruct))
+        if voice.in_context:
+            reference = self._reference(request.single)
+            prefixes = [torch.cat((p, reference)) for p in prefixes]
         self.sched = SingleStreamScheduler(request.single)  # type: ignore[assignment]
         self.sched.push(first)
         self.tokens = list(first)
         self.end_in_prompt = False
         # The lead-in holds at least the first text item: item 0 always enters before frame 0.
-        self.prompt = torch.cat((prefix, torch.stack(self._text_run())))
+        run = self._text_run()
+        self.prompt = torch.stack(
+            [torch.cat((p, self._vectors(run, copy))) for copy, p in enumerate(prefixes)]
+        )  # [1 or 2, L, hidden]
         max_tokens = request.feed.max_tokens
         # Prompt, the frames the guard allows, and every text item of the segment.
-        need = self.prompt.shape[0] + request.guard(max_tokens) + max_tokens + 2
+        need = self.prompt.shape[1] + request.guard(max_tokens) + max_tokens + 2
         self.capacity = min(talker.spec.talker.max_positions, need)
         self.made = 0
 
@@ -144,9 +182,9 @@ class SingleUtterance(Utterance):
                 vectors.append(track.item(pos.text) + self.codec_pad)
         return torch.stack(vectors)
 
-    def _text_run(self) -> list[torch.Tensor]:
-        """The vectors ``[hidden]`` of the text positions before the next frame (maybe none),
-        reading text while the scheduler waits for it; takes that frame's speech position."""
+    def _text_run(self) -> list[TextItem]:
+        """The items of the text positions before the next frame (maybe none), reading text
+        while the scheduler waits for it; takes that frame's speech position."""
         run = []
         while True:
             pos = self.sched.next()
@@ -155,15 +193,28 @@ class SingleUtterance(Utterance):
             elif pos.is_speech:
                 return run
             else:
-                run.append(self.track.item(pos.text) + self.codec_pad)
+                run.append(pos.text)
+
+    def _vectors(self, items: list[TextItem], unconditioned: int) -> torch.Tensor:
+        """Text positions of ``items`` -> ``[n, hidden]``; tokens read ``tts_pad`` in the
+        unconditioned copy (``unconditioned`` 1)."""
+        track = self.track
+        out = [
+            (track.pad if unconditioned and item.kind is ItemKind.TOKEN else track.item(item))
+            + self.codec_pad
+            for item in items
+        ]
+        return torch.stack(out) if out else self.codec_pad.new_zeros(0, self.codec_pad.shape[0])
 
     def next_inputs(self, codes: torch.Tensor) -> torch.Tensor:
         """Counts the frame just made (``codes`` ``[1, K]``); the vectors to feed after it
-        ``[n, hidden]``: its speech position, then the text positions due before the next
-        frame."""
+        ``[copies, n, hidden]`` (copies: 2 when guided, else 1): its speech position, then the
+        text positions due before the next frame."""
         self.made += 1
-        frame = self.request.talker.embed_frames(codes[:, :, None])[0, 0] + self.track.pad
-        return torch.stack([frame, *self._text_run()])
+        frame = self.request.talker.embed_frames(codes[:, :, None])[0, :1] + self.track.pad
+        run = self._text_run()
+        copies = 2 if self.guided else 1
+        return torch.stack([torch.cat((frame, self._vectors(run, c))) for c in range(copies)])
 
     def next_text(self) -> torch.Tensor:
         raise NotImplementedError("single-stream utterances feed whole positions: next_inputs")
@@ -176,7 +227,7 @@ def single_utterance(
     """Frames ``[K]`` of one utterance of a single-stream request (see the module docstring);
     ``cache_holder[0]`` carries the talker's cache from one utterance to the next."""
     utt = SingleUtterance(request, track, first)
-    state = request.talker.start(utt.prompt[None], utt.capacity, cache_holder[0])
+    state = request.talker.start(utt.prompt, utt.capacity, cache_holder[0])
     cache_holder[0] = state.cache
     stepper = Stepper(request, state)
     while not utt.cut(state.cache.length):
@@ -184,8 +235,8 @@ def single_utterance(
         if codes is None:
             break
         yield codes[0]
-        inputs = utt.next_inputs(codes)
-        if state.cache.length + inputs.shape[0] > utt.capacity:
+        inputs = utt.next_inputs(codes[:1])
+        if state.cache.length + inputs.shape[1] > utt.capacity:
             utt.cut(utt.capacity)  # the talker's positions are spent: warn and stop
             break
         stepper.feed(inputs)

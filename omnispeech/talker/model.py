@@ -36,11 +36,22 @@ class GenerationConfig(FrozenConfig):
 
     Defaults are the released Qwen3-TTS ``generation_config.json`` values. ``min_frames``
     frames are produced before end-of-speech may be chosen.
+
+    ``guidance`` is the scale ``w`` of classifier-free guidance on codebook 0: the talker
+    scores ``u + w * (c - u)`` from its conditioned logits ``c`` and its unconditioned ones
+    ``u`` (the same positions without text and speaker vector, see
+    :meth:`Talker.sample_frame`). 1 is no guidance: only talkers trained with unconditioned
+    sequences (``data.guidance_dropout``) make use of more.
     """
 
     talker: SamplingConfig = SamplingConfig(repetition_penalty=1.05)
     code_predictor: SamplingConfig = SamplingConfig()
     min_frames: int = 2
+    guidance: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.guidance <= 20.0:
+            raise ValueError(f"guidance must lie in [1, 20], got {self.guidance}")
 
     @classmethod
     def greedy(cls) -> GenerationConfig:
@@ -84,6 +95,7 @@ class GenerationConfig(FrozenConfig):
             "talker": self.talker.to_dict(),
             "code_predictor": self.code_predictor.to_dict(),
             "min_frames": self.min_frames,
+            "guidance": self.guidance,
         }
 
 
@@ -315,34 +327,52 @@ class Talker(nn.Module):
         ``min_frames`` rule), e.g. while more text is known to come. ``generator`` may be one
         per row (independent requests): the code predictor then runs on the rows that did
         not end only, so an ending row draws nothing more, as when it runs alone.
+
+        With ``gen.guidance`` above 1 the state holds each stream twice: rows ``0..B-1``
+        conditioned and rows ``B..2B-1`` the same streams unconditioned (the caller builds
+        and feeds both). Codebook 0 is drawn from the guided logits, the residual codebooks
+        from the conditioned rows' hidden states, and both copies get the same ``[B, K]``
+        codes (returned as ``[2B, K]``, to feed both).
         """
-        logits = self.codec_head(state.hidden)
+        guided = gen.guidance != 1.0
+        hidden, history = state.hidden, state.history
+        logits = self.codec_head(hidden)
+        if guided:
+            if hidden.shape[0] % 2:
+                raise ValueError("a guided state holds an even number of rows")
+            B = hidden.shape[0] // 2
+            cond, uncond = logits[:B].float(), logits[B:].float()
+            logits = uncond + gen.guidance * (cond - uncond)
+            hidden, history = hidden[:B], history[:B]
         suppress = self.suppress
         if state.frames < gen.min_frames or not allow_end:
             suppress = suppress.clone()
             suppress[self.spec.tokens.codec_eos] = True
-        code0 = sample(logits, gen.talker, generator, state.history, suppress)
+        code0 = sample(logits, gen.talker, generator, history, suppress)
         ended = code0 == self.spec.tokens.codec_eos
         if ended.all():
             # The end-of-speech frame has no residual codes: skip the predictor entirely.
             residual = code0.new_full((code0.shape[0], self.num_code_groups - 1), -1)
         elif generator is None or isinstance(generator, torch.Generator):
             residual, _ = self.code_predictor.predict(
-                state.hidden, self.embed_codec(code0), gen.code_predictor, generator
+                hidden, self.embed_codec(code0), gen.code_predictor, generator
             )
             residual[ended] = -1
         else:
             go = (~ended).nonzero().squeeze(-1)
             residual = code0.new_full((code0.shape[0], self.num_code_groups - 1), -1)
             residual[go], _ = self.code_predictor.predict(
-                state.hidden[go],
+                hidden[go],
                 self.embed_codec(code0[go]),
                 gen.code_predictor,
                 [generator[int(i)] for i in go],
             )
+        codes = torch.cat((code0[:, None], residual), dim=1)
+        if guided:  # both copies of each stream go on with the same frame
+            codes, ended = codes.repeat(2, 1), ended.repeat(2)
         state.done |= ended
-        state.history = torch.cat((state.history, code0[:, None]), dim=1)
-        return torch.cat((code0[:, None], residual), dim=1)
+        state.history = torch.cat((state.history, codes[:, :1]), dim=1)
+        return codes
 
     @torch.inference_mode()
     def advance(self, state: TalkerState, codes: torch.Tensor, text: torch.Tensor) -> None:

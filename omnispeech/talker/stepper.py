@@ -45,6 +45,8 @@ class FrameStepper:
     ) -> None:
         if step not in STEPS:
             raise ValueError(f"step must be one of {', '.join(STEPS)}, not {step!r}")
+        if step != "eager" and generation.guidance != 1.0:
+            raise ValueError("guidance runs on the reference (eager) step only")
         self.talker, self.state, self.generation = talker, state, generation
         self.generator = generator
         self.session: StaticSession | None = None
@@ -76,7 +78,8 @@ class FrameStepper:
             self.session.advance()
 
     def feed(self, inputs: torch.Tensor) -> None:
-        """Feed ready input vectors ``[n, hidden]`` (the reference loop only)."""
+        """Feed ready input vectors ``[n, hidden]``, or ``[B, n, hidden]`` for a state of
+        ``B`` rows (the reference loop only)."""
         if self.session is not None:
             raise ValueError("the fixed-shape steps take one frame and one text vector at a time")
-        self.talker.feed(self.state, inputs[None])
+        self.talker.feed(self.state, inputs if inputs.dim() == 3 else inputs[None])

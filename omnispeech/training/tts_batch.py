@@ -195,12 +195,16 @@ def arrange_single(  # noqa: PLR0913 - one utterance's parts and the arrangement
     policy: SingleStreamPolicy,
     alignment: Sequence[int] | None = None,
     reference: Reference | None = None,
+    unconditioned: bool = False,
 ) -> _Sequence:
     """One utterance as talker positions in the single stream (see the module docstring).
 
     Arguments as for :func:`arrange`, with the single-stream ``policy`` instead of a mode,
     and optionally the first frame of each text token (``n`` entries, non-decreasing, in
-    ``[0, N)``) that the durations follow; None spreads them evenly.
+    ``[0, N)``) that the durations follow; None spreads them evenly. ``unconditioned`` puts
+    ``tts_pad`` in place of every target text token (the positions, ``TEXT_END`` and any
+    reference stay): the unconditional branch of classifier-free guidance, which the pipeline
+    builds the same way (:mod:`omnispeech.pipelines.tts_single`).
 
     Raises:
         ValueError: the text (or the reference's) does not fit in its frames under
@@ -219,7 +223,10 @@ def arrange_single(  # noqa: PLR0913 - one utterance's parts and the arrangement
             # The position before reads everything up to here and predicts this frame.
             seq.labels[-1] = frame_lists[pos.frame][0]
             seq.frame_at.append(len(seq.text) - 1)
-        seq.add(*_single_position(pos, frame_lists, ids, K))
+        text, codec = _single_position(pos, frame_lists, ids, K)
+        if unconditioned and pos.frame is None and pos.text.kind is ItemKind.TOKEN:
+            text = ids.tts_pad
+        seq.add(text, codec)
     seq.labels[-1] = ids.codec_eos
     return seq
 

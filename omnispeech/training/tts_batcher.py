@@ -19,6 +19,12 @@ speaker and language (drawn as a reference would be), so the talker learns the v
 all clips of a speaker share rather than from what one clip holds (its pitch contour, its pace).
 0 draws nothing and leaves the batches exactly as before.
 
+**Unconditioned utterances** (``data.guidance_dropout``): with that probability an utterance is
+arranged without its text (each target text token reads ``tts_pad``) and with a zero speaker
+vector, so that the talker also learns what speech follows from the speech alone: the
+unconditional branch that classifier-free guidance sharpens the text and the voice against at
+inference. A reference, when drawn, stays. 0 draws nothing.
+
 A batch depends only on (seed, step, rank), as for ASR: a resumed run draws the very batches an
 uninterrupted one would. Every random choice (utterances, references, arrangements) comes from
 the one generator seeded with them.
@@ -71,6 +77,8 @@ class TTSBatcher:
             docstring); 0 draws none and leaves the batches exactly as without references.
         other_clip: share of the utterances without a reference whose speaker vector comes
             from another clip of their speaker (see the module docstring).
+        guidance_dropout: share of utterances arranged unconditioned (see the module
+            docstring); single stream only.
     """
 
     def __init__(  # noqa: PLR0913 - each argument is one independent setting
@@ -88,7 +96,11 @@ class TTSBatcher:
         alignments: Sequence[Sequence[int] | None] | None = None,
         in_context: float = 0.0,
         other_clip: float = 0.0,
+        guidance_dropout: float = 0.0,
     ) -> None:
+        if guidance_dropout > 0 and single is None:
+            raise ValueError("guidance_dropout needs the single stream")
+        self.guidance_dropout = guidance_dropout
         self.cache = cache
         self.ids = ids
         self.language_tags = dict(language_tags)
@@ -243,7 +255,8 @@ class TTSBatcher:
             references = [self.reference(i, rng) for i in chosen]
         seqs = []
         speaker = self.cache.speakers is not None
-        for i, r in zip(chosen, references, strict=True):
+        dropped = []  # rows arranged unconditioned
+        for b, (i, r) in enumerate(zip(chosen, references, strict=True)):
             u = self.cache.utterances[i]
             mode = self.text_modes[int(rng.integers(len(self.text_modes)))]
             auto = bool(rng.random() < self.auto_language)
@@ -258,7 +271,11 @@ class TTSBatcher:
                 ref = Reference(ref_text, self.cache.codes_of(r))
             parts = (text, codes, self.ids, self.role_ids, tag, speaker)
             if self.single is not None:
-                seqs.append(arrange_single(*parts, self.single, self.alignment(i), ref))
+                blank = self.guidance_dropout > 0 and rng.random() < self.guidance_dropout
+                if blank:
+                    dropped.append(b)
+                align = self.alignment(i)
+                seqs.append(arrange_single(*parts, self.single, align, ref, blank))
             else:
                 seqs.append(arrange(*parts, mode, ref))
         B, L = len(seqs), max(len(s.text) for s in seqs)
@@ -285,6 +302,8 @@ class TTSBatcher:
                     other = self._partner(i, rng)
                     rows[b] = i if other is None else other
         speakers = self.cache.speakers[rows] if speaker else None
+        if speakers is not None and dropped:
+            speakers[dropped] = 0.0  # the unconditioned voice: no speaker vector
         return TTSBatch(
             text_ids=text_ids,
             codec_ids=codec_ids,

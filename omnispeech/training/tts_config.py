@@ -123,18 +123,23 @@ class TTSSamplingConfig(FrozenConfig):
         temperature / top_k: codebook 0, drawn by the talker (repetition penalty 1.05 as
             released).
         predictor_temperature / predictor_top_k: codebooks 1..K-1, drawn by the code predictor.
+        guidance: classifier-free guidance scale of codebook 0 (1 = none; above 1 needs a
+            talker trained with ``data.guidance_dropout``).
     """
 
     temperature: float = 0.9
     top_k: int = 50
     predictor_temperature: float = 0.9
     predictor_top_k: int = 50
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.temperature > 0 and self.predictor_temperature > 0):
             raise ValueError("sampling temperatures must be > 0")
         if self.top_k < 1 or self.predictor_top_k < 1:
             raise ValueError("sampling top_k values must be >= 1")
+        if not 1 <= self.guidance <= 20:
+            raise ValueError("sampling.guidance must lie between 1 (none) and 20")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +180,10 @@ class TTSDataConfig(FrozenConfig):
     # Share of the utterances without a reference whose speaker slot holds the x-vector of
     # another clip of their speaker and language, as at inference (see tts_batcher).
     speaker_other_clip: float = 0.0
+    # Share of utterances trained unconditioned: their text tokens read as tts_pad and their
+    # speaker vector as zeros (TEXT_END, the language tag and any reference stay), so that the
+    # export can be sampled with classifier-free guidance (see tts_batcher).
+    guidance_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch_frames < 1 or self.max_batch < 1 or self.max_seconds <= 0:
@@ -191,6 +200,8 @@ class TTSDataConfig(FrozenConfig):
             raise ValueError("data.in_context must lie in [0, 1]")
         if not 0 <= self.speaker_other_clip <= 1:
             raise ValueError("data.speaker_other_clip must lie in [0, 1]")
+        if not 0 <= self.guidance_dropout < 1:
+            raise ValueError("data.guidance_dropout must lie in [0, 1)")
         if (self.alignment == "asr") != bool(self.aligner):
             raise ValueError(
                 'data.aligner (an ASR folder with a CTC head) goes with data.alignment "asr", '

@@ -207,6 +207,7 @@ class TrainableTTS(nn.Module):
         cfg: TTSModelConfig | None = None,
         frames_per_token: float = 3.5,
         sampling: TTSSamplingConfig | None = None,
+        guidance_dropout: float = 0.0,
     ) -> Path:
         """Write a Qwen3-TTS folder that ``TTS.from_pretrained`` loads unchanged.
 
@@ -220,7 +221,9 @@ class TrainableTTS(nn.Module):
         trained on the single stream (``cfg.arrangement`` "single") records it and its policy
         under ``talker_arrangement`` in ``config.json``: the released readers ignore that key,
         and ``TTS`` runs such a model with its single-stream loop, feeding text at
-        ``frames_per_token`` (the training data's mean speech frames per text token).
+        ``frames_per_token`` (the training data's mean speech frames per text token), and the
+        share of unconditioned sequences it learnt (``guidance_dropout``, when above 0: the
+        pipeline allows guidance only then).
         """
         out = Path(folder)
         tensors = {f"talker.{k}": v for k, v in self.talker.state_dict().items()}
@@ -235,7 +238,8 @@ class TrainableTTS(nn.Module):
             }
         extra["tokenizer_type"] = "qwen3_tts_tokenizer_12hz"
         if cfg is not None and cfg.arrangement == "single":
-            extra[ARRANGEMENT_KEY] = arrangement_entry(cfg.single_policy(frames_per_token))
+            policy = cfg.single_policy(frames_per_token)
+            extra[ARRANGEMENT_KEY] = arrangement_entry(policy, guidance_dropout)
         save_folder(out, qwen3_tts_config(self.talker.spec, extra), tensors)
         frontend = tokenizer if isinstance(tokenizer, TextFrontend) else BpeFrontend(tokenizer)
         frontend.check(self.talker.spec.tokens)  # the folder must load as it is written
@@ -251,6 +255,7 @@ class TrainableTTS(nn.Module):
                 code_predictor=gen.code_predictor.replace(
                     temperature=sampling.predictor_temperature, top_k=sampling.predictor_top_k
                 ),
+                guidance=sampling.guidance,
             )
         write_generation(out / "generation_config.json", gen)
         return out

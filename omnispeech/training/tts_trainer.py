@@ -75,6 +75,16 @@ class TTSTrainer(OneOptimizerRun):
         progress: bool = True,
     ) -> None:
         dc, mc = cfg.data, cfg.model
+        if dc.guidance_dropout > 0 and mc.arrangement != "single":
+            raise ConfigError(
+                "data.guidance_dropout trains the single stream's guidance: it needs model."
+                'arrangement "single"'
+            )
+        if cfg.sampling.guidance != 1.0 and dc.guidance_dropout == 0:
+            raise ConfigError(
+                "sampling.guidance above 1 needs a talker that learnt unconditioned sequences: "
+                "set data.guidance_dropout (e.g. 0.15)"
+            )
         if not dc.train:
             raise ConfigError("no training data: pass --train MANIFEST (or set data.train)")
         if not dc.codec or not (Path(dc.codec) / "config.json").is_file():
@@ -176,11 +186,17 @@ class TTSTrainer(OneOptimizerRun):
                 aligned_frames,
                 dc.in_context,
                 dc.speaker_other_clip,
+                dropout,
             )
             if cache is not None and text is not None
             else None
-            for cache, text, aligned_frames in zip(
-                (self.train_cache, self.valid_cache), texts, alignments, strict=True
+            # The held-out loss scores the conditioned talker only: no unconditioned rows.
+            for cache, text, aligned_frames, dropout in zip(
+                (self.train_cache, self.valid_cache),
+                texts,
+                alignments,
+                (dc.guidance_dropout, 0.0),
+                strict=True,
             )
         )
         assert self.batcher is not None
@@ -283,6 +299,7 @@ class TTSTrainer(OneOptimizerRun):
             self.cfg.model,
             self.frames_per_token,
             self.cfg.sampling,
+            self.cfg.data.guidance_dropout,
         )
         vectors = self.train_cache.speakers
         if self.speaker_encoder is not None and vectors is not None and len(vectors):

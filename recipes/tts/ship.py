@@ -9,7 +9,9 @@ reference clip, and it prints how many frames agree and how far their lengths li
 
 ``--contrast`` sets the shipped folder's speaker contrast strength (see
 :mod:`omnispeech.talker.contrast`; the export holds the centre at strength 1); the centre itself
-stays in float32 (one vector: rounding it would save nothing).
+stays in float32 (one vector: rounding it would save nothing). ``--guidance`` sets the
+classifier-free guidance scale the shipped folder's ``generation_config.json`` declares (for a
+talker trained with ``data.guidance_dropout``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from omnispeech.bundled import store_bf16
 from omnispeech.pipelines.tts import TTS
+from omnispeech.pipelines.tts_generation import read_generation, write_generation
 from omnispeech.talker import GenerationConfig, SpeakerContrast
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +32,8 @@ SENTENCES = ("The file could not be opened.", "Please close the window before yo
 
 def compare(model: Path, out: Path) -> dict:
     """Greedy speech of the full-precision and the shipped folder on the same sentences."""
-    greedy = GenerationConfig.greedy()
     full, shipped = TTS.from_pretrained(model), TTS.from_pretrained(out)
+    greedy = GenerationConfig.greedy().replace(guidance=shipped.generation.guidance)
     full.speaker_contrast = shipped.speaker_contrast  # only the weights' rounding differs
     same = total = 0
     gaps = []
@@ -55,8 +58,14 @@ def main() -> None:
     parser.add_argument(
         "--contrast", type=float, default=None, help="speaker contrast strength (default: kept)"
     )
+    parser.add_argument(
+        "--guidance", type=float, default=None, help="guidance scale to declare (default: kept)"
+    )
     args = parser.parse_args()
     store_bf16(args.model, args.out)
+    if args.guidance is not None:
+        gen_path = args.out / "generation_config.json"
+        write_generation(gen_path, read_generation(gen_path).replace(guidance=args.guidance))
     contrast = SpeakerContrast.load(args.model)
     if contrast is None and args.contrast is not None:
         parser.error(f"{args.model} has no speaker centre (export it with this version)")
