@@ -19,7 +19,7 @@ from omnispeech.pipelines.tts_generation import check_guidance, read_generation,
 from omnispeech.pipelines.tts_prompt import VoicePrompt, language_tag
 from omnispeech.pipelines.tts_single import ARRANGEMENT_KEY, GUIDANCE_KEY, read_guidance_dropout
 from omnispeech.talker import GenerationConfig
-from omnispeech.training.tts_batch import TTSBatch, arrange_single
+from omnispeech.training.tts_batch import arrange_single
 from omnispeech.training.tts_config import TTSDataConfig, TTSSamplingConfig
 from omnispeech.training.tts_trainer import TTSTrainer
 from tests import test_tts_single as single
@@ -112,21 +112,7 @@ def test_guided_loop_feeds_both_training_sequences(trainer, tts, monkeypatch):
         seq = arrange_single(
             text_ids, codes, ids, batcher.role_ids, tag, True, tts.single, unconditioned=bool(copy)
         )
-        L = len(seq.text)
-        mask = torch.zeros(1, L, dtype=torch.bool)
-        mask[0, seq.speaker_at] = True
-        batch = TTSBatch(
-            text_ids=torch.tensor([seq.text]),
-            codec_ids=torch.tensor([seq.codec]),
-            speaker_mask=mask,
-            speakers=speaker[None],
-            labels=torch.tensor([seq.labels]),
-            frame_index=torch.tensor(seq.frame_at),
-            frame_codes=codes.T,
-            frames=N,
-        )
-        with torch.no_grad():
-            x = trainer.model.embed(batch)[0]
+        x = single.embed_sequence(trainer, seq, codes, speaker)
         torch.testing.assert_close(fed[copy], x, rtol=1e-6, atol=1e-5)
 
 

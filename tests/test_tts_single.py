@@ -117,24 +117,33 @@ def test_generation_inputs_equal_the_training_sequence(trainer, tts, monkeypatch
     ids = tts.talker.spec.tokens
     tag = language_tag(tts.talker, "english", None)
     seq = arrange_single(text_ids, codes, ids, batcher.role_ids, tag, False, tts.single)
-    L = len(seq.text)
-    batch = TTSBatch(
-        text_ids=torch.tensor([seq.text]),
-        codec_ids=torch.tensor([seq.codec]),
-        speaker_mask=torch.zeros(1, L, dtype=torch.bool),
-        speakers=None,
-        labels=torch.tensor([seq.labels]),
-        frame_index=torch.tensor(seq.frame_at),
-        frame_codes=codes.T,
-        frames=N,
-    )
-    with torch.no_grad():
-        x = trainer.model.embed(batch)[0]
+    x = embed_sequence(trainer, seq, codes)
     fed = torch.cat(seen)
     assert fed.shape == x.shape
     torch.testing.assert_close(fed, x, rtol=1e-6, atol=1e-5)
     # The prompt ends right before frame 0 is sampled: at the position trained to predict it.
     assert seen[0].shape[0] - 1 == seq.frame_at[0]
+
+
+def embed_sequence(trainer, seq, codes, speaker=None) -> torch.Tensor:  # noqa: ANN001
+    """The talker inputs ``[L, hidden]`` training gives one arranged sequence with its frames
+    ``codes`` ``[K, N]`` (and ``speaker`` ``[hidden]`` in its slot, if any)."""
+    L = len(seq.text)
+    mask = torch.zeros(1, L, dtype=torch.bool)
+    if speaker is not None:
+        mask[0, seq.speaker_at] = True
+    batch = TTSBatch(
+        text_ids=torch.tensor([seq.text]),
+        codec_ids=torch.tensor([seq.codec]),
+        speaker_mask=mask,
+        speakers=None if speaker is None else speaker[None],
+        labels=torch.tensor([seq.labels]),
+        frame_index=torch.tensor(seq.frame_at),
+        frame_codes=codes.T,
+        frames=codes.shape[1],
+    )
+    with torch.no_grad():
+        return trainer.model.embed(batch)[0]
 
 
 def test_text_in_pieces_gives_the_speech_of_the_whole_text(tts, monkeypatch):
