@@ -209,8 +209,10 @@ def test_cli_synthesizes_the_held_out_voices_then_scores_them(tmp_path, monkeypa
     refused = CliRunner().invoke(main, [*args, "--in-context"])
     assert refused.exit_code != 0 and refused.output.count("\n") == 1
     assert "--synthesize" in refused.output
-    refused = CliRunner().invoke(main, [*args, "--contrast", "2"])
-    assert refused.exit_code != 0 and "--contrast go with --synthesize" in refused.output
+    for option in ("--contrast", "--guidance"):
+        refused = CliRunner().invoke(main, [*args, option, "2"])
+        assert refused.exit_code != 0 and refused.output.count("\n") == 1
+        assert option in refused.output and "go with --synthesize" in refused.output
     # A model without a speaker centre takes no other strength than 1, said in one line.
     refused = CliRunner().invoke(
         main, [*args, "--synthesize", "-m", str(folder), "--contrast", "2"]
