@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from omnispeech.audio import log_mel_spectrogram
@@ -72,11 +72,16 @@ def test_streaming_features_equal_offline(encoder, total, sizes, seed):
 # Exactly one window: its last feature frames only arrive at flush, completing the window there.
 @example(seconds=8.0, piece_ms=10, seed=0)
 def test_streaming_audio_equals_offline(encoder, seconds, piece_ms, seed):
-    # Noise keeps the log-mel floor (max - 8) inactive, where streaming features are exact.
     wav = np.random.default_rng(seed).standard_normal(int(seconds * 16000)).astype(np.float32)
     wav *= 0.1
+    feats = log_mel_spectrogram(wav)
+    # Streaming features are exact where the log-mel floor (max - 8 in log10 power, max - 2
+    # after the rescale) is inactive (see StreamingLogMel). Noise almost always keeps it so,
+    # but now and then one bin of one frame falls below it (seed 1734 at 4 s, frame 7): the
+    # documented difference, not the property under test.
+    assume(bool((feats > feats.max() - 2.0).all()))
     with torch.no_grad():
-        offline = encoder(log_mel_spectrogram(wav)[None]).tokens
+        offline = encoder(feats[None]).tokens
     step = 16 * piece_ms
     out = []
     with encoder.streaming(1):
