@@ -199,7 +199,8 @@ def test_cli_guidance_option(trained, tmp_path):
     out = tmp_path / "x.wav"
     runner = CliRunner()
     bad = runner.invoke(main, ["tts", "hello", "-o", str(out), "--guidance", "0.5"])
-    assert bad.exit_code != 0 and "--guidance must lie between 1" in bad.output
+    assert bad.exit_code != 0 and bad.output.count("\n") == 1
+    assert "--guidance must lie between 1" in bad.output
     assert not out.exists()
     args = ["eval", "tts", str(tmp_path), str(tmp_path / "m.jsonl"), "--guidance", "2"]
     loose = runner.invoke(main, args)

@@ -186,7 +186,7 @@ def tts(  # noqa: PLR0913 - one argument per option
     from omnispeech.pipelines.tts import TTS
     from omnispeech.pipelines.tts_loop import GenerationWarning
     from omnispeech.pipelines.tts_prompt import VoicePrompt
-    from omnispeech.talker import GenerationConfig
+    from omnispeech.talker import MAX_GUIDANCE, GenerationConfig
 
     # Everything that can be checked without the model is checked before it loads: one
     # line and exit status 1 each, as for every other bad input.
@@ -204,8 +204,10 @@ def tts(  # noqa: PLR0913 - one argument per option
         if clone is None:
             raise click.ClickException("--contrast needs --clone (the voice it pushes)")
         check_speed(contrast, "--contrast")
-    if guidance is not None and not 1 <= guidance <= 20:
-        raise click.ClickException(f"--guidance must lie between 1 (none) and 20, got {guidance:g}")
+    if guidance is not None and not 1 <= guidance <= MAX_GUIDANCE:
+        raise click.ClickException(
+            f"--guidance must lie between 1 (none) and {MAX_GUIDANCE:g}, got {guidance:g}"
+        )
     check_seed(seed)
     check_speed(speed)
     if str(output) != "-" and output.suffix.lower() not in AUDIO_SUFFIXES:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omnispeech.core.sampling import SamplingConfig
 from omnispeech.errors import CheckpointError, InputError
-from omnispeech.talker import GenerationConfig
+from omnispeech.talker import MAX_GUIDANCE, GenerationConfig
 
 
 def read_generation(path: Path) -> GenerationConfig:
@@ -69,14 +69,15 @@ def check_guidance(scale: float, learnt: bool) -> float:
     (a single-stream talker trained with ``data.guidance_dropout``) or not.
 
     Raises:
-        InputError: not a number in [1, 20], or above 1 for a talker that did not learn them.
+        InputError: not a number in [1, MAX_GUIDANCE], or above 1 for a talker that did not
+            learn them.
     """
     try:
         scale = float(scale)
     except (TypeError, ValueError):
         raise InputError(f"guidance must be a number, got {scale!r}") from None
-    if not 1.0 <= scale <= 20.0:
-        raise InputError(f"guidance must lie between 1 (none) and 20, got {scale:g}")
+    if not 1.0 <= scale <= MAX_GUIDANCE:
+        raise InputError(f"guidance must lie between 1 (none) and {MAX_GUIDANCE:g}, got {scale:g}")
     if scale != 1.0 and not learnt:
         raise InputError(
             "guidance needs a single-stream talker trained with unconditioned sequences "

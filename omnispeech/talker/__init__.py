@@ -4,10 +4,17 @@ residual codebooks, and the speaker encoder used for voice cloning."""
 from omnispeech.talker.code_predictor import CodePredictor
 from omnispeech.talker.config import CodePredictorConfig, TalkerConfig, TalkerSpec, TalkerTokens
 from omnispeech.talker.contrast import SpeakerContrast
-from omnispeech.talker.model import GenerationConfig, Talker, TalkerState, read_spec
+from omnispeech.talker.model import (
+    MAX_GUIDANCE,
+    GenerationConfig,
+    Talker,
+    TalkerState,
+    read_spec,
+)
 from omnispeech.talker.speaker import SpeakerEncoder, SpeakerEncoderConfig
 
 __all__ = [
+    "MAX_GUIDANCE",
     "CodePredictor",
     "CodePredictorConfig",
     "GenerationConfig",

@@ -29,6 +29,10 @@ from omnispeech.talker.code_predictor import CodePredictor
 from omnispeech.talker.config import TalkerSpec, qwen3_tts_config, read_spec
 from omnispeech.talker.moe import SharedExpertMoE
 
+# The guidance scales accepted everywhere (API, CLI, configs): 1 is none; past 20 the guided
+# logits are the difference of two distributions more than anything the talker learnt.
+MAX_GUIDANCE = 20.0
+
 
 @dataclasses.dataclass(frozen=True)
 class GenerationConfig(FrozenConfig):
@@ -50,8 +54,8 @@ class GenerationConfig(FrozenConfig):
     guidance: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 1.0 <= self.guidance <= 20.0:
-            raise ValueError(f"guidance must lie in [1, 20], got {self.guidance}")
+        if not 1.0 <= self.guidance <= MAX_GUIDANCE:
+            raise ValueError(f"guidance must lie in [1, {MAX_GUIDANCE:g}], got {self.guidance}")
 
     @classmethod
     def greedy(cls) -> GenerationConfig:

@@ -25,6 +25,7 @@ from typing import Any
 
 from omnispeech.config import FrozenConfig
 from omnispeech.interleave import SingleStreamPolicy
+from omnispeech.talker import MAX_GUIDANCE
 from omnispeech.training.asr_config import ASROptimConfig, ASRRunConfig
 from omnispeech.training.config import SectionedConfig
 
@@ -138,8 +139,8 @@ class TTSSamplingConfig(FrozenConfig):
             raise ValueError("sampling temperatures must be > 0")
         if self.top_k < 1 or self.predictor_top_k < 1:
             raise ValueError("sampling top_k values must be >= 1")
-        if not 1 <= self.guidance <= 20:
-            raise ValueError("sampling.guidance must lie between 1 (none) and 20")
+        if not 1 <= self.guidance <= MAX_GUIDANCE:
+            raise ValueError(f"sampling.guidance must lie between 1 (none) and {MAX_GUIDANCE:g}")
 
 
 @dataclasses.dataclass(frozen=True)
